@@ -1,1 +1,29 @@
-//! placeholder
+//! oxrt core: tensors, the graph IR, shape inference, the execution-provider
+//! interface and kernel registry, partitioning, planning and [`Session`].
+//!
+//! Providers plug in through [`ExecutionProvider`]; this crate depends on none
+//! of them. Most users go through the `oxrt` facade crate instead.
+
+pub mod dtype;
+pub mod error;
+pub mod infer;
+pub mod ir;
+pub mod partition;
+pub mod plan;
+pub mod provider;
+pub mod registry;
+pub mod session;
+pub mod shape;
+pub mod tensor;
+pub mod tensor_proto;
+
+pub use dtype::DataType;
+pub use error::{Error, Result};
+pub use ir::{Dim, Graph, Model, Node, ValueInfo, ValueType};
+pub use provider::{DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo, NodeContext};
+pub use registry::{KernelDef, KernelRegistry};
+pub use session::{OptimizationLevel, Session, SessionBuilder, SessionOutputs};
+pub use tensor::{Element, Storage, Tensor};
+
+pub use half::{bf16, f16};
+pub use ndarray;

@@ -1,0 +1,408 @@
+//! Type and shape inference for the operators oxrt implements.
+//!
+//! Best effort, like ONNX's: values whose type cannot be derived stay
+//! unknown and kernels validate actual shapes at run time. Inferred types
+//! fill `Graph::value_types`, where providers read them to choose kernels.
+
+use std::collections::BTreeMap;
+
+use crate::dtype::DataType;
+use crate::ir::{Attribute, Dim, Graph, Node, ValueType};
+use crate::shape::{self, AutoPad};
+use crate::tensor::Tensor;
+
+/// Fills `graph.value_types` for every node output it can infer.
+pub fn infer_graph(graph: &mut Graph, opsets: &BTreeMap<String, i64>) {
+    for v in graph.inputs.iter().chain(&graph.overridable_initializers) {
+        graph.value_types.entry(v.name.clone()).or_insert(v.ty.clone());
+    }
+    let order = crate::plan::topological_order(graph).unwrap_or_default();
+    for ni in order {
+        let node = &graph.nodes[ni];
+        let opset = opsets.get(&node.domain).copied().unwrap_or(0);
+        let inputs: Vec<Option<&ValueType>> =
+            node.inputs.iter().map(|n| graph.value_types.get(n)).collect();
+        let constant = |i: usize| node.input(i).and_then(|n| graph.initializers.get(n)).map(|t| t.as_ref());
+        let outs = if node.domain.is_empty() {
+            infer_node(node, opset, &inputs, &constant)
+        } else {
+            Vec::new()
+        };
+        let updates: Vec<(String, ValueType)> = node
+            .outputs
+            .iter()
+            .zip(outs)
+            .filter(|(name, _)| !name.is_empty())
+            .filter_map(|(name, t)| t.map(|t| (name.clone(), t)))
+            .collect();
+        for (name, t) in updates {
+            // Declared value_info wins over inference when it is more precise.
+            let keep_declared = graph
+                .value_types
+                .get(&name)
+                .is_some_and(|d| d.concrete_shape().is_some());
+            if !keep_declared {
+                graph.value_types.insert(name, t);
+            }
+        }
+    }
+}
+
+fn known(dims: &[usize]) -> Vec<Dim> {
+    dims.iter().map(|&d| Dim::Known(d)).collect()
+}
+
+fn tensor(dtype: DataType, dims: Option<Vec<Dim>>) -> Option<ValueType> {
+    Some(ValueType::Tensor { dtype, shape: dims })
+}
+
+fn ints_of(t: &Tensor) -> Option<Vec<i64>> {
+    t.as_slice::<i64>().map(<[i64]>::to_vec).ok()
+}
+
+/// Infers the output types of one node of the ONNX domain.
+pub fn infer_node<'a>(
+    node: &Node,
+    opset: i64,
+    inputs: &[Option<&ValueType>],
+    constant: &dyn Fn(usize) -> Option<&'a Tensor>,
+) -> Vec<Option<ValueType>> {
+    let input = |i: usize| inputs.get(i).copied().flatten();
+    let dtype0 = input(0).and_then(ValueType::dtype);
+    let dims0 = input(0).and_then(ValueType::dims).map(<[Dim]>::to_vec);
+    let concrete = |i: usize| input(i).and_then(ValueType::concrete_shape);
+    let same = || vec![input(0).cloned()];
+    match node.op_type.as_str() {
+        "Identity" | "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Clip" | "Softmax"
+        | "LogSoftmax" | "Abs" | "Neg" | "Exp" | "Log" | "Sqrt" => same(),
+        "Dropout" => vec![input(0).cloned(), dims0.map(|d| ValueType::Tensor { dtype: DataType::Bool, shape: Some(d) })],
+        "BatchNormalization" => same(),
+        "Add" | "Sub" | "Mul" | "Div" => {
+            let shape = match (concrete(0), concrete(1)) {
+                (Some(a), Some(b)) => shape::broadcast(&a, &b).ok().map(|s| known(&s)),
+                _ => None,
+            };
+            vec![dtype0.and_then(|d| tensor(d, shape))]
+        }
+        "Cast" => {
+            let to = node.get_int("to").ok().flatten().and_then(|c| DataType::from_onnx(c as i32));
+            vec![to.and_then(|d| tensor(d, dims0))]
+        }
+        "Shape" => {
+            let rank = dims0.as_ref().map(|d| d.len() as i64);
+            let len = rank.map(|r| {
+                let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
+                let start = clamp(node.int_or("start", 0).unwrap_or(0));
+                let end = clamp(node.int_or("end", r).unwrap_or(r));
+                (end - start).max(0) as usize
+            });
+            vec![tensor(DataType::I64, len.map(|l| known(&[l])))]
+        }
+        "Constant" => vec![constant_type(node)],
+        "Conv" | "MaxPool" | "AveragePool" => {
+            let out = window_output(node, &concrete(0), concrete(1), opset);
+            let mut v = vec![dtype0.and_then(|d| tensor(d, out.clone()))];
+            if node.op_type == "MaxPool" {
+                v.push(tensor(DataType::I64, out));
+            }
+            v
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" => {
+            let out = dims0.map(|d| {
+                d.iter()
+                    .enumerate()
+                    .map(|(i, x)| if i < 2 { x.clone() } else { Dim::Known(1) })
+                    .collect()
+            });
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "Gemm" => {
+            let (ta, tb) = (node.int_or("transA", 0).unwrap_or(0), node.int_or("transB", 0).unwrap_or(0));
+            let out = match (concrete(0), concrete(1)) {
+                (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
+                    let m = if ta != 0 { a[1] } else { a[0] };
+                    let n = if tb != 0 { b[0] } else { b[1] };
+                    Some(known(&[m, n]))
+                }
+                _ => None,
+            };
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "MatMul" => {
+            let out = match (concrete(0), concrete(1)) {
+                (Some(a), Some(b)) => matmul_shape(&a, &b).map(|s| known(&s)),
+                _ => None,
+            };
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "Reshape" => {
+            let target = constant(1).and_then(ints_of);
+            let allowzero = node.int_or("allowzero", 0).unwrap_or(0) != 0;
+            let out = match (concrete(0), target) {
+                (Some(inp), Some(t)) => reshape_shape(&inp, &t, allowzero).map(|s| known(&s)),
+                (None, Some(t)) if t.iter().all(|&v| v > 0) => {
+                    Some(t.iter().map(|&v| Dim::Known(v as usize)).collect())
+                }
+                _ => None,
+            };
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "Flatten" => {
+            let out = concrete(0).and_then(|s| {
+                let axis = shape::normalize_axis(node.int_or("axis", 1).ok()?, s.len() + 1).ok()?;
+                Some(known(&[s[..axis].iter().product(), s[axis..].iter().product()]))
+            });
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "Transpose" => {
+            let out = dims0.and_then(|d| {
+                let perm: Vec<i64> = match node.get_ints("perm").ok()? {
+                    Some(p) => p.to_vec(),
+                    None => (0..d.len() as i64).rev().collect(),
+                };
+                perm.iter().map(|&p| d.get(usize::try_from(p).ok()?).cloned()).collect()
+            });
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "Concat" => {
+            let shapes: Option<Vec<Vec<usize>>> = (0..inputs.len()).map(concrete).collect();
+            let out = shapes.and_then(|s| {
+                let first = s.first()?;
+                let axis = shape::normalize_axis(node.get_int("axis").ok()??, first.len()).ok()?;
+                let mut o = first.clone();
+                o[axis] = s.iter().map(|x| x.get(axis).copied().unwrap_or(0)).sum();
+                Some(known(&o))
+            });
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "Gather" => {
+            let out = match (concrete(0), concrete(1)) {
+                (Some(data), Some(idx)) => shape::normalize_axis(node.int_or("axis", 0).unwrap_or(0), data.len())
+                    .ok()
+                    .map(|a| {
+                        let mut o = data[..a].to_vec();
+                        o.extend(&idx);
+                        o.extend(&data[a + 1..]);
+                        known(&o)
+                    }),
+                _ => None,
+            };
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        "Unsqueeze" | "Squeeze" => {
+            let axes = if opset >= 13 {
+                constant(1).and_then(ints_of)
+            } else {
+                node.get_ints("axes").ok().flatten().map(<[i64]>::to_vec)
+            };
+            let out = concrete(0).and_then(|s| {
+                if node.op_type == "Unsqueeze" {
+                    unsqueeze_shape(&s, &axes?).map(|s| known(&s))
+                } else {
+                    squeeze_shape(&s, axes.as_deref()).map(|s| known(&s))
+                }
+            });
+            vec![dtype0.and_then(|d| tensor(d, out))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn constant_type(node: &Node) -> Option<ValueType> {
+    let (name, attr) = node.attributes.iter().next()?;
+    match (name.as_str(), attr) {
+        ("value", Attribute::Tensor(t)) => Some(ValueType::tensor(t.dtype(), t.shape())),
+        ("value_float", _) => Some(ValueType::tensor(DataType::F32, &[])),
+        ("value_int", _) => Some(ValueType::tensor(DataType::I64, &[])),
+        ("value_floats", Attribute::Floats(v)) => Some(ValueType::tensor(DataType::F32, &[v.len()])),
+        ("value_ints", Attribute::Ints(v)) => Some(ValueType::tensor(DataType::I64, &[v.len()])),
+        ("value_string", _) => Some(ValueType::tensor(DataType::String, &[])),
+        ("value_strings", Attribute::Strings(v)) => Some(ValueType::tensor(DataType::String, &[v.len()])),
+        _ => None,
+    }
+}
+
+fn window_output(node: &Node, x: &Option<Vec<usize>>, w: Option<Vec<usize>>, _opset: i64) -> Option<Vec<Dim>> {
+    let x = x.as_ref()?;
+    if x.len() < 3 {
+        return None;
+    }
+    let spatial = &x[2..];
+    let n = spatial.len();
+    let is_conv = node.op_type == "Conv";
+    let kernel: Vec<usize> = match node.get_ints("kernel_shape").ok()? {
+        Some(k) => shape::to_usize(k, "kernel_shape").ok()?,
+        None if is_conv => w.as_ref()?.get(2..)?.to_vec(),
+        None => return None,
+    };
+    let get = |name: &str, default: usize, len: usize| -> Option<Vec<usize>> {
+        match node.get_ints(name).ok()? {
+            Some(v) => shape::to_usize(v, name).ok(),
+            None => Some(vec![default; len]),
+        }
+    };
+    let auto_pad = AutoPad::parse(node.string_or("auto_pad", "NOTSET").ok()?).ok()?;
+    let ceil = node.int_or("ceil_mode", 0).ok()? != 0;
+    let win = shape::window(
+        spatial,
+        &kernel,
+        &get("strides", 1, n)?,
+        &get("dilations", 1, n)?,
+        &get("pads", 0, 2 * n)?,
+        auto_pad,
+        ceil,
+    )
+    .ok()?;
+    let channels = if is_conv { *w.as_ref()?.first()? } else { x[1] };
+    let mut out = vec![x[0], channels];
+    out.extend(win.output);
+    Some(known(&out))
+}
+
+/// Output shape of numpy-style `matmul`.
+pub fn matmul_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let a2 = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
+    let b2 = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+    if k != k2 {
+        return None;
+    }
+    let mut out = shape::broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).ok()?;
+    if a.len() > 1 {
+        out.push(m);
+    }
+    if b.len() > 1 {
+        out.push(n);
+    }
+    Some(out)
+}
+
+/// Resolves a `Reshape` target (`0` copies, `-1` infers) against `input`.
+pub fn reshape_shape(input: &[usize], target: &[i64], allowzero: bool) -> Option<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            0 if !allowzero => out.push(*input.get(i)?),
+            t if t >= 0 => out.push(t as usize),
+            _ => return None,
+        }
+    }
+    if let Some(i) = infer {
+        let known: usize = out.iter().product();
+        if known == 0 || total % known != 0 {
+            return None;
+        }
+        out[i] = total / known;
+    }
+    (out.iter().product::<usize>() == total).then_some(out)
+}
+
+/// Output shape of `Unsqueeze` with `axes`.
+pub fn unsqueeze_shape(input: &[usize], axes: &[i64]) -> Option<Vec<usize>> {
+    let rank = input.len() + axes.len();
+    let mut norm: Vec<usize> = axes
+        .iter()
+        .map(|&a| shape::normalize_axis(a, rank).ok())
+        .collect::<Option<_>>()?;
+    norm.sort_unstable();
+    if norm.windows(2).any(|w| w[0] == w[1]) {
+        return None;
+    }
+    let mut it = input.iter();
+    (0..rank)
+        .map(|i| if norm.contains(&i) { Some(1) } else { it.next().copied() })
+        .collect()
+}
+
+/// Output shape of `Squeeze` with optional `axes` (all size-1 dims when absent).
+pub fn squeeze_shape(input: &[usize], axes: Option<&[i64]>) -> Option<Vec<usize>> {
+    match axes {
+        None => Some(input.iter().copied().filter(|&d| d != 1).collect()),
+        Some(axes) => {
+            let norm: Vec<usize> = axes
+                .iter()
+                .map(|&a| shape::normalize_axis(a, input.len()).ok())
+                .collect::<Option<_>>()?;
+            if norm.iter().any(|&a| input[a] != 1) {
+                return None;
+            }
+            Some(
+                input
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !norm.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn node(op: &str, attrs: Vec<(&str, Attribute)>) -> Node {
+        Node {
+            name: "n".into(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: vec!["a".into(), "b".into()],
+            outputs: vec!["y".into()],
+            attributes: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    fn f32t(s: &[usize]) -> ValueType {
+        ValueType::tensor(DataType::F32, s)
+    }
+
+    #[test]
+    fn conv_pool_gemm_shapes() {
+        let x = f32t(&[1, 1, 8, 8]);
+        let w = f32t(&[8, 1, 3, 3]);
+        let conv = node("Conv", vec![("pads", Attribute::Ints(vec![1, 1, 1, 1]))]);
+        let out = infer_node(&conv, 13, &[Some(&x), Some(&w)], &|_| None);
+        assert_eq!(out[0], Some(f32t(&[1, 8, 8, 8])));
+        let pool = node(
+            "MaxPool",
+            vec![("kernel_shape", Attribute::Ints(vec![2, 2])), ("strides", Attribute::Ints(vec![2, 2]))],
+        );
+        let out = infer_node(&pool, 13, &[Some(&f32t(&[1, 8, 8, 8]))], &|_| None);
+        assert_eq!(out[0], Some(f32t(&[1, 8, 4, 4])));
+        let gemm = node("Gemm", vec![("transB", Attribute::Int(1))]);
+        let out = infer_node(&gemm, 13, &[Some(&f32t(&[5, 64])), Some(&f32t(&[10, 64]))], &|_| None);
+        assert_eq!(out[0], Some(f32t(&[5, 10])));
+    }
+
+    #[test]
+    fn broadcast_reshape_and_symbolic() {
+        let add = node("Add", vec![]);
+        let out = infer_node(&add, 14, &[Some(&f32t(&[2, 1, 3])), Some(&f32t(&[4, 1]))], &|_| None);
+        assert_eq!(out[0], Some(f32t(&[2, 4, 3])));
+        let sym = ValueType::Tensor {
+            dtype: DataType::F32,
+            shape: Some(vec![Dim::Symbolic("N".into()), Dim::Known(3)]),
+        };
+        let relu = node("Relu", vec![]);
+        assert_eq!(infer_node(&relu, 14, &[Some(&sym)], &|_| None)[0], Some(sym.clone()));
+        assert_eq!(reshape_shape(&[2, 3, 4], &[0, -1], false), Some(vec![2, 12]));
+        assert_eq!(reshape_shape(&[2, 3, 4], &[5, -1], false), None);
+        assert_eq!(matmul_shape(&[7, 2, 3], &[3, 4]), Some(vec![7, 2, 4]));
+        assert_eq!(matmul_shape(&[3], &[3, 4]), Some(vec![4]));
+        assert_eq!(unsqueeze_shape(&[3, 4], &[0, -1]), Some(vec![1, 3, 4, 1]));
+        assert_eq!(squeeze_shape(&[1, 3, 1], Some(&[0])), Some(vec![3, 1]));
+        assert_eq!(squeeze_shape(&[1, 3, 1], None), Some(vec![3]));
+    }
+}

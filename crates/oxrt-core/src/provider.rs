@@ -1,0 +1,105 @@
+//! The `ExecutionProvider` trait: how a device offers to run nodes and
+//! creates kernels for them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::dtype::DataType;
+use crate::error::Result;
+use crate::ir::{Graph, Node, ValueType};
+use crate::partition::node_context;
+use crate::tensor::Tensor;
+
+/// The kind of device a provider runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+    Other(String),
+}
+
+/// A description of a provider's device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub kind: DeviceKind,
+    /// Device ordinal (0 for the host).
+    pub id: u32,
+    /// Human-readable description, e.g. the CPU model or GPU name.
+    pub description: String,
+}
+
+impl fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}:{} ({})", self.kind, self.id, self.description)
+    }
+}
+
+/// What a provider sees of a node when deciding whether to take it.
+#[derive(Debug, Clone)]
+pub struct NodeContext<'a> {
+    /// The opset version imported for the node's domain.
+    pub opset: i64,
+    /// Known types of the node's inputs (`None`: omitted or not inferred).
+    pub input_types: Vec<Option<&'a ValueType>>,
+}
+
+impl NodeContext<'_> {
+    /// Element type of input `i`, if known.
+    pub fn input_dtype(&self, i: usize) -> Option<DataType> {
+        self.input_types.get(i).copied().flatten().and_then(ValueType::dtype)
+    }
+}
+
+/// What a kernel is created from, besides the node itself.
+#[derive(Debug, Clone)]
+pub struct KernelInfo<'a> {
+    /// The node's opset version and input types.
+    pub node: NodeContext<'a>,
+    /// Constant inputs (initializers) by input index, for pre-packing weights
+    /// or reading shapes at creation time.
+    pub constants: BTreeMap<usize, &'a Tensor>,
+}
+
+/// A node prepared for execution: attributes parsed, weights pre-packed.
+pub trait Kernel: Send + Sync {
+    /// Computes the node's outputs. `inputs[i]` is `None` for an omitted
+    /// optional input. Returns one tensor per node output (trailing optional
+    /// outputs the node does not name may be left out).
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
+}
+
+/// A group of nodes a provider takes (one node, or a fused subgraph).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGroup {
+    /// Indices into `Graph::nodes`.
+    pub nodes: Vec<usize>,
+}
+
+/// An execution provider: a device plus the kernels it can run.
+pub trait ExecutionProvider: Send + Sync {
+    /// Short unique name, e.g. `cpu`.
+    fn name(&self) -> &str;
+
+    /// The device this provider runs on.
+    fn device(&self) -> DeviceInfo;
+
+    /// Whether this provider can run `node`; the error explains why not
+    /// (unknown op, opset not covered, element type not handled...).
+    fn supports(&self, node: &Node, ctx: &NodeContext<'_>) -> Result<(), String>;
+
+    /// The nodes of `graph` this provider takes. The default offers every
+    /// node [`ExecutionProvider::supports`] accepts, one group per node.
+    fn capability(&self, graph: &Graph, opsets: &BTreeMap<String, i64>) -> Vec<NodeGroup> {
+        graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| self.supports(n, &node_context(graph, n, opsets)).is_ok())
+            .map(|(i, _)| NodeGroup { nodes: vec![i] })
+            .collect()
+    }
+
+    /// Creates the kernel that runs `node`.
+    fn create_kernel(&self, node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>>;
+}

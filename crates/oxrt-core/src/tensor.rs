@@ -1,0 +1,408 @@
+//! `Tensor`: a dense, contiguous, row-major array of any ONNX element type.
+
+use std::fmt;
+
+use half::{bf16, f16};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+
+/// Typed storage of a tensor's elements (host memory).
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Storage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    Bool(Vec<bool>),
+    String(Vec<String>),
+    /// Complex numbers as `[re, im]` pairs.
+    Complex64(Vec<[f32; 2]>),
+    /// Complex numbers as `[re, im]` pairs.
+    Complex128(Vec<[f64; 2]>),
+    /// 8-, 4- and 2-bit formats (float8, int4, uint4, float4, int2, uint2), one
+    /// element per byte, holding the element's raw bit pattern (unpacked).
+    Bits(Vec<u8>),
+}
+
+impl Storage {
+    fn len(&self) -> usize {
+        match self {
+            Storage::F32(v) => v.len(),
+            Storage::F64(v) => v.len(),
+            Storage::F16(v) => v.len(),
+            Storage::BF16(v) => v.len(),
+            Storage::I8(v) => v.len(),
+            Storage::I16(v) => v.len(),
+            Storage::I32(v) => v.len(),
+            Storage::I64(v) => v.len(),
+            Storage::U8(v) => v.len(),
+            Storage::U16(v) => v.len(),
+            Storage::U32(v) => v.len(),
+            Storage::U64(v) => v.len(),
+            Storage::Bool(v) => v.len(),
+            Storage::String(v) => v.len(),
+            Storage::Complex64(v) => v.len(),
+            Storage::Complex128(v) => v.len(),
+            Storage::Bits(v) => v.len(),
+        }
+    }
+
+    /// Storage of `len` zero (default) elements of `dtype`.
+    fn zeros(dtype: DataType, len: usize) -> Storage {
+        use DataType as D;
+        match dtype {
+            D::F32 => Storage::F32(vec![0.0; len]),
+            D::F64 => Storage::F64(vec![0.0; len]),
+            D::F16 => Storage::F16(vec![f16::ZERO; len]),
+            D::BF16 => Storage::BF16(vec![bf16::ZERO; len]),
+            D::I8 => Storage::I8(vec![0; len]),
+            D::I16 => Storage::I16(vec![0; len]),
+            D::I32 => Storage::I32(vec![0; len]),
+            D::I64 => Storage::I64(vec![0; len]),
+            D::U8 => Storage::U8(vec![0; len]),
+            D::U16 => Storage::U16(vec![0; len]),
+            D::U32 => Storage::U32(vec![0; len]),
+            D::U64 => Storage::U64(vec![0; len]),
+            D::Bool => Storage::Bool(vec![false; len]),
+            D::String => Storage::String(vec![String::new(); len]),
+            D::Complex64 => Storage::Complex64(vec![[0.0; 2]; len]),
+            D::Complex128 => Storage::Complex128(vec![[0.0; 2]; len]),
+            _ => Storage::Bits(vec![0; len]),
+        }
+    }
+}
+
+/// A numeric (or bool) element type that a [`Tensor`] can hold.
+pub trait Element: Copy + Send + Sync + PartialEq + fmt::Debug + 'static {
+    /// The ONNX element type.
+    const DTYPE: DataType;
+    /// Borrows the elements if `storage` holds this type.
+    fn slice(storage: &Storage) -> Option<&[Self]>;
+    /// Mutably borrows the elements if `storage` holds this type.
+    fn slice_mut(storage: &mut Storage) -> Option<&mut [Self]>;
+    /// Takes the elements if `storage` holds this type.
+    fn take(storage: Storage) -> Option<Vec<Self>>;
+    /// Wraps a vector in storage.
+    fn store(data: Vec<Self>) -> Storage;
+}
+
+macro_rules! element {
+    ($t:ty, $variant:ident, $dtype:ident) => {
+        impl Element for $t {
+            const DTYPE: DataType = DataType::$dtype;
+            fn slice(storage: &Storage) -> Option<&[Self]> {
+                match storage {
+                    Storage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn slice_mut(storage: &mut Storage) -> Option<&mut [Self]> {
+                match storage {
+                    Storage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn take(storage: Storage) -> Option<Vec<Self>> {
+                match storage {
+                    Storage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn store(data: Vec<Self>) -> Storage {
+                Storage::$variant(data)
+            }
+        }
+    };
+}
+
+element!(f32, F32, F32);
+element!(f64, F64, F64);
+element!(f16, F16, F16);
+element!(bf16, BF16, BF16);
+element!(i8, I8, I8);
+element!(i16, I16, I16);
+element!(i32, I32, I32);
+element!(i64, I64, I64);
+element!(u8, U8, U8);
+element!(u16, U16, U16);
+element!(u32, U32, U32);
+element!(u64, U64, U64);
+element!(bool, Bool, Bool);
+
+/// A dense row-major tensor in host memory.
+#[derive(Clone, PartialEq)]
+pub struct Tensor {
+    dtype: DataType,
+    shape: Vec<usize>,
+    storage: Storage,
+}
+
+/// Number of elements of `shape`, or `None` on overflow.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+impl Tensor {
+    /// Builds a tensor from a shape and elements; fails if they disagree.
+    pub fn from_vec<T: Element>(shape: impl Into<Vec<usize>>, data: Vec<T>) -> Result<Self> {
+        Self::from_storage(T::DTYPE, shape.into(), T::store(data))
+    }
+
+    /// Builds a string tensor.
+    pub fn from_strings(shape: impl Into<Vec<usize>>, data: Vec<String>) -> Result<Self> {
+        Self::from_storage(DataType::String, shape.into(), Storage::String(data))
+    }
+
+    /// A 0-d tensor holding one value.
+    pub fn scalar<T: Element>(value: T) -> Self {
+        Self {
+            dtype: T::DTYPE,
+            shape: Vec::new(),
+            storage: T::store(vec![value]),
+        }
+    }
+
+    /// Builds a tensor from raw parts; fails if the storage variant does not
+    /// match `dtype` or its length does not match `shape`.
+    pub fn from_storage(dtype: DataType, shape: Vec<usize>, storage: Storage) -> Result<Self> {
+        let numel = checked_numel(&shape)
+            .ok_or_else(|| Error::invalid(format!("shape {shape:?} overflows usize")))?;
+        let ok_variant = match (&storage, dtype) {
+            (Storage::Bits(_), d) => d.bits() <= 8 && d.is_float() || d.bits() < 8,
+            (s, d) => std::mem::discriminant(s) == std::mem::discriminant(&Storage::zeros(d, 0)),
+        };
+        if !ok_variant {
+            return Err(Error::invalid(format!(
+                "storage does not hold {dtype} elements"
+            )));
+        }
+        if storage.len() != numel {
+            return Err(Error::invalid(format!(
+                "shape {shape:?} needs {numel} elements, got {}",
+                storage.len()
+            )));
+        }
+        Ok(Self {
+            dtype,
+            shape,
+            storage,
+        })
+    }
+
+    /// A tensor of zeros (`false`, empty strings) of the given type and shape.
+    pub fn zeros(dtype: DataType, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        let shape = shape.into();
+        let numel = checked_numel(&shape)
+            .ok_or_else(|| Error::invalid(format!("shape {shape:?} overflows usize")))?;
+        Ok(Self {
+            dtype,
+            storage: Storage::zeros(dtype, numel),
+            shape,
+        })
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DataType {
+        self.dtype
+    }
+
+    /// Dimensions.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The typed storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Consumes the tensor, returning its storage.
+    pub fn into_storage(self) -> Storage {
+        self.storage
+    }
+
+    /// Borrows the elements as `&[T]`.
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        T::slice(&self.storage).ok_or(Error::TypeMismatch {
+            requested: T::DTYPE,
+            actual: self.dtype,
+        })
+    }
+
+    /// Mutably borrows the elements as `&mut [T]`.
+    pub fn as_slice_mut<T: Element>(&mut self) -> Result<&mut [T]> {
+        let actual = self.dtype;
+        T::slice_mut(&mut self.storage).ok_or(Error::TypeMismatch {
+            requested: T::DTYPE,
+            actual,
+        })
+    }
+
+    /// Consumes the tensor, returning its elements.
+    pub fn into_vec<T: Element>(self) -> Result<Vec<T>> {
+        let actual = self.dtype;
+        T::take(self.storage).ok_or(Error::TypeMismatch {
+            requested: T::DTYPE,
+            actual,
+        })
+    }
+
+    /// Borrows string elements.
+    pub fn as_strings(&self) -> Result<&[String]> {
+        match &self.storage {
+            Storage::String(v) => Ok(v),
+            _ => Err(Error::TypeMismatch {
+                requested: DataType::String,
+                actual: self.dtype,
+            }),
+        }
+    }
+
+    /// Same data with a new shape of equal element count.
+    pub fn reshape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
+        let shape = shape.into();
+        if checked_numel(&shape) != Some(self.len()) {
+            return Err(Error::invalid(format!(
+                "cannot reshape {:?} ({} elements) to {shape:?}",
+                self.shape,
+                self.len()
+            )));
+        }
+        self.shape = shape;
+        Ok(self)
+    }
+
+    /// A read-only ndarray view.
+    pub fn view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
+        let data = self.as_slice::<T>()?;
+        ArrayViewD::from_shape(IxDyn(&self.shape), data)
+            .map_err(|e| Error::invalid(format!("ndarray view: {e}")))
+    }
+
+    /// Converts into an owned ndarray.
+    pub fn into_array<T: Element>(self) -> Result<ArrayD<T>> {
+        let shape = self.shape.clone();
+        let data = self.into_vec::<T>()?;
+        ArrayD::from_shape_vec(IxDyn(&shape), data)
+            .map_err(|e| Error::invalid(format!("ndarray conversion: {e}")))
+    }
+
+    /// Converts an ndarray (any layout) into a tensor.
+    pub fn from_array<T: Element, D: ndarray::Dimension>(array: ndarray::Array<T, D>) -> Self {
+        let shape = array.shape().to_vec();
+        let data = if array.is_standard_layout() {
+            array.into_raw_vec_and_offset().0
+        } else {
+            array.iter().copied().collect()
+        };
+        Self {
+            dtype: T::DTYPE,
+            shape,
+            storage: T::store(data),
+        }
+    }
+}
+
+impl<T: Element, D: ndarray::Dimension> From<ndarray::Array<T, D>> for Tensor {
+    fn from(array: ndarray::Array<T, D>) -> Self {
+        Tensor::from_array(array)
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}>{:?}", self.dtype, self.shape)?;
+        let n = self.len().min(8);
+        let more = if self.len() > n { ", ..." } else { "" };
+        match &self.storage {
+            Storage::F32(v) => write!(f, " {:?}{more}", &v[..n]),
+            Storage::F64(v) => write!(f, " {:?}{more}", &v[..n]),
+            Storage::I64(v) => write!(f, " {:?}{more}", &v[..n]),
+            Storage::I32(v) => write!(f, " {:?}{more}", &v[..n]),
+            Storage::Bool(v) => write!(f, " {:?}{more}", &v[..n]),
+            Storage::String(v) => write!(f, " {:?}{more}", &v[..n]),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn construction_checks_length() {
+        let t = Tensor::from_vec(vec![2, 3], vec![1.0f32; 6]).unwrap();
+        assert_eq!(t.shape(), &[2, 3]);
+        assert_eq!(t.dtype(), DataType::F32);
+        assert!(Tensor::from_vec(vec![2, 3], vec![1.0f32; 5]).is_err());
+        assert!(Tensor::from_vec(vec![usize::MAX, 3], vec![1.0f32; 5]).is_err());
+    }
+
+    #[test]
+    fn typed_access_checks_dtype() {
+        let t = Tensor::from_vec(vec![2], vec![1i64, 2]).unwrap();
+        assert_eq!(t.as_slice::<i64>().unwrap(), &[1, 2]);
+        let err = t.as_slice::<f32>().unwrap_err();
+        assert!(matches!(
+            err,
+            Error::TypeMismatch {
+                requested: DataType::F32,
+                actual: DataType::I64
+            }
+        ));
+    }
+
+    #[test]
+    fn storage_must_match_dtype() {
+        assert!(Tensor::from_storage(DataType::F64, vec![1], Storage::F32(vec![1.0])).is_err());
+        assert!(Tensor::from_storage(DataType::I4, vec![2], Storage::Bits(vec![1, 2])).is_ok());
+        assert!(Tensor::from_storage(DataType::F32, vec![1], Storage::Bits(vec![1])).is_err());
+    }
+
+    #[test]
+    fn ndarray_round_trip_including_non_standard_layout() {
+        let a = ndarray::Array2::from_shape_vec((2, 3), (0..6).map(|x| x as f32).collect())
+            .unwrap();
+        let t = Tensor::from_array(a.clone().reversed_axes());
+        assert_eq!(t.shape(), &[3, 2]);
+        assert_eq!(t.as_slice::<f32>().unwrap(), &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let back = Tensor::from(a.clone()).into_array::<f32>().unwrap();
+        assert_eq!(back, a.into_dyn());
+    }
+
+    #[test]
+    fn reshape_keeps_data() {
+        let t = Tensor::from_vec(vec![6], vec![1u8, 2, 3, 4, 5, 6]).unwrap();
+        let r = t.reshape(vec![3, 2]).unwrap();
+        assert_eq!(r.shape(), &[3, 2]);
+        assert!(r.reshape(vec![4]).is_err());
+    }
+}
