@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::dtype::DataType;
 use crate::ir::{Attribute, Dim, Graph, Node, ValueType};
-use crate::shape::{self, AutoPad};
+use crate::shape;
 use crate::tensor::Tensor;
 
 /// Fills `graph.value_types` for every node output it can infer.
@@ -228,31 +228,10 @@ fn window_output(node: &Node, x: &Option<Vec<usize>>, w: Option<Vec<usize>>, _op
         return None;
     }
     let spatial = &x[2..];
-    let n = spatial.len();
     let is_conv = node.op_type == "Conv";
-    let kernel: Vec<usize> = match node.get_ints("kernel_shape").ok()? {
-        Some(k) => shape::to_usize(k, "kernel_shape").ok()?,
-        None if is_conv => w.as_ref()?.get(2..)?.to_vec(),
-        None => return None,
-    };
-    let get = |name: &str, default: usize, len: usize| -> Option<Vec<usize>> {
-        match node.get_ints(name).ok()? {
-            Some(v) => shape::to_usize(v, name).ok(),
-            None => Some(vec![default; len]),
-        }
-    };
-    let auto_pad = AutoPad::parse(node.string_or("auto_pad", "NOTSET").ok()?).ok()?;
-    let ceil = node.int_or("ceil_mode", 0).ok()? != 0;
-    let win = shape::window(
-        spatial,
-        &kernel,
-        &get("strides", 1, n)?,
-        &get("dilations", 1, n)?,
-        &get("pads", 0, 2 * n)?,
-        auto_pad,
-        ceil,
-    )
-    .ok()?;
+    let attrs = shape::WindowAttrs::from_node(node).ok()?;
+    let kernel = w.as_ref().and_then(|w| w.get(2..)).filter(|_| is_conv);
+    let win = attrs.resolve(spatial, kernel).ok()?;
     let channels = if is_conv { *w.as_ref()?.first()? } else { x[1] };
     let mut out = vec![x[0], channels];
     out.extend(win.output);

@@ -211,3 +211,53 @@ mod tests {
         assert!(window(&[4], &[3], &[0], &[1], &[0, 0], AutoPad::NotSet, false).is_err());
     }
 }
+
+/// The window attributes of Conv and the pooling operators, parsed once.
+#[derive(Debug, Clone)]
+pub struct WindowAttrs {
+    pub kernel_shape: Option<Vec<usize>>,
+    pub strides: Option<Vec<usize>>,
+    pub dilations: Option<Vec<usize>>,
+    pub pads: Option<Vec<usize>>,
+    pub auto_pad: AutoPad,
+    pub ceil_mode: bool,
+}
+
+impl WindowAttrs {
+    /// Reads `kernel_shape`, `strides`, `dilations`, `pads`, `auto_pad`, `ceil_mode`.
+    pub fn from_node(node: &crate::ir::Node) -> Result<Self> {
+        let ints = |name: &str| -> Result<Option<Vec<usize>>> {
+            node.get_ints(name)?.map(|v| to_usize(v, name)).transpose()
+        };
+        Ok(Self {
+            kernel_shape: ints("kernel_shape")?,
+            strides: ints("strides")?,
+            dilations: ints("dilations")?,
+            pads: ints("pads")?,
+            auto_pad: AutoPad::parse(node.string_or("auto_pad", "NOTSET")?)?,
+            ceil_mode: node.int_or("ceil_mode", 0)? != 0,
+        })
+    }
+
+    /// Resolves the window over `spatial` input dims; `kernel` is used when
+    /// `kernel_shape` is absent (Conv takes it from the weights).
+    pub fn resolve(&self, spatial: &[usize], kernel: Option<&[usize]>) -> Result<Window> {
+        let n = spatial.len();
+        let kernel = match (&self.kernel_shape, kernel) {
+            (Some(k), _) => k.as_slice(),
+            (None, Some(k)) => k,
+            (None, None) => return Err(Error::invalid("attribute 'kernel_shape' is required")),
+        };
+        let ones = vec![1; n];
+        let zeros = vec![0; 2 * n];
+        window(
+            spatial,
+            kernel,
+            self.strides.as_deref().unwrap_or(&ones),
+            self.dilations.as_deref().unwrap_or(&ones),
+            self.pads.as_deref().unwrap_or(&zeros),
+            self.auto_pad,
+            self.ceil_mode,
+        )
+    }
+}

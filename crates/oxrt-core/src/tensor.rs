@@ -9,8 +9,7 @@ use crate::dtype::DataType;
 use crate::error::{Error, Result};
 
 /// Typed storage of a tensor's elements (host memory).
-#[derive(Clone, PartialEq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Storage {
     F32(Vec<f32>),
     F64(Vec<f64>),
@@ -36,7 +35,8 @@ pub enum Storage {
 }
 
 impl Storage {
-    fn len(&self) -> usize {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
         match self {
             Storage::F32(v) => v.len(),
             Storage::F64(v) => v.len(),
@@ -80,6 +80,83 @@ impl Storage {
             D::Complex128 => Storage::Complex128(vec![[0.0; 2]; len]),
             _ => Storage::Bits(vec![0; len]),
         }
+    }
+}
+
+/// Rebuilds the same storage variant from the vector inside it: `$body` is
+/// evaluated with `$v` bound to the inner `Vec` and must produce a `Vec` of the
+/// same element type (so it can only use operations every element type has).
+#[macro_export]
+macro_rules! map_storage {
+    ($storage:expr, $v:ident => $body:expr) => {{
+        use $crate::tensor::Storage as S;
+        match $storage {
+            S::F32($v) => S::F32($body),
+            S::F64($v) => S::F64($body),
+            S::F16($v) => S::F16($body),
+            S::BF16($v) => S::BF16($body),
+            S::I8($v) => S::I8($body),
+            S::I16($v) => S::I16($body),
+            S::I32($v) => S::I32($body),
+            S::I64($v) => S::I64($body),
+            S::U8($v) => S::U8($body),
+            S::U16($v) => S::U16($body),
+            S::U32($v) => S::U32($body),
+            S::U64($v) => S::U64($body),
+            S::Bool($v) => S::Bool($body),
+            S::String($v) => S::String($body),
+            S::Complex64($v) => S::Complex64($body),
+            S::Complex128($v) => S::Complex128($body),
+            S::Bits($v) => S::Bits($body),
+        }
+    }};
+}
+
+impl Storage {
+    /// A new storage whose `i`-th element is `self[indices[i]]`.
+    ///
+    /// Callers guarantee every index is in bounds (it is checked: an out-of-
+    /// bounds index is an error, never a panic).
+    pub fn gather(&self, indices: &[usize]) -> Result<Storage> {
+        let len = self.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
+            return Err(Error::invalid(format!(
+                "element index {bad} is out of bounds for {len} elements"
+            )));
+        }
+        Ok(map_storage!(self, v => indices.iter().map(|&i| v[i].clone()).collect()))
+    }
+
+    /// Concatenates storages of the same variant, in order.
+    pub fn concat(parts: &[&Storage]) -> Result<Storage> {
+        let Some(first) = parts.first() else {
+            return Err(Error::invalid("nothing to concatenate"));
+        };
+        let total = parts.iter().map(|p| p.len()).sum();
+        let mixed = || Error::invalid("cannot concatenate tensors of different element types");
+        macro_rules! concat_as {
+            ($($var:ident),*) => {
+                match first {
+                    $(Storage::$var(_) => {
+                        let mut out = Vec::with_capacity(total);
+                        for p in parts {
+                            let Storage::$var(v) = p else { return Err(mixed()) };
+                            out.extend_from_slice(v);
+                        }
+                        Storage::$var(out)
+                    })*
+                }
+            };
+        }
+        Ok(concat_as!(
+            F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, String, Complex64,
+            Complex128, Bits
+        ))
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -404,5 +481,25 @@ mod tests {
         let r = t.reshape(vec![3, 2]).unwrap();
         assert_eq!(r.shape(), &[3, 2]);
         assert!(r.reshape(vec![4]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod storage_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn gather_and_concat() {
+        let s = Storage::String(vec!["a".into(), "b".into(), "c".into()]);
+        assert_eq!(
+            s.gather(&[2, 0]).unwrap(),
+            Storage::String(vec!["c".into(), "a".into()])
+        );
+        assert!(s.gather(&[3]).is_err());
+        let a = Storage::I32(vec![1, 2]);
+        let b = Storage::I32(vec![3]);
+        assert_eq!(Storage::concat(&[&a, &b]).unwrap(), Storage::I32(vec![1, 2, 3]));
+        assert!(Storage::concat(&[&a, &s]).is_err());
     }
 }

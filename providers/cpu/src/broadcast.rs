@@ -1,0 +1,117 @@
+//! Elementwise iteration with numpy broadcasting.
+
+use oxrt_core::shape::broadcast;
+use oxrt_core::Result;
+
+/// Strides of `shape` aligned to an output of rank `rank`, 0 on broadcast dims.
+fn aligned_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let rank = out.len();
+    let mut strides = vec![0; rank];
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        let o = rank - shape.len() + i;
+        strides[o] = if shape[i] == 1 && out[o] != 1 { 0 } else { acc };
+        acc *= shape[i];
+    }
+    strides
+}
+
+/// Applies `f` to broadcast pairs of `a` and `b`; returns the output shape
+/// and values.
+pub fn binary<A: Copy, B: Copy, O>(
+    a: &[A],
+    a_shape: &[usize],
+    b: &[B],
+    b_shape: &[usize],
+    mut f: impl FnMut(A, B) -> Result<O>,
+) -> Result<(Vec<usize>, Vec<O>)> {
+    let out_shape = broadcast(a_shape, b_shape)?;
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    if a_shape == b_shape {
+        for (&x, &y) in a.iter().zip(b) {
+            out.push(f(x, y)?);
+        }
+        return Ok((out_shape, out));
+    }
+    if b.len() == 1 {
+        for &x in a {
+            out.push(f(x, b[0])?);
+        }
+        return Ok((out_shape, out));
+    }
+    if a.len() == 1 {
+        for &y in b {
+            out.push(f(a[0], y)?);
+        }
+        return Ok((out_shape, out));
+    }
+    if n == 0 {
+        return Ok((out_shape, out));
+    }
+    let rank = out_shape.len();
+    let sa = aligned_strides(a_shape, &out_shape);
+    let sb = aligned_strides(b_shape, &out_shape);
+    let inner = out_shape[rank - 1];
+    let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+    let mut idx = vec![0usize; rank];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for _ in 0..n / inner {
+        for j in 0..inner {
+            out.push(f(a[oa + j * ia], b[ob + j * ib])?);
+        }
+        // Advance the odometer over the outer dims.
+        let mut d = rank - 1;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            oa -= sa[d] * idx[d];
+            ob -= sb[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+    Ok((out_shape, out))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn broadcasts_like_numpy() {
+        // [2,1,3] + [4,1] -> [2,4,3]
+        let a: Vec<i32> = (0..6).collect();
+        let b: Vec<i32> = vec![0, 10, 20, 30];
+        let (shape, out) = binary(&a, &[2, 1, 3], &b, &[4, 1], |x, y| Ok(x + y)).unwrap();
+        assert_eq!(shape, vec![2, 4, 3]);
+        let mut expected = Vec::new();
+        for i in 0..2 {
+            for j in 0..4 {
+                for k in 0..3 {
+                    expected.push(a[i * 3 + k] + b[j]);
+                }
+            }
+        }
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn middle_axis_broadcast() {
+        // [2,3,2] * [3,1]
+        let a: Vec<i32> = (0..12).collect();
+        let b = vec![1, 2, 3];
+        let (_, out) = binary(&a, &[2, 3, 2], &b, &[3, 1], |x, y| Ok(x * y)).unwrap();
+        assert_eq!(out, vec![0, 1, 4, 6, 12, 15, 6, 7, 16, 18, 30, 33]);
+    }
+
+    #[test]
+    fn incompatible_shapes_error() {
+        assert!(binary(&[1, 2], &[2], &[1, 2, 3], &[3], |x: i32, y: i32| Ok(x + y)).is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! Matrix multiplication: the `gemm` crate (packed, SIMD, run-time ISA
+//! dispatch) for f32/f64/f16, a plain loop for the other element types.
+
+use std::any::TypeId;
+
+use oxrt_core::{f16, Error, Result};
+
+use crate::kernel::Arith;
+
+/// A strided read-only matrix view.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    /// Distance between consecutive rows.
+    pub row_stride: usize,
+    /// Distance between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major `rows x cols` matrix, optionally read transposed.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize, transposed: bool) -> Self {
+        if transposed {
+            Self { data, rows: cols, cols: rows, row_stride: 1, col_stride: cols }
+        } else {
+            Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+        }
+    }
+
+    fn fits(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .and_then(|r| (self.cols - 1).checked_mul(self.col_stride).and_then(|c| r.checked_add(c)));
+        last.is_some_and(|l| l < self.data.len())
+    }
+}
+
+/// `c = alpha * a * b + (accumulate ? c : 0)`, with `c` row-major `a.rows x b.cols`.
+pub fn gemm<T: Arith>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    alpha: T,
+    accumulate: bool,
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k {
+        return Err(Error::invalid(format!(
+            "matrix product of {m}x{k} and {}x{n}: inner dimensions differ",
+            b.rows
+        )));
+    }
+    if !a.fits() || !b.fits() || c.len() != m * n {
+        return Err(Error::invalid("matrix buffers are smaller than their shapes"));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(T::zero());
+        }
+        return Ok(());
+    }
+    let id = TypeId::of::<T>();
+    if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() || id == TypeId::of::<f16>() {
+        let threads = rayon::current_num_threads();
+        let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: `fits()` checked that every element addressed through the
+        // given strides lies inside `a.data` and `b.data`; `c` has exactly
+        // m*n elements addressed row-major (rs = n, cs = 1) and is exclusively
+        // borrowed. T is f32, f64 or f16, the types gemm supports. With
+        // read_dst=false gemm ignores `alpha` (its dst scale) and writes dst.
+        // Exercised by the gemm tests below and every MatMul/Gemm/Conv test.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                a.data.as_ptr(),
+                a.col_stride as isize,
+                a.row_stride as isize,
+                b.data.as_ptr(),
+                b.col_stride as isize,
+                b.row_stride as isize,
+                if accumulate { T::one() } else { T::zero() },
+                alpha,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        return Ok(());
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = T::zero();
+            for p in 0..k {
+                let x = a.data[i * a.row_stride + p * a.col_stride];
+                let y = b.data[p * b.row_stride + j * b.col_stride];
+                acc = acc.add(x.mul(y));
+            }
+            let v = alpha.mul(acc);
+            c[i * n + j] = if accumulate { c[i * n + j].add(v) } else { v };
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn f32_matches_reference_with_transpose_and_accumulate() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|x| x as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|x| (x as f32).sin()).collect();
+        let a64: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+        let b64: Vec<f64> = b.iter().map(|&x| x as f64).collect();
+        let want = naive(&a64, &b64, m, k, n);
+        let mut c = vec![1.0f32; m * n];
+        gemm(MatRef::row_major(&a, m, k, false), MatRef::row_major(&b, k, n, false), &mut c, 2.0, true)
+            .unwrap();
+        for (x, w) in c.iter().zip(&want) {
+            assert!((*x as f64 - (1.0 + 2.0 * w)).abs() < 1e-4, "{x} vs {w}");
+        }
+        // b stored transposed (n x k)
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut c = vec![0.0f32; m * n];
+        gemm(MatRef::row_major(&a, m, k, false), MatRef::row_major(&bt, n, k, true), &mut c, 1.0, false)
+            .unwrap();
+        for (x, w) in c.iter().zip(&want) {
+            assert!((*x as f64 - w).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn integers_use_the_generic_loop() {
+        let a = [1i64, 2, 3, 4];
+        let b = [5i64, 6, 7, 8];
+        let mut c = [0i64; 4];
+        gemm(MatRef::row_major(&a, 2, 2, false), MatRef::row_major(&b, 2, 2, false), &mut c, 1, false)
+            .unwrap();
+        assert_eq!(c, [19, 22, 43, 50]);
+    }
+
+    #[test]
+    fn shape_errors_are_reported() {
+        let a = [1.0f32; 6];
+        let mut c = [0.0f32; 4];
+        let err = gemm(MatRef::row_major(&a, 2, 3, false), MatRef::row_major(&a, 2, 3, false), &mut c, 1.0, false);
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Helpers shared by the CPU kernels: input access, element-type dispatch
+//! and the numeric traits kernels are generic over.
+
+use oxrt_core::{bf16, f16, Element, Error, Result, Tensor};
+
+/// Input `i`, which the operator requires.
+pub fn required<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| Error::invalid(format!("required input #{i} is missing")))
+}
+
+/// Input `i` if given.
+pub fn optional<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Tensor> {
+    inputs.get(i).copied().flatten()
+}
+
+/// Reads a 1-D (or scalar) integer tensor as `i64`s (int64 or int32).
+pub fn read_ints(t: &Tensor, what: &str) -> Result<Vec<i64>> {
+    if let Ok(v) = t.as_slice::<i64>() {
+        return Ok(v.to_vec());
+    }
+    if let Ok(v) = t.as_slice::<i32>() {
+        return Ok(v.iter().map(|&x| i64::from(x)).collect());
+    }
+    Err(Error::invalid(format!(
+        "{what} must be an int64 or int32 tensor, got {}",
+        t.dtype()
+    )))
+}
+
+/// Runs `$body` with `$T` bound to the Rust type of a float `DataType`
+/// (f32, f64, f16, bf16); other types evaluate `$other`.
+macro_rules! with_float_type {
+    ($dtype:expr, $T:ident => $body:expr, _ => $other:expr) => {
+        match $dtype {
+            oxrt_core::DataType::F32 => {
+                type $T = f32;
+                $body
+            }
+            oxrt_core::DataType::F64 => {
+                type $T = f64;
+                $body
+            }
+            oxrt_core::DataType::F16 => {
+                type $T = oxrt_core::f16;
+                $body
+            }
+            oxrt_core::DataType::BF16 => {
+                type $T = oxrt_core::bf16;
+                $body
+            }
+            _ => $other,
+        }
+    };
+}
+pub(crate) use with_float_type;
+
+/// Like [`with_float_type`] for every float and integer type.
+macro_rules! with_numeric_type {
+    ($dtype:expr, $T:ident => $body:expr, _ => $other:expr) => {
+        match $dtype {
+            oxrt_core::DataType::I8 => {
+                type $T = i8;
+                $body
+            }
+            oxrt_core::DataType::I16 => {
+                type $T = i16;
+                $body
+            }
+            oxrt_core::DataType::I32 => {
+                type $T = i32;
+                $body
+            }
+            oxrt_core::DataType::I64 => {
+                type $T = i64;
+                $body
+            }
+            oxrt_core::DataType::U8 => {
+                type $T = u8;
+                $body
+            }
+            oxrt_core::DataType::U16 => {
+                type $T = u16;
+                $body
+            }
+            oxrt_core::DataType::U32 => {
+                type $T = u32;
+                $body
+            }
+            oxrt_core::DataType::U64 => {
+                type $T = u64;
+                $body
+            }
+            d => $crate::kernel::with_float_type!(d, $T => $body, _ => $other),
+        }
+    };
+}
+pub(crate) use with_numeric_type;
+
+/// The error for an element type a kernel does not handle.
+pub fn unsupported_type(op: &str, t: &Tensor) -> Error {
+    Error::NotSupported(format!("{op} on {} tensors", t.dtype()))
+}
+
+/// Arithmetic with ONNX semantics: integers wrap on overflow, integer
+/// division by zero is an error.
+pub trait Arith: Element {
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Result<Self>;
+    /// The additive identity.
+    fn zero() -> Self;
+    /// The multiplicative identity.
+    fn one() -> Self;
+}
+
+macro_rules! arith_int {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            fn add(self, o: Self) -> Self { self.wrapping_add(o) }
+            fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
+            fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
+            fn div(self, o: Self) -> Result<Self> {
+                if o == 0 {
+                    return Err(Error::invalid("integer division by zero"));
+                }
+                Ok(self.wrapping_div(o))
+            }
+            fn zero() -> Self { 0 }
+            fn one() -> Self { 1 }
+        }
+    )*};
+}
+arith_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+macro_rules! arith_float {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            fn add(self, o: Self) -> Self { self + o }
+            fn sub(self, o: Self) -> Self { self - o }
+            fn mul(self, o: Self) -> Self { self * o }
+            fn div(self, o: Self) -> Result<Self> { Ok(self / o) }
+            fn zero() -> Self { <$t as num_traits::Zero>::zero() }
+            fn one() -> Self { <$t as num_traits::One>::one() }
+        }
+    )*};
+}
+arith_float!(f32, f64, f16, bf16);
+
+/// Float element types usable with `num_traits::Float` math.
+pub trait Real: Element + num_traits::Float {}
+impl<T: Element + num_traits::Float> Real for T {}
+
+/// Converts an `f32` attribute to a kernel's element type.
+pub fn cast_f32<T: num_traits::NumCast>(v: f32) -> Result<T> {
+    num_traits::cast(v).ok_or_else(|| Error::invalid(format!("{v} does not fit the element type")))
+}

@@ -1,0 +1,209 @@
+//! Cast between numeric types, bool, f16/bf16 and strings.
+//!
+//! Float to integer saturates (NaN becomes 0); integer narrowing wraps, as a
+//! C++ `static_cast` does in ONNX Runtime.
+
+use oxrt_core::{bf16, f16, DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Storage, Tensor};
+
+use crate::kernel::required;
+
+/// One source element, widened without loss where possible.
+#[derive(Clone, Copy)]
+enum Wide {
+    I(i64),
+    U(u64),
+    F(f64),
+    B(bool),
+}
+
+fn widen(t: &Tensor) -> Result<Vec<Wide>> {
+    Ok(match t.storage() {
+        Storage::F32(v) => v.iter().map(|&x| Wide::F(x as f64)).collect(),
+        Storage::F64(v) => v.iter().map(|&x| Wide::F(x)).collect(),
+        Storage::F16(v) => v.iter().map(|&x| Wide::F(x.to_f64())).collect(),
+        Storage::BF16(v) => v.iter().map(|&x| Wide::F(x.to_f64())).collect(),
+        Storage::I8(v) => v.iter().map(|&x| Wide::I(x.into())).collect(),
+        Storage::I16(v) => v.iter().map(|&x| Wide::I(x.into())).collect(),
+        Storage::I32(v) => v.iter().map(|&x| Wide::I(x.into())).collect(),
+        Storage::I64(v) => v.iter().map(|&x| Wide::I(x)).collect(),
+        Storage::U8(v) => v.iter().map(|&x| Wide::U(x.into())).collect(),
+        Storage::U16(v) => v.iter().map(|&x| Wide::U(x.into())).collect(),
+        Storage::U32(v) => v.iter().map(|&x| Wide::U(x.into())).collect(),
+        Storage::U64(v) => v.iter().map(|&x| Wide::U(x)).collect(),
+        Storage::Bool(v) => v.iter().map(|&x| Wide::B(x)).collect(),
+        Storage::String(v) => v
+            .iter()
+            .map(|s| parse(s))
+            .collect::<Result<_>>()?,
+        _ => return Err(Error::NotSupported(format!("Cast from {}", t.dtype()))),
+    })
+}
+
+fn parse(s: &str) -> Result<Wide> {
+    let s = s.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Ok(Wide::I(i));
+    }
+    let lower = s.to_ascii_lowercase();
+    let f = match lower.trim_start_matches(['+', '-']) {
+        "inf" | "infinity" => {
+            if lower.starts_with('-') {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }
+        }
+        "nan" => f64::NAN,
+        _ => s
+            .parse::<f64>()
+            .map_err(|_| Error::invalid(format!("cannot convert string '{s}' to a number")))?,
+    };
+    Ok(Wide::F(f))
+}
+
+macro_rules! to_int {
+    ($name:ident, $t:ty) => {
+        fn $name(w: Wide) -> $t {
+            match w {
+                Wide::I(v) => v as $t,
+                Wide::U(v) => v as $t,
+                Wide::F(v) => v as $t,
+                Wide::B(b) => b as $t,
+            }
+        }
+    };
+}
+to_int!(to_i8, i8);
+to_int!(to_i16, i16);
+to_int!(to_i32, i32);
+to_int!(to_i64, i64);
+to_int!(to_u8, u8);
+to_int!(to_u16, u16);
+to_int!(to_u32, u32);
+to_int!(to_u64, u64);
+
+fn to_f64(w: Wide) -> f64 {
+    match w {
+        Wide::I(v) => v as f64,
+        Wide::U(v) => v as f64,
+        Wide::F(v) => v,
+        Wide::B(b) => b as u8 as f64,
+    }
+}
+
+fn to_f32(w: Wide) -> f32 {
+    match w {
+        Wide::I(v) => v as f32,
+        Wide::U(v) => v as f32,
+        Wide::F(v) => v as f32,
+        Wide::B(b) => b as u8 as f32,
+    }
+}
+
+fn to_string(w: Wide) -> String {
+    match w {
+        Wide::I(v) => v.to_string(),
+        Wide::U(v) => v.to_string(),
+        Wide::B(b) => (b as u8).to_string(),
+        Wide::F(v) if v.is_nan() => "NaN".into(),
+        Wide::F(v) if v.is_infinite() => if v > 0.0 { "INF" } else { "-INF" }.into(),
+        Wide::F(v) => v.to_string(),
+    }
+}
+
+fn convert<T>(w: &[Wide], f: fn(Wide) -> T) -> Vec<T> {
+    w.iter().copied().map(f).collect()
+}
+
+/// Converts `t` to `to`.
+pub fn cast(t: &Tensor, to: D) -> Result<Tensor> {
+    if t.dtype() == to {
+        return Ok(t.clone());
+    }
+    let w = widen(t)?;
+    let storage = match to {
+        D::F32 => Storage::F32(convert(&w, to_f32)),
+        D::F64 => Storage::F64(convert(&w, to_f64)),
+        D::F16 => Storage::F16(w.iter().map(|&x| f16::from_f64(to_f64(x))).collect()),
+        D::BF16 => Storage::BF16(w.iter().map(|&x| bf16::from_f64(to_f64(x))).collect()),
+        D::I8 => Storage::I8(convert(&w, to_i8)),
+        D::I16 => Storage::I16(convert(&w, to_i16)),
+        D::I32 => Storage::I32(convert(&w, to_i32)),
+        D::I64 => Storage::I64(convert(&w, to_i64)),
+        D::U8 => Storage::U8(convert(&w, to_u8)),
+        D::U16 => Storage::U16(convert(&w, to_u16)),
+        D::U32 => Storage::U32(convert(&w, to_u32)),
+        D::U64 => Storage::U64(convert(&w, to_u64)),
+        D::Bool => Storage::Bool(w.iter().map(|&x| to_f64(x) != 0.0).collect()),
+        D::String => Storage::String(convert(&w, to_string)),
+        other => return Err(Error::NotSupported(format!("Cast to {other}"))),
+    };
+    Tensor::from_storage(to, t.shape().to_vec(), storage)
+}
+
+struct Cast {
+    to: D,
+}
+
+impl Kernel for Cast {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        Ok(vec![cast(required(inputs, 0)?, self.to)?])
+    }
+}
+
+fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let to = if info.node.opset < 6 {
+        // Opset 1 names the type as a string, e.g. "FLOAT".
+        let name = node.string_or("to", "")?;
+        (1..=26)
+            .filter_map(D::from_onnx)
+            .find(|d| d.onnx_name().eq_ignore_ascii_case(name) || (name == "FLOAT" && *d == D::F32) || (name == "DOUBLE" && *d == D::F64))
+            .ok_or_else(|| Error::invalid(format!("unknown target type '{name}'")))?
+    } else {
+        let code = node.get_int("to")?.ok_or_else(|| Error::invalid("attribute 'to' is required"))?;
+        i32::try_from(code)
+            .ok()
+            .and_then(D::from_onnx)
+            .ok_or_else(|| Error::invalid(format!("attribute 'to' = {code} is not an ONNX element type")))?
+    };
+    if node.int_or("saturate", 1)? == 0 {
+        return Err(Error::NotSupported("Cast with saturate=0 (float8 targets)".into()));
+    }
+    Ok(Box::new(Cast { to }))
+}
+
+/// Registers Cast.
+pub fn register(reg: &mut KernelRegistry) {
+    reg.add(KernelDef::new("Cast", 1.., &[], create));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn numeric_casts() {
+        let x = Tensor::from_vec(vec![4], vec![1.7f32, -1.7, 300.0, f32::NAN]).unwrap();
+        assert_eq!(cast(&x, D::I64).unwrap().as_slice::<i64>().unwrap(), &[1, -1, 300, 0]);
+        assert_eq!(cast(&x, D::U8).unwrap().as_slice::<u8>().unwrap(), &[1, 0, 255, 0]);
+        assert_eq!(cast(&x, D::Bool).unwrap().as_slice::<bool>().unwrap(), &[true, true, true, true]);
+        let h = cast(&x, D::F16).unwrap();
+        assert_eq!(h.as_slice::<f16>().unwrap()[2], f16::from_f32(300.0));
+        let big = Tensor::from_vec(vec![1], vec![(1i64 << 53) + 1]).unwrap();
+        assert_eq!(cast(&big, D::I64).unwrap().as_slice::<i64>().unwrap(), &[(1i64 << 53) + 1]);
+        let i = Tensor::from_vec(vec![1], vec![300i32]).unwrap();
+        assert_eq!(cast(&i, D::I8).unwrap().as_slice::<i8>().unwrap(), &[44]);
+    }
+
+    #[test]
+    fn string_casts() {
+        let s = Tensor::from_strings(vec![3], vec!["1.5".into(), "-INF".into(), "7".into()]).unwrap();
+        let f = cast(&s, D::F32).unwrap();
+        assert_eq!(f.as_slice::<f32>().unwrap(), &[1.5, f32::NEG_INFINITY, 7.0]);
+        let bad = Tensor::from_strings(vec![1], vec!["abc".into()]).unwrap();
+        assert!(cast(&bad, D::F32).is_err());
+        let back = cast(&Tensor::from_vec(vec![1], vec![42i32]).unwrap(), D::String).unwrap();
+        assert_eq!(back.as_strings().unwrap(), &["42".to_string()]);
+    }
+}

@@ -1,0 +1,176 @@
+//! Conv (1-D, 2-D, 3-D...): im2col through the window tap table, then GEMM
+//! per image and group.
+
+use oxrt_core::shape::WindowAttrs;
+use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+
+use crate::gemm::{gemm, MatRef};
+use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith};
+use crate::ops::activation::FLOATS;
+use crate::ops::window::taps;
+
+struct Conv {
+    attrs: WindowAttrs,
+    group: usize,
+}
+
+impl Conv {
+    fn run<T: Arith>(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let (xs, ws) = (x.shape(), w.shape());
+        if xs.len() < 3 || ws.len() != xs.len() {
+            return Err(Error::invalid(format!(
+                "X must be N x C x spatial... and W of the same rank, got X {xs:?} and W {ws:?}"
+            )));
+        }
+        let (n, c, m) = (xs[0], xs[1], ws[0]);
+        let g = self.group;
+        if g == 0 || c % g != 0 || m % g != 0 || ws[1] * g != c {
+            return Err(Error::invalid(format!(
+                "group {g} does not fit X channels {c}, W {ws:?} (W must be M x C/group x kernel...)"
+            )));
+        }
+        let spatial = &xs[2..];
+        let win = self.attrs.resolve(spatial, Some(&ws[2..]))?;
+        if ws[2..] != win.kernel[..] {
+            return Err(Error::invalid(format!(
+                "kernel_shape {:?} differs from the weights' spatial dims {:?}",
+                win.kernel,
+                &ws[2..]
+            )));
+        }
+        let bias = match b {
+            Some(b) if b.len() != m => {
+                return Err(Error::invalid(format!("B must have {m} values, got shape {:?}", b.shape())))
+            }
+            Some(b) => Some(b.as_slice::<T>()?),
+            None => None,
+        };
+        let (cg, mg) = (c / g, m / g);
+        let in_len: usize = spatial.iter().product();
+        let out_len: usize = win.output.iter().product();
+        let k_len: usize = win.kernel.iter().product();
+        let tap = taps(&win, spatial);
+        let xd = x.as_slice::<T>()?;
+        let wd = w.as_slice::<T>()?;
+        let mut y = vec![T::zero(); n * m * out_len];
+        let rows = cg * k_len;
+        let mut col = vec![T::zero(); rows * out_len];
+        for img in 0..n {
+            for grp in 0..g {
+                // col[(ch * k_len + k), o] = x[img, grp*cg + ch, tap(o, k)]
+                for ch in 0..cg {
+                    let xc = &xd[(img * c + grp * cg + ch) * in_len..][..in_len];
+                    for k in 0..k_len {
+                        let row = &mut col[(ch * k_len + k) * out_len..][..out_len];
+                        for (o, v) in row.iter_mut().enumerate() {
+                            let t = tap[o * k_len + k];
+                            *v = if t >= 0 { xc[t as usize] } else { T::zero() };
+                        }
+                    }
+                }
+                let wg = &wd[grp * mg * rows..][..mg * rows];
+                let yg = &mut y[(img * m + grp * mg) * out_len..][..mg * out_len];
+                gemm(
+                    MatRef::row_major(wg, mg, rows, false),
+                    MatRef::row_major(&col, rows, out_len, false),
+                    yg,
+                    T::one(),
+                    false,
+                )?;
+            }
+        }
+        if let Some(bias) = bias {
+            for (i, chunk) in y.chunks_mut(out_len.max(1)).enumerate() {
+                let bv = bias[i % m];
+                chunk.iter_mut().for_each(|v| *v = v.add(bv));
+            }
+        }
+        let mut shape = vec![n, m];
+        shape.extend(&win.output);
+        Tensor::from_vec(shape, y)
+    }
+}
+
+impl Kernel for Conv {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (x, w, b) = (required(inputs, 0)?, required(inputs, 1)?, optional(inputs, 2));
+        with_float_type!(x.dtype(), T => Ok(vec![self.run::<T>(x, w, b)?]),
+            _ => Err(unsupported_type("Conv", x)))
+    }
+}
+
+fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let group = node.int_or("group", 1)?;
+    let group = usize::try_from(group)
+        .ok()
+        .filter(|&g| g > 0)
+        .ok_or_else(|| Error::invalid(format!("group must be positive, got {group}")))?;
+    Ok(Box::new(Conv {
+        attrs: WindowAttrs::from_node(node)?,
+        group,
+    }))
+}
+
+/// Registers Conv.
+pub fn register(reg: &mut KernelRegistry) {
+    reg.add(KernelDef::new("Conv", 1.., FLOATS, create));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn conv(attrs: WindowAttrs, group: usize, x: Tensor, w: Tensor, b: Option<Tensor>) -> Tensor {
+        Conv { attrs, group }.run::<f32>(&x, &w, b.as_ref()).unwrap()
+    }
+
+    fn attrs(pads: &[usize], strides: &[usize]) -> WindowAttrs {
+        WindowAttrs {
+            kernel_shape: None,
+            strides: Some(strides.to_vec()),
+            dilations: None,
+            pads: Some(pads.to_vec()),
+            auto_pad: oxrt_core::shape::AutoPad::NotSet,
+            ceil_mode: false,
+        }
+    }
+
+    #[test]
+    fn matches_the_onnx_conv_example() {
+        // The ONNX Conv docs example: 5x5 input 0..25, 3x3 ones kernel, pads 1.
+        let x = Tensor::from_vec(vec![1, 1, 5, 5], (0..25).map(|v| v as f32).collect()).unwrap();
+        let w = Tensor::from_vec(vec![1, 1, 3, 3], vec![1.0f32; 9]).unwrap();
+        let y = conv(attrs(&[1, 1, 1, 1], &[1, 1]), 1, x.clone(), w.clone(), None);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[
+                12., 21., 27., 33., 24., 33., 54., 63., 72., 51., 63., 99., 108., 117., 81., 93.,
+                144., 153., 162., 111., 72., 111., 117., 123., 84.
+            ]
+        );
+        let y = conv(attrs(&[1, 1, 1, 1], &[2, 2]), 1, x, w, None);
+        assert_eq!(y.shape(), &[1, 1, 3, 3]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[12., 27., 24., 63., 108., 81., 72., 117., 84.]);
+    }
+
+    #[test]
+    fn depthwise_groups_and_bias() {
+        // 2 channels, group 2, 1x1 kernels scaling by 2 and 3, bias 1 and -1.
+        let x = Tensor::from_vec(vec![1, 2, 1, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![2.0f32, 3.0]).unwrap();
+        let b = Tensor::from_vec(vec![2], vec![1.0f32, -1.0]).unwrap();
+        let y = conv(attrs(&[0, 0, 0, 0], &[1, 1]), 2, x, w, Some(b));
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[3.0, 5.0, 8.0, 11.0]);
+    }
+
+    #[test]
+    fn channel_mismatch_is_an_error() {
+        let x = Tensor::from_vec(vec![1, 3, 2, 2], vec![0.0f32; 12]).unwrap();
+        let w = Tensor::from_vec(vec![1, 2, 1, 1], vec![0.0f32; 2]).unwrap();
+        let err = Conv { attrs: attrs(&[0, 0, 0, 0], &[1, 1]), group: 1 }
+            .run::<f32>(&x, &w, None)
+            .unwrap_err();
+        assert!(err.to_string().contains("group 1"), "{err}");
+    }
+}

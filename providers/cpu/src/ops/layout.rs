@@ -1,0 +1,259 @@
+//! Shape and layout operators: Reshape, Flatten, Squeeze, Unsqueeze,
+//! Transpose, Concat, Shape, Identity and Dropout (inference).
+
+use oxrt_core::infer::{reshape_shape, squeeze_shape, unsqueeze_shape};
+use oxrt_core::shape::normalize_axis;
+use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Storage, Tensor};
+
+use crate::kernel::{optional, read_ints, required};
+
+/// How a kernel of this family computes its output.
+enum Layout {
+    /// Reshape; `allowzero` keeps literal zeros (opset 14).
+    Reshape { allowzero: bool },
+    Flatten { axis: i64 },
+    /// Squeeze/Unsqueeze with `axes` from the attribute (opset < 13) or input 1.
+    Squeeze { axes: Option<Vec<i64>> },
+    Unsqueeze { axes: Option<Vec<i64>> },
+    Transpose { perm: Option<Vec<i64>> },
+    Shape { start: i64, end: Option<i64> },
+    /// Identity and Dropout in inference: the input unchanged.
+    Identity { mask: bool },
+}
+
+fn axes_input(inputs: &[Option<&Tensor>], attr: &Option<Vec<i64>>) -> Result<Option<Vec<i64>>> {
+    match attr {
+        Some(a) => Ok(Some(a.clone())),
+        None => optional(inputs, 1).map(|t| read_ints(t, "axes")).transpose(),
+    }
+}
+
+fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    let shape = x.shape();
+    let rank = shape.len();
+    let mut seen = vec![false; rank];
+    if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
+        return Err(Error::invalid(format!("perm {perm:?} is not a permutation of 0..{rank}")));
+    }
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let mut in_strides = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        in_strides[d] = in_strides[d + 1] * shape[d + 1];
+    }
+    let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let n = x.len();
+    let mut idx = Vec::with_capacity(n);
+    let mut counter = vec![0usize; rank];
+    let mut offset = 0usize;
+    for _ in 0..n {
+        idx.push(offset);
+        for d in (0..rank).rev() {
+            counter[d] += 1;
+            offset += strides[d];
+            if counter[d] < out_shape[d] {
+                break;
+            }
+            offset -= strides[d] * counter[d];
+            counter[d] = 0;
+        }
+    }
+    Tensor::from_storage(x.dtype(), out_shape, x.storage().gather(&idx)?)
+}
+
+fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
+    let first = parts.first().ok_or_else(|| Error::invalid("Concat needs at least one input"))?;
+    let rank = first.rank();
+    let axis = normalize_axis(axis, rank)?;
+    for (i, p) in parts.iter().enumerate() {
+        let ok = p.rank() == rank
+            && p.dtype() == first.dtype()
+            && (0..rank).all(|d| d == axis || p.shape()[d] == first.shape()[d]);
+        if !ok {
+            return Err(Error::invalid(format!(
+                "input #{i} ({} {:?}) does not match input #0 ({} {:?}) outside axis {axis}",
+                p.dtype(),
+                p.shape(),
+                first.dtype(),
+                first.shape()
+            )));
+        }
+    }
+    let outer: usize = first.shape()[..axis].iter().product();
+    let inner: usize = first.shape()[axis + 1..].iter().product();
+    let mut shape = first.shape().to_vec();
+    shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
+    // Concatenate flat, then gather rows in output order.
+    let flat = Storage::concat(&parts.iter().map(|p| p.storage()).collect::<Vec<_>>())?;
+    let mut starts = Vec::with_capacity(parts.len());
+    let mut acc = 0;
+    for p in parts {
+        starts.push(acc);
+        acc += p.len();
+    }
+    let mut idx = Vec::with_capacity(acc);
+    for o in 0..outer {
+        for (p, &s) in parts.iter().zip(&starts) {
+            let row = p.shape()[axis] * inner;
+            idx.extend(s + o * row..s + (o + 1) * row);
+        }
+    }
+    Tensor::from_storage(first.dtype(), shape, flat.gather(&idx)?)
+}
+
+impl Kernel for Layout {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let reshaped = |shape: Option<Vec<usize>>, what: &str| -> Result<Vec<Tensor>> {
+            let shape = shape.ok_or_else(|| Error::invalid(format!("{what} is invalid for input shape {:?}", x.shape())))?;
+            Ok(vec![x.clone().reshape(shape)?])
+        };
+        match self {
+            Layout::Reshape { allowzero } => {
+                let target = read_ints(required(inputs, 1)?, "shape")?;
+                reshaped(reshape_shape(x.shape(), &target, *allowzero), &format!("target shape {target:?}"))
+            }
+            Layout::Flatten { axis } => {
+                let s = x.shape();
+                let a = normalize_axis(*axis, s.len() + 1)?;
+                let rows = s[..a].iter().product();
+                reshaped(Some(vec![rows, s[a..].iter().product()]), "axis")
+            }
+            Layout::Squeeze { axes } => {
+                let axes = axes_input(inputs, axes)?;
+                reshaped(squeeze_shape(x.shape(), axes.as_deref()), &format!("squeeze axes {axes:?} (each must be a size-1 dim)"))
+            }
+            Layout::Unsqueeze { axes } => {
+                let axes = axes_input(inputs, axes)?.ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
+                reshaped(unsqueeze_shape(x.shape(), &axes), &format!("unsqueeze axes {axes:?}"))
+            }
+            Layout::Transpose { perm } => {
+                let perm: Vec<usize> = match perm {
+                    Some(p) => p.iter().map(|&v| normalize_axis(v, x.rank())).collect::<Result<_>>()?,
+                    None => (0..x.rank()).rev().collect(),
+                };
+                Ok(vec![transpose(x, &perm)?])
+            }
+            Layout::Shape { start, end } => {
+                let r = x.rank() as i64;
+                let clamp = |v: i64| if v < 0 { (v + r).clamp(0, r) } else { v.min(r) } as usize;
+                let (s, e) = (clamp(*start), clamp(end.unwrap_or(r)));
+                let dims: Vec<i64> = x.shape()[s..e.max(s)].iter().map(|&d| d as i64).collect();
+                Ok(vec![Tensor::from_vec(vec![dims.len()], dims)?])
+            }
+            Layout::Identity { mask } => {
+                let mut out = vec![x.clone()];
+                if *mask {
+                    out.push(Tensor::from_vec(x.shape(), vec![true; x.len()])?);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let opset = info.node.opset;
+    let attr_axes = || -> Result<Option<Vec<i64>>> {
+        Ok(if opset < 13 { node.get_ints("axes")?.map(<[i64]>::to_vec) } else { None })
+    };
+    Ok(Box::new(match node.op_type.as_str() {
+        "Reshape" => {
+            if opset < 5 {
+                return Err(Error::NotSupported("Reshape with a 'shape' attribute (opset < 5)".into()));
+            }
+            Layout::Reshape { allowzero: node.int_or("allowzero", 0)? != 0 }
+        }
+        "Flatten" => Layout::Flatten { axis: node.int_or("axis", 1)? },
+        "Squeeze" => Layout::Squeeze { axes: attr_axes()? },
+        "Unsqueeze" => Layout::Unsqueeze { axes: attr_axes()? },
+        "Transpose" => Layout::Transpose { perm: node.get_ints("perm")?.map(<[i64]>::to_vec) },
+        "Shape" => Layout::Shape { start: node.int_or("start", 0)?, end: node.get_int("end")? },
+        _ => Layout::Identity { mask: false },
+    }))
+}
+
+/// Concat along `axis`.
+struct Concat {
+    axis: i64,
+}
+
+impl Kernel for Concat {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let parts: Vec<&Tensor> = inputs.iter().flatten().copied().collect();
+        Ok(vec![concat(&parts, self.axis)?])
+    }
+}
+
+fn create_concat(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let axis = node
+        .get_int("axis")?
+        .ok_or_else(|| Error::invalid("attribute 'axis' is required"))?;
+    Ok(Box::new(Concat { axis }))
+}
+
+/// Dropout in inference: the input unchanged (and an all-true mask). A
+/// `training_mode` input that is true at run time is refused.
+struct DropoutCheck(Layout);
+
+impl Kernel for DropoutCheck {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        if let Some(t) = optional(inputs, 2) {
+            if t.as_slice::<bool>()?.first().copied().unwrap_or(false) {
+                return Err(Error::NotSupported("Dropout with training_mode=true".into()));
+            }
+        }
+        self.0.compute(inputs)
+    }
+}
+
+fn create_dropout(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    if info.node.opset < 7 && node.int_or("is_test", 0)? == 0 {
+        return Err(Error::NotSupported("Dropout with is_test=0 (training mode)".into()));
+    }
+    let mask = node.outputs.get(1).is_some_and(|o| !o.is_empty());
+    Ok(Box::new(DropoutCheck(Layout::Identity { mask })))
+}
+
+/// Registers the layout operators.
+pub fn register(reg: &mut KernelRegistry) {
+    for op in ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Shape", "Identity"] {
+        reg.add(KernelDef::new(op, 1.., &[], create));
+    }
+    reg.add(KernelDef::new("Concat", 1.., &[], create_concat));
+    reg.add(KernelDef::new("Dropout", 1.., &[], create_dropout));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn transpose_3d() {
+        let x = Tensor::from_vec(vec![2, 3, 4], (0..24).collect::<Vec<i32>>()).unwrap();
+        let y = transpose(&x, &[2, 0, 1]).unwrap();
+        assert_eq!(y.shape(), &[4, 2, 3]);
+        let yv = y.as_slice::<i32>().unwrap();
+        for a in 0..4 {
+            for b in 0..2 {
+                for c in 0..3 {
+                    assert_eq!(yv[a * 6 + b * 3 + c], (b * 12 + c * 4 + a) as i32);
+                }
+            }
+        }
+        assert!(transpose(&x, &[0, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn concat_middle_axis_and_strings() {
+        let a = Tensor::from_vec(vec![2, 1], vec![1i64, 2]).unwrap();
+        let b = Tensor::from_vec(vec![2, 2], vec![3i64, 4, 5, 6]).unwrap();
+        let y = concat(&[&a, &b], 1).unwrap();
+        assert_eq!(y.shape(), &[2, 3]);
+        assert_eq!(y.as_slice::<i64>().unwrap(), &[1, 3, 4, 2, 5, 6]);
+        let s = Tensor::from_strings(vec![1], vec!["x".into()]).unwrap();
+        let y = concat(&[&s, &s], 0).unwrap();
+        assert_eq!(y.as_strings().unwrap(), &["x".to_string(), "x".to_string()]);
+        assert!(concat(&[&a, &s], 0).is_err());
+    }
+}

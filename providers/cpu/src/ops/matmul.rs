@@ -1,0 +1,161 @@
+//! MatMul (numpy semantics, batched with broadcasting) and Gemm.
+
+use oxrt_core::infer::matmul_shape;
+use oxrt_core::shape::broadcast;
+use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+
+use crate::broadcast::binary;
+use crate::gemm::{gemm, MatRef};
+use crate::kernel::{cast_f32, optional, required, unsupported_type, with_numeric_type, Arith};
+use crate::ops::elementwise::NUMERIC;
+
+struct MatMul;
+
+/// Offsets of each batch matrix of an operand broadcast to `batch`.
+fn batch_offsets(shape: &[usize], batch: &[usize], mat: usize) -> Vec<usize> {
+    let count: usize = batch.iter().product();
+    let own = &shape[..shape.len() - 2];
+    let idx: Vec<usize> = (0..own.iter().product::<usize>()).collect();
+    let (_, offsets) = binary(&idx, own, &vec![0usize; count], batch, |i, _| Ok(i * mat))
+        .unwrap_or_default();
+    offsets
+}
+
+fn matmul<T: Arith + num_traits::NumCast>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (sa, sb) = (a.shape(), b.shape());
+    let out_shape = matmul_shape(sa, sb).ok_or_else(|| {
+        Error::invalid(format!("MatMul shapes {sa:?} and {sb:?} are incompatible"))
+    })?;
+    let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.to_vec() };
+    let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.to_vec() };
+    let (m, k, n) = (a2[a2.len() - 2], a2[a2.len() - 1], b2[b2.len() - 1]);
+    let batch = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
+    let count: usize = batch.iter().product();
+    let oa = batch_offsets(&a2, &batch, m * k);
+    let ob = batch_offsets(&b2, &batch, k * n);
+    let (ad, bd) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
+    let mut y = vec![T::zero(); count * m * n];
+    for i in 0..count {
+        gemm(
+            MatRef::row_major(&ad[oa[i]..], m, k, false),
+            MatRef::row_major(&bd[ob[i]..], k, n, false),
+            &mut y[i * m * n..][..m * n],
+            T::one(),
+            false,
+        )?;
+    }
+    Tensor::from_vec(out_shape, y)
+}
+
+impl Kernel for MatMul {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (a, b) = (required(inputs, 0)?, required(inputs, 1)?);
+        if a.dtype() != b.dtype() {
+            return Err(Error::invalid(format!("MatMul inputs differ in type: {} and {}", a.dtype(), b.dtype())));
+        }
+        with_numeric_type!(a.dtype(), T => Ok(vec![matmul::<T>(a, b)?]), _ => Err(unsupported_type("MatMul", a)))
+    }
+}
+
+fn create_matmul(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(MatMul))
+}
+
+struct Gemm {
+    alpha: f32,
+    beta: f32,
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl Gemm {
+    fn run<T: Arith + num_traits::NumCast>(&self, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
+        let (sa, sb) = (a.shape(), b.shape());
+        if sa.len() != 2 || sb.len() != 2 {
+            return Err(Error::invalid(format!("Gemm needs 2-D A and B, got {sa:?} and {sb:?}")));
+        }
+        let am = MatRef::row_major(a.as_slice::<T>()?, sa[0], sa[1], self.trans_a);
+        let bm = MatRef::row_major(b.as_slice::<T>()?, sb[0], sb[1], self.trans_b);
+        let (m, n) = (am.rows, bm.cols);
+        if am.cols != bm.rows {
+            return Err(Error::invalid(format!(
+                "Gemm: A' is {m}x{} but B' is {}x{n} (transA={}, transB={})",
+                am.cols, bm.rows, self.trans_a as u8, self.trans_b as u8
+            )));
+        }
+        let mut y = vec![T::zero(); m * n];
+        let mut accumulate = false;
+        if let Some(c) = c {
+            let beta: T = cast_f32(self.beta)?;
+            let cs = c.shape();
+            // C broadcasts unidirectionally to [m, n].
+            if broadcast(cs, &[m, n]).ok().as_deref() != Some(&[m, n][..]) {
+                return Err(Error::invalid(format!("Gemm: C of shape {cs:?} does not broadcast to [{m}, {n}]")));
+            }
+            // y is [m, n] zeros, so broadcasting C against it yields beta * C at [m, n].
+            y = binary(c.as_slice::<T>()?, cs, &y, &[m, n], |x, _| Ok(x.mul(beta)))?.1;
+            accumulate = true;
+        }
+        gemm(am, bm, &mut y, cast_f32(self.alpha)?, accumulate)?;
+        Tensor::from_vec(vec![m, n], y)
+    }
+}
+
+impl Kernel for Gemm {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (a, b, c) = (required(inputs, 0)?, required(inputs, 1)?, optional(inputs, 2));
+        with_numeric_type!(a.dtype(), T => Ok(vec![self.run::<T>(a, b, c)?]), _ => Err(unsupported_type("Gemm", a)))
+    }
+}
+
+fn create_gemm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    if node.int_or("broadcast", 1)? == 0 {
+        return Err(Error::NotSupported("Gemm with broadcast=0 (opset < 7)".into()));
+    }
+    Ok(Box::new(Gemm {
+        alpha: node.float_or("alpha", 1.0)?,
+        beta: node.float_or("beta", 1.0)?,
+        trans_a: node.int_or("transA", 0)? != 0,
+        trans_b: node.int_or("transB", 0)? != 0,
+    }))
+}
+
+/// Registers MatMul and Gemm.
+pub fn register(reg: &mut KernelRegistry) {
+    reg.add(KernelDef::new("MatMul", 1.., NUMERIC, create_matmul));
+    reg.add(KernelDef::new("Gemm", 1.., NUMERIC, create_gemm));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn batched_matmul_broadcasts_batch_dims() {
+        // a: [2, 1, 2], b: [2, 1] -> [2, 1, 1]
+        let a = Tensor::from_vec(vec![2, 1, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let b = Tensor::from_vec(vec![2, 1], vec![10.0f32, 100.0]).unwrap();
+        let y = matmul::<f32>(&a, &b).unwrap();
+        assert_eq!(y.shape(), &[2, 1, 1]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[210.0, 430.0]);
+        // vector @ matrix
+        let v = Tensor::from_vec(vec![2], vec![1i32, 1]).unwrap();
+        let m = Tensor::from_vec(vec![2, 3], vec![1i32, 2, 3, 4, 5, 6]).unwrap();
+        let y = matmul::<i32>(&v, &m).unwrap();
+        assert_eq!((y.shape(), y.as_slice::<i32>().unwrap()), (&[3usize][..], &[5, 7, 9][..]));
+        assert!(matmul::<i32>(&m, &m).is_err());
+    }
+
+    #[test]
+    fn gemm_with_transposes_and_broadcast_c() {
+        let a = Tensor::from_vec(vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap(); // A' = [[1,3],[2,4]]
+        let b = Tensor::from_vec(vec![2, 2], vec![1.0f32, 0.0, 0.0, 1.0]).unwrap();
+        let c = Tensor::from_vec(vec![2], vec![10.0f32, 20.0]).unwrap();
+        let g = Gemm { alpha: 2.0, beta: 0.5, trans_a: true, trans_b: false };
+        let y = g.run::<f32>(&a, &b, Some(&c)).unwrap();
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[7.0, 16.0, 9.0, 18.0]);
+        let bad_c = Tensor::from_vec(vec![3], vec![0.0f32; 3]).unwrap();
+        assert!(g.run::<f32>(&a, &b, Some(&bad_c)).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! MaxPool (with the optional indices output), AveragePool,
+//! GlobalAveragePool and GlobalMaxPool.
+
+use oxrt_core::shape::WindowAttrs;
+use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+
+use crate::kernel::{cast_f32, required, unsupported_type, with_float_type, Real};
+use crate::ops::activation::FLOATS;
+use crate::ops::window::{taps, OUTSIDE};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Max { column_major: bool },
+    Average { count_include_pad: bool },
+}
+
+struct Pool {
+    attrs: WindowAttrs,
+    kind: Kind,
+}
+
+/// Column-major flat index of a row-major spatial index (MaxPool storage_order=1).
+fn column_major(flat: usize, dims: &[usize]) -> usize {
+    let mut rem = flat;
+    let mut idx = vec![0; dims.len()];
+    for d in (0..dims.len()).rev() {
+        idx[d] = rem % dims[d];
+        rem /= dims[d];
+    }
+    let mut out = 0;
+    for d in (0..dims.len()).rev() {
+        out = out * dims[d] + idx[d];
+    }
+    out
+}
+
+impl Pool {
+    fn run<T: Real>(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let xs = x.shape();
+        if xs.len() < 3 {
+            return Err(Error::invalid(format!("X must be N x C x spatial..., got {xs:?}")));
+        }
+        let spatial = &xs[2..];
+        let win = self.attrs.resolve(spatial, None)?;
+        let planes = xs[0] * xs[1];
+        let in_len: usize = spatial.iter().product();
+        let out_len: usize = win.output.iter().product();
+        let k_len: usize = win.kernel.iter().product();
+        let tap = taps(&win, spatial);
+        let xd = x.as_slice::<T>()?;
+        let mut y = Vec::with_capacity(planes * out_len);
+        let mut indices = Vec::new();
+        for p in 0..planes {
+            let plane = &xd[p * in_len..][..in_len];
+            for o in 0..out_len {
+                let window = &tap[o * k_len..][..k_len];
+                match self.kind {
+                    Kind::Max { column_major: cm } => {
+                        let mut best = T::neg_infinity();
+                        let mut at = None;
+                        for &t in window.iter().filter(|&&t| t >= 0) {
+                            let v = plane[t as usize];
+                            if at.is_none() || v > best {
+                                best = v;
+                                at = Some(t as usize);
+                            }
+                        }
+                        y.push(best);
+                        let at = at.unwrap_or(0);
+                        let local = if cm { column_major(at, spatial) } else { at };
+                        indices.push((p * in_len + local) as i64);
+                    }
+                    Kind::Average { count_include_pad } => {
+                        let mut sum = T::zero();
+                        let mut count = 0usize;
+                        for &t in window {
+                            if t >= 0 {
+                                sum = sum + plane[t as usize];
+                                count += 1;
+                            } else if count_include_pad && t != OUTSIDE {
+                                count += 1;
+                            }
+                        }
+                        let div: T = cast_f32(count.max(1) as f32)?;
+                        y.push(sum / div);
+                    }
+                }
+            }
+        }
+        let mut shape = xs[..2].to_vec();
+        shape.extend(&win.output);
+        let idx_len = indices.len();
+        let idx_shape = if idx_len == 0 { vec![0] } else { shape.clone() };
+        Ok((Tensor::from_vec(shape, y)?, Tensor::from_vec(idx_shape, indices)?))
+    }
+}
+
+impl Kernel for Pool {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let (y, idx) = with_float_type!(x.dtype(), T => self.run::<T>(x)?,
+            _ => return Err(unsupported_type("pooling", x)));
+        Ok(match self.kind {
+            Kind::Max { .. } => vec![y, idx],
+            Kind::Average { .. } => vec![y],
+        })
+    }
+}
+
+fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let kind = if node.op_type == "MaxPool" {
+        Kind::Max {
+            column_major: node.int_or("storage_order", 0)? != 0,
+        }
+    } else {
+        Kind::Average {
+            count_include_pad: node.int_or("count_include_pad", 0)? != 0,
+        }
+    };
+    Ok(Box::new(Pool {
+        attrs: WindowAttrs::from_node(node)?,
+        kind,
+    }))
+}
+
+/// Global pooling: one value per (image, channel) plane.
+struct Global {
+    max: bool,
+}
+
+fn global<T: Real>(x: &Tensor, max: bool) -> Result<Tensor> {
+    let xs = x.shape();
+    if xs.len() < 2 {
+        return Err(Error::invalid(format!("X must be N x C x spatial..., got {xs:?}")));
+    }
+    let in_len: usize = xs[2..].iter().product();
+    let xd = x.as_slice::<T>()?;
+    let n: T = cast_f32(in_len.max(1) as f32)?;
+    let y: Vec<T> = xd
+        .chunks(in_len.max(1))
+        .take(xs[0] * xs[1])
+        .map(|plane| {
+            if max {
+                plane.iter().copied().fold(T::neg_infinity(), T::max)
+            } else {
+                plane.iter().fold(T::zero(), |a, &b| a + b) / n
+            }
+        })
+        .collect();
+    let mut shape = xs[..2].to_vec();
+    shape.extend(std::iter::repeat_n(1, xs.len() - 2));
+    Tensor::from_vec(shape, y)
+}
+
+impl Kernel for Global {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        with_float_type!(x.dtype(), T => Ok(vec![global::<T>(x, self.max)?]),
+            _ => Err(unsupported_type("global pooling", x)))
+    }
+}
+
+fn create_global(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(Global {
+        max: node.op_type == "GlobalMaxPool",
+    }))
+}
+
+/// Registers the pooling operators.
+pub fn register(reg: &mut KernelRegistry) {
+    reg.add(KernelDef::new("MaxPool", 1.., FLOATS, create));
+    reg.add(KernelDef::new("AveragePool", 1.., FLOATS, create));
+    reg.add(KernelDef::new("GlobalAveragePool", 1.., FLOATS, create_global));
+    reg.add(KernelDef::new("GlobalMaxPool", 1.., FLOATS, create_global));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use oxrt_core::shape::AutoPad;
+
+    use super::*;
+
+    fn attrs(k: &[usize], s: &[usize], pads: &[usize], ceil: bool) -> WindowAttrs {
+        WindowAttrs {
+            kernel_shape: Some(k.to_vec()),
+            strides: Some(s.to_vec()),
+            dilations: None,
+            pads: Some(pads.to_vec()),
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: ceil,
+        }
+    }
+
+    #[test]
+    fn max_pool_with_indices() {
+        let x = Tensor::from_vec(vec![1, 1, 4, 4], (0..16).map(|v| ((v * 7) % 16) as f32).collect())
+            .unwrap();
+        let pool = Pool { attrs: attrs(&[2, 2], &[2, 2], &[0, 0, 0, 0], false), kind: Kind::Max { column_major: false } };
+        let (y, idx) = pool.run::<f32>(&x).unwrap();
+        // x = [0,7,14,5 / 12,3,10,1 / 8,15,6,13 / 4,11,2,9]
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[12.0, 14.0, 15.0, 13.0]);
+        assert_eq!(idx.as_slice::<i64>().unwrap(), &[4, 2, 9, 11]);
+    }
+
+    #[test]
+    fn average_pool_pad_counting() {
+        let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let excl = Pool {
+            attrs: attrs(&[2, 2], &[1, 1], &[1, 1, 0, 0], false),
+            kind: Kind::Average { count_include_pad: false },
+        };
+        let (y, _) = excl.run::<f32>(&x).unwrap();
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[1.0, 1.5, 2.0, 2.5]);
+        let incl = Pool {
+            attrs: attrs(&[2, 2], &[1, 1], &[1, 1, 0, 0], false),
+            kind: Kind::Average { count_include_pad: true },
+        };
+        let (y, _) = incl.run::<f32>(&x).unwrap();
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[0.25, 0.75, 1.0, 2.5]);
+    }
+
+    #[test]
+    fn global_average() {
+        let x = Tensor::from_vec(vec![1, 2, 2, 1], vec![1.0f32, 3.0, 10.0, 20.0]).unwrap();
+        let y = global::<f32>(&x, false).unwrap();
+        assert_eq!(y.shape(), &[1, 2, 1, 1]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[2.0, 15.0]);
+    }
+}

@@ -1,0 +1,104 @@
+//! Softmax and LogSoftmax, with the opset < 13 "flatten to 2-D" semantics.
+
+use oxrt_core::shape::normalize_axis;
+use oxrt_core::{Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+
+use crate::kernel::{required, unsupported_type, with_float_type, Real};
+use crate::ops::activation::FLOATS;
+
+struct Softmax {
+    axis: i64,
+    log: bool,
+    /// Opset < 13: normalize over all dims from `axis` on, as one row.
+    coerce_2d: bool,
+}
+
+/// Softmax over `len`-long lanes that are `stride` apart, `outer` blocks of them.
+fn softmax<T: Real>(x: &[T], outer: usize, len: usize, stride: usize, log: bool) -> Vec<T> {
+    let mut y = vec![T::zero(); x.len()];
+    for o in 0..outer {
+        for s in 0..stride {
+            let base = o * len * stride + s;
+            let idx = |i: usize| base + i * stride;
+            let max = (0..len).map(|i| x[idx(i)]).fold(T::neg_infinity(), T::max);
+            let mut sum = T::zero();
+            for i in 0..len {
+                let e = (x[idx(i)] - max).exp();
+                y[idx(i)] = e;
+                sum = sum + e;
+            }
+            for i in 0..len {
+                y[idx(i)] = if log {
+                    x[idx(i)] - max - sum.ln()
+                } else {
+                    y[idx(i)] / sum
+                };
+            }
+        }
+    }
+    y
+}
+
+impl Kernel for Softmax {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let shape = x.shape();
+        let axis = normalize_axis(self.axis, shape.len())?;
+        let (outer, len, stride) = if shape.is_empty() {
+            (1, 1, 1)
+        } else if self.coerce_2d {
+            (shape[..axis].iter().product(), shape[axis..].iter().product(), 1)
+        } else {
+            (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
+        };
+        with_float_type!(x.dtype(), T => {
+            let y = softmax(x.as_slice::<T>()?, outer, len, stride, self.log);
+            Ok(vec![Tensor::from_vec(shape, y)?])
+        }, _ => Err(unsupported_type(&node_name(self.log), x)))
+    }
+}
+
+fn node_name(log: bool) -> String {
+    if log { "LogSoftmax" } else { "Softmax" }.to_string()
+}
+
+fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let coerce_2d = info.node.opset < 13;
+    let axis = node.int_or("axis", if coerce_2d { 1 } else { -1 })?;
+    Ok(Box::new(Softmax {
+        axis,
+        log: node.op_type == "LogSoftmax",
+        coerce_2d,
+    }))
+}
+
+/// Registers Softmax and LogSoftmax.
+pub fn register(reg: &mut KernelRegistry) {
+    reg.add(KernelDef::new("Softmax", 1.., FLOATS, create));
+    reg.add(KernelDef::new("LogSoftmax", 1.., FLOATS, create));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_sum_to_one_and_log_matches() {
+        let x = [1.0f64, 2.0, 3.0, 1000.0, 1000.0, 1000.0];
+        let y = softmax(&x, 2, 3, 1, false);
+        let e: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|v| v.exp()).collect();
+        let s: f64 = e.iter().sum();
+        for i in 0..3 {
+            assert!((y[i] - e[i] / s).abs() < 1e-12);
+            assert!((y[3 + i] - 1.0 / 3.0).abs() < 1e-12);
+        }
+        let ly = softmax(&x, 2, 3, 1, true);
+        for i in 0..6 {
+            assert!((ly[i] - y[i].ln()).abs() < 1e-12);
+        }
+        // Along axis 0 of a 2x2: lanes are stride 2 apart.
+        let y = softmax(&[0.0f64, 1.0, 0.0, 3.0], 1, 2, 2, false);
+        assert!((y[0] - 0.5).abs() < 1e-12);
+        assert!((y[1] - 1.0 / (1.0 + 2f64.exp())).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,79 @@
+//! The tap table shared by convolution (im2col) and pooling: for every
+//! output position and kernel offset, which input element it reads.
+
+use oxrt_core::shape::Window;
+
+/// A tap inside the padding region (reads as the pad value / is skipped).
+pub const PAD: isize = -1;
+/// A tap past the padded input (only with `ceil_mode`); never counted.
+pub const OUTSIDE: isize = -2;
+
+/// `taps[o * kernel_len + k]` is the flat spatial input index read by output
+/// position `o` at kernel offset `k`, or [`PAD`] / [`OUTSIDE`].
+pub fn taps(win: &Window, input: &[usize]) -> Vec<isize> {
+    let nd = input.len();
+    let out_len: usize = win.output.iter().product();
+    let k_len: usize = win.kernel.iter().product();
+    let mut taps = Vec::with_capacity(out_len * k_len);
+    let mut o = vec![0usize; nd];
+    let mut k = vec![0usize; nd];
+    for _ in 0..out_len {
+        k.iter_mut().for_each(|v| *v = 0);
+        for _ in 0..k_len {
+            let mut flat: isize = 0;
+            let mut state = 0; // 0: inside the input; else PAD or OUTSIDE
+            for d in 0..nd {
+                let pos = (o[d] * win.strides[d] + k[d] * win.dilations[d]) as isize
+                    - win.pads_begin[d] as isize;
+                let size = input[d] as isize;
+                if pos >= size + win.pads_end[d] as isize {
+                    state = OUTSIDE;
+                    break;
+                } else if pos < 0 || pos >= size {
+                    state = PAD;
+                } else {
+                    flat = flat * size + pos;
+                }
+            }
+            taps.push(if state == 0 { flat } else { state });
+            advance(&mut k, &win.kernel);
+        }
+        advance(&mut o, &win.output);
+    }
+    taps
+}
+
+/// Row-major odometer increment of `idx` within `dims`.
+fn advance(idx: &mut [usize], dims: &[usize]) {
+    for d in (0..idx.len()).rev() {
+        idx[d] += 1;
+        if idx[d] < dims[d] {
+            return;
+        }
+        idx[d] = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use oxrt_core::shape::{window, AutoPad};
+
+    use super::*;
+
+    #[test]
+    fn one_dim_with_padding_and_ceil() {
+        // input 4, k2, stride 2, pads (1, 0), ceil: outputs 3 -> last window hangs over the end
+        let w = window(&[4], &[2], &[2], &[1], &[1, 0], AutoPad::NotSet, true).unwrap();
+        assert_eq!(w.output, vec![3]);
+        assert_eq!(taps(&w, &[4]), vec![PAD, 0, 1, 2, 3, OUTSIDE]);
+    }
+
+    #[test]
+    fn two_dims_row_major() {
+        let w = window(&[2, 3], &[2, 2], &[1, 1], &[1, 1], &[0, 0, 0, 0], AutoPad::NotSet, false)
+            .unwrap();
+        assert_eq!(w.output, vec![1, 2]);
+        assert_eq!(taps(&w, &[2, 3]), vec![0, 1, 3, 4, 1, 2, 4, 5]);
+    }
+}
