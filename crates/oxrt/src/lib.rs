@@ -1,1 +1,125 @@
-//! placeholder
+//! oxrt: an ONNX inference runtime.
+//!
+//! ```no_run
+//! use oxrt::{Session, Tensor};
+//!
+//! let session = Session::builder()
+//!     .with_intra_threads(2)
+//!     .commit_from_file("examples/mnist/model.onnx")?;
+//! let input = &session.inputs()[0];
+//! println!("{}: {}", input.name, input.ty);
+//! let image = Tensor::from_vec(vec![1, 1, 8, 8], vec![0.0f32; 64])?;
+//! let outputs = session.run([(input.name.as_str(), image)])?;
+//! let logits = outputs[0].as_slice::<f32>()?;
+//! # Ok::<(), oxrt::Error>(())
+//! ```
+//!
+//! Providers are chosen with cargo features: `cpu` (default). Nodes that no
+//! listed provider takes run on the CPU provider.
+
+mod providers;
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use oxrt_core::{
+    bf16, f16, ndarray, DataType, DeviceInfo, DeviceKind, Dim, Element, Error, ExecutionProvider,
+    Model, OptimizationLevel, Result, SessionOutputs, Storage, Tensor, ValueInfo, ValueType,
+};
+pub use providers::{available_providers, Provider, ProviderInfo};
+
+/// The lower layers, for provider authors and tools.
+pub mod core {
+    pub use oxrt_core::*;
+}
+/// ONNX protobuf types, loading and the checker.
+pub use oxrt_onnx as onnx;
+
+/// A loaded, checked and planned model, ready to [`run`](oxrt_core::Session::run).
+///
+/// Dereferences to [`oxrt_core::Session`] for `inputs()`, `outputs()` and `run()`.
+pub struct Session {
+    inner: oxrt_core::Session,
+}
+
+impl Session {
+    /// Starts configuring a session. Without other providers, everything
+    /// runs on the CPU provider.
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder {
+            inner: oxrt_core::SessionBuilder::new(),
+            providers: Vec::new(),
+        }
+    }
+
+    /// The core session.
+    pub fn into_inner(self) -> oxrt_core::Session {
+        self.inner
+    }
+}
+
+impl Deref for Session {
+    type Target = oxrt_core::Session;
+    fn deref(&self) -> &oxrt_core::Session {
+        &self.inner
+    }
+}
+
+/// Configures a [`Session`], like ONNX Runtime's `SessionOptions`.
+#[derive(Clone)]
+pub struct SessionBuilder {
+    inner: oxrt_core::SessionBuilder,
+    providers: Vec<Provider>,
+}
+
+impl SessionBuilder {
+    /// Execution providers in priority order; nodes none of them takes run
+    /// on the CPU provider (when the `cpu` feature is on).
+    pub fn with_providers(mut self, providers: impl IntoIterator<Item = Provider>) -> Self {
+        self.providers = providers.into_iter().collect();
+        self
+    }
+
+    /// Graph optimization level (accepted; no passes exist yet).
+    pub fn with_optimization_level(mut self, level: OptimizationLevel) -> Self {
+        self.inner = self.inner.with_optimization_level(level);
+        self
+    }
+
+    /// Threads used inside one operator (0: one per core).
+    pub fn with_intra_threads(mut self, threads: usize) -> Self {
+        self.inner = self.inner.with_intra_threads(threads);
+        self
+    }
+
+    /// Largest tensor, in bytes, accepted as initializer, constant or input.
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.inner = self.inner.with_memory_limit(bytes);
+        self
+    }
+
+    fn prepared(self) -> Result<oxrt_core::SessionBuilder> {
+        let mut list: Vec<Arc<dyn ExecutionProvider>> = Vec::new();
+        for p in self.providers {
+            list.push(p.instantiate()?);
+        }
+        let builder = self.inner.with_providers(list);
+        Ok(match providers::fallback() {
+            Some(cpu) => builder.with_fallback(cpu),
+            None => builder,
+        })
+    }
+
+    /// Loads (memory-mapped), checks and plans the model at `path`.
+    pub fn commit_from_file(self, path: impl AsRef<Path>) -> Result<Session> {
+        let inner = self.prepared()?.commit_from_file(path)?;
+        Ok(Session { inner })
+    }
+
+    /// Decodes, checks and plans a model held in memory.
+    pub fn commit_from_memory(self, bytes: &[u8]) -> Result<Session> {
+        let inner = self.prepared()?.commit_from_memory(bytes)?;
+        Ok(Session { inner })
+    }
+}
