@@ -1,1 +1,154 @@
-fn main(){}
+//! `oxrt`: run, inspect and check ONNX models from the command line.
+
+mod npy;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use oxrt::{Provider, Session, Tensor};
+
+#[derive(Parser)]
+#[command(name = "oxrt", version, about = "An ONNX inference runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on inputs read from .npy files.
+    Run {
+        /// The ONNX model.
+        model: PathBuf,
+        /// An input as NAME=FILE.npy (repeat for each input).
+        #[arg(short, long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// Write each output to DIR/<name>.npy instead of printing a summary.
+        #[arg(short, long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Execution providers in priority order, comma-separated (default: cpu).
+        #[arg(short, long, value_name = "LIST", value_delimiter = ',')]
+        provider: Vec<String>,
+        /// Classes to show for classifier-shaped outputs.
+        #[arg(short = 'k', long, default_value_t = 3)]
+        top_k: usize,
+        /// Intra-op threads (0: one per core).
+        #[arg(short, long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Show a model's metadata, interface, operators and weights.
+    Inspect {
+        /// The ONNX model.
+        model: PathBuf,
+    },
+    /// Validate a model and tell whether oxrt can run it.
+    Check {
+        /// The ONNX model.
+        model: PathBuf,
+    },
+    /// List the execution providers built into this oxrt.
+    Providers,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { model, inputs, output_dir, provider, top_k, threads } => {
+            run(&model, &inputs, output_dir.as_deref(), &provider, top_k, threads)
+        }
+        Command::Inspect { model } => report::inspect(&model),
+        Command::Check { model } => report::check(&model),
+        Command::Providers => {
+            report::providers();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(
+    model: &Path,
+    inputs: &[String],
+    output_dir: Option<&Path>,
+    providers: &[String],
+    top_k: usize,
+    threads: usize,
+) -> Result<()> {
+    let providers = providers
+        .iter()
+        .map(|p| p.parse::<Provider>())
+        .collect::<oxrt::Result<Vec<_>>>()?;
+    let session = Session::builder()
+        .with_providers(providers)
+        .with_intra_threads(threads)
+        .commit_from_file(model)?;
+    let mut fed: Vec<(String, Tensor)> = Vec::new();
+    for spec in inputs {
+        let Some((name, file)) = spec.split_once('=') else {
+            bail!("--input '{spec}' must be NAME=FILE.npy");
+        };
+        let tensor = npy::read(Path::new(file)).with_context(|| format!("input '{name}'"))?;
+        fed.push((name.to_string(), tensor));
+    }
+    if fed.is_empty() {
+        let needed: Vec<String> = session.inputs().iter().map(|v| format!("{} {}", v.name, v.ty)).collect();
+        bail!("no inputs given: pass --input NAME=FILE.npy for each of [{}]", needed.join(", "));
+    }
+    let start = std::time::Instant::now();
+    let outputs = session.run(fed)?;
+    let elapsed = start.elapsed();
+    match output_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, tensor) in outputs.iter() {
+                let path = dir.join(format!("{}.npy", safe_file_name(name)));
+                npy::write(&path, tensor).with_context(|| format!("output '{name}'"))?;
+                println!("{name}: {} {:?} -> {}", tensor.dtype(), tensor.shape(), path.display());
+            }
+        }
+        None => {
+            for (name, tensor) in outputs.iter() {
+                report::summarize(name, tensor, top_k);
+            }
+        }
+    }
+    eprintln!("ran in {:.3} ms", elapsed.as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// An output name as a file name: anything but ASCII letters, digits, `-`,
+/// `_` and `.` becomes `_`, and a name made only of dots is prefixed with `_`.
+fn safe_file_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        s.insert(0, '_');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn file_names_are_sanitized() {
+        assert_eq!(safe_file_name("logits"), "logits");
+        assert_eq!(safe_file_name("../../etc/passwd"), ".._.._etc_passwd");
+        assert_eq!(safe_file_name("a/b:c d"), "a_b_c_d");
+        assert_eq!(safe_file_name(".."), "_..");
+        assert_eq!(safe_file_name(""), "_");
+        assert_eq!(safe_file_name("größe"), "gr__e");
+    }
+}
