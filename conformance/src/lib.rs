@@ -1,1 +1,14 @@
-//! placeholder
+//! Runs ONNX backend node tests against oxrt and compares with the
+//! reference outputs they ship.
+//!
+//! A case is a directory `test_<name>/` holding `model.onnx` and one or more
+//! `test_data_set_<k>/` folders of `input_<i>.pb` / `output_<i>.pb`
+//! (serialized `TensorProto`s). [`run_case`] loads the model through the
+//! public `oxrt` API, feeds each data set and compares every output with
+//! [`compare`]'s tolerances (those of the ONNX backend test runner).
+
+pub mod case;
+pub mod compare;
+
+pub use case::{discover, run_case, CaseResult, NodeTestCase, Status};
+pub use compare::{compare, Mismatch, Tolerance};

@@ -38,7 +38,13 @@ fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -66,7 +72,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("model:  {}", session.source());
     println!("input:  {} {}", input.name, input.ty);
     println!("output: {} {}", output.name, output.ty);
-    let symbolic: Vec<&Dim> = input.ty.dims().unwrap_or_default().iter().filter(|d| matches!(d, Dim::Symbolic(_))).collect();
+    let symbolic: Vec<&Dim> = input
+        .ty
+        .dims()
+        .unwrap_or_default()
+        .iter()
+        .filter(|d| matches!(d, Dim::Symbolic(_)))
+        .collect();
     println!("symbolic dims: {symbolic:?}\n");
 
     let samples = read_npy(&dir.join("samples.npy"))?;
@@ -77,7 +89,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (i, (row, label)) in logits.chunks(10).zip(labels.as_slice::<i64>()?).enumerate() {
         let probs = softmax(row);
         let digit = argmax(&probs);
-        println!("sample {i}: predicted {digit} (p = {:.3}), label {label}", probs[digit]);
+        println!(
+            "sample {i}: predicted {digit} (p = {:.3}), label {label}",
+            probs[digit]
+        );
         if i == 0 {
             show_digit(&pixels[..64]);
         }

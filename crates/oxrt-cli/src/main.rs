@@ -56,9 +56,21 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { model, inputs, output_dir, provider, top_k, threads } => {
-            run(&model, &inputs, output_dir.as_deref(), &provider, top_k, threads)
-        }
+        Command::Run {
+            model,
+            inputs,
+            output_dir,
+            provider,
+            top_k,
+            threads,
+        } => run(
+            &model,
+            &inputs,
+            output_dir.as_deref(),
+            &provider,
+            top_k,
+            threads,
+        ),
         Command::Inspect { model } => report::inspect(&model),
         Command::Check { model } => report::check(&model),
         Command::Providers => {
@@ -100,19 +112,32 @@ fn run(
         fed.push((name.to_string(), tensor));
     }
     if fed.is_empty() {
-        let needed: Vec<String> = session.inputs().iter().map(|v| format!("{} {}", v.name, v.ty)).collect();
-        bail!("no inputs given: pass --input NAME=FILE.npy for each of [{}]", needed.join(", "));
+        let needed: Vec<String> = session
+            .inputs()
+            .iter()
+            .map(|v| format!("{} {}", v.name, v.ty))
+            .collect();
+        bail!(
+            "no inputs given: pass --input NAME=FILE.npy for each of [{}]",
+            needed.join(", ")
+        );
     }
     let start = std::time::Instant::now();
     let outputs = session.run(fed)?;
     let elapsed = start.elapsed();
     match output_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             for (name, tensor) in outputs.iter() {
                 let path = dir.join(format!("{}.npy", safe_file_name(name)));
                 npy::write(&path, tensor).with_context(|| format!("output '{name}'"))?;
-                println!("{name}: {} {:?} -> {}", tensor.dtype(), tensor.shape(), path.display());
+                println!(
+                    "{name}: {} {:?} -> {}",
+                    tensor.dtype(),
+                    tensor.shape(),
+                    path.display()
+                );
             }
         }
         None => {
@@ -130,7 +155,13 @@ fn run(
 fn safe_file_name(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.chars().all(|c| c == '.') {
         s.insert(0, '_');

@@ -11,9 +11,13 @@ use oxrt::{f16, Storage, Tensor};
 /// Reads a `.npy` file (C order) of any numeric, f16 or bool type.
 pub fn read(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{} is not a .npy file", path.display()))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .with_context(|| format!("{} is not a .npy file", path.display()))?;
     if npy.order() == npyz::Order::Fortran {
-        bail!("{}: Fortran-ordered arrays are not supported; save with C order", path.display());
+        bail!(
+            "{}: Fortran-ordered arrays are not supported; save with C order",
+            path.display()
+        );
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
@@ -30,12 +34,19 @@ pub fn read(path: &Path) -> Result<Tensor> {
         "u4" => Tensor::from_vec(shape, npy.into_vec::<u32>()?)?,
         "u8" => Tensor::from_vec(shape, npy.into_vec::<u64>()?)?,
         "b1" => Tensor::from_vec(shape, npy.into_vec::<bool>()?)?,
-        other => bail!("{}: unsupported .npy element type '{other}'", path.display()),
+        other => bail!(
+            "{}: unsupported .npy element type '{other}'",
+            path.display()
+        ),
     };
     Ok(t)
 }
 
-fn write_as<T: npyz::Serialize + npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) -> Result<()> {
+fn write_as<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[u64],
+    data: &[T],
+) -> Result<()> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = npyz::WriteOptions::new()
         .default_dtype()

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use oxrt::core::ir::LowerOptions;
-use oxrt::onnx::{check_model, CheckOptions};
 use oxrt::core::Graph;
+use oxrt::onnx::{check_model, CheckOptions};
 use oxrt::{Model, Session, Storage, Tensor};
 
 fn human_bytes(b: u64) -> String {
@@ -22,7 +22,11 @@ fn human_bytes(b: u64) -> String {
 /// Counts op types and initializer bytes, through subgraphs.
 fn tally(g: &Graph, ops: &mut BTreeMap<String, usize>, inits: &mut (usize, u64)) {
     for n in &g.nodes {
-        let key = if n.domain.is_empty() { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
+        let key = if n.domain.is_empty() {
+            n.op_type.clone()
+        } else {
+            format!("{}::{}", n.domain, n.op_type)
+        };
         *ops.entry(key).or_default() += 1;
         for sub in n.subgraphs() {
             tally(sub, ops, inits);
@@ -40,7 +44,14 @@ pub fn inspect(path: &Path) -> Result<()> {
     let model = Model::from_proto(&loaded.proto, &LowerOptions::default())?;
     println!("model:     {}", path.display());
     let producer = format!("{} {}", model.producer_name, model.producer_version);
-    println!("producer:  {}", if producer.trim().is_empty() { "(not set)" } else { producer.trim() });
+    println!(
+        "producer:  {}",
+        if producer.trim().is_empty() {
+            "(not set)"
+        } else {
+            producer.trim()
+        }
+    );
     println!("ir:        {}", model.ir_version);
     let opsets: Vec<String> = model
         .opsets
@@ -71,7 +82,11 @@ pub fn inspect(path: &Path) -> Result<()> {
     for (op, n) in sorted {
         println!("  {op:<20} {n}");
     }
-    println!("initializers: {} tensors, {}", inits.0, human_bytes(inits.1));
+    println!(
+        "initializers: {} tensors, {}",
+        inits.0,
+        human_bytes(inits.1)
+    );
     Ok(())
 }
 
@@ -86,8 +101,16 @@ pub fn check(path: &Path) -> Result<()> {
     for (_, p) in session.node_placement() {
         *per_provider.entry(p).or_default() += 1;
     }
-    let placed: Vec<String> = per_provider.iter().map(|(p, n)| format!("{n} on {p}")).collect();
-    println!("{}: runnable ({} nodes: {})", path.display(), session.node_placement().len(), placed.join(", "));
+    let placed: Vec<String> = per_provider
+        .iter()
+        .map(|(p, n)| format!("{n} on {p}"))
+        .collect();
+    println!(
+        "{}: runnable ({} nodes: {})",
+        path.display(),
+        session.node_placement().len(),
+        placed.join(", ")
+    );
     Ok(())
 }
 
@@ -142,7 +165,11 @@ pub fn summarize(name: &str, t: &Tensor, top_k: usize) {
                 let probs = probabilities(chunk);
                 let mut order: Vec<usize> = (0..c).collect();
                 order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-                let top: Vec<String> = order.iter().take(top_k).map(|&i| format!("class {i} ({:.4})", probs[i])).collect();
+                let top: Vec<String> = order
+                    .iter()
+                    .take(top_k)
+                    .map(|&i| format!("class {i} ({:.4})", probs[i]))
+                    .collect();
                 println!("  [{row}] top-{}: {}", top_k.min(c), top.join(", "));
             }
             if values.len() / c > 16 {

@@ -5,22 +5,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn example(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mnist").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/mnist")
+        .join(file)
 }
 
 fn oxrt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_oxrt")).args(args).output().expect("run oxrt")
+    Command::new(env!("CARGO_BIN_EXE_oxrt"))
+        .args(args)
+        .output()
+        .expect("run oxrt")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn run_prints_top_k_for_the_classifier() {
     let model = example("model.onnx");
     let input = format!("input={}", example("samples.npy").display());
-    let o = oxrt(&["run", model.to_str().unwrap(), "--input", &input, "--top-k", "2"]);
+    let o = oxrt(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        &input,
+        "--top-k",
+        "2",
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("logits: float [5, 10]"), "{out}");
@@ -33,13 +48,23 @@ fn run_writes_outputs_as_npy() {
     let dir = tempfile::tempdir().unwrap();
     let model = example("model.onnx");
     let input = format!("input={}", example("samples.npy").display());
-    let o = oxrt(&["run", model.to_str().unwrap(), "-i", &input, "--output-dir", dir.path().to_str().unwrap()]);
+    let o = oxrt(&[
+        "run",
+        model.to_str().unwrap(),
+        "-i",
+        &input,
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o).1);
     let bytes = std::fs::read(dir.path().join("logits.npy")).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     assert_eq!(npy.shape(), &[5, 10]);
     let values = npy.into_vec::<f32>().unwrap();
-    let best = values[..10].iter().enumerate().fold(0, |b, (i, v)| if *v > values[b] { i } else { b });
+    let best = values[..10]
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, v)| if *v > values[b] { i } else { b });
     assert_eq!(best, 7);
 }
 
@@ -50,7 +75,10 @@ fn inspect_and_check_the_example() {
     let (out, _) = text(&o);
     assert!(o.status.success());
     assert!(out.contains("opsets:    ai.onnx=13"), "{out}");
-    assert!(out.contains("input                tensor(float) [batch, 1, 8, 8]"), "{out}");
+    assert!(
+        out.contains("input                tensor(float) [batch, 1, 8, 8]"),
+        "{out}"
+    );
     assert!(out.contains("Conv                 2"), "{out}");
     assert!(out.contains("initializers: 6 tensors, 7.41 KiB"), "{out}");
     let o = oxrt(&["check", model.to_str().unwrap()]);
@@ -64,8 +92,16 @@ fn bad_files_give_one_line_errors_and_failure() {
     let full = std::fs::read(example("model.onnx")).unwrap();
     let cases: [(&str, &[u8], &str); 3] = [
         ("empty.onnx", b"", "is empty"),
-        ("text.onnx", b"hello, not a model\n", "not a valid ONNX model"),
-        ("truncated.onnx", &full[..full.len() / 3], "not a valid ONNX model"),
+        (
+            "text.onnx",
+            b"hello, not a model\n",
+            "not a valid ONNX model",
+        ),
+        (
+            "truncated.onnx",
+            &full[..full.len() / 3],
+            "not a valid ONNX model",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let path = dir.path().join(name);
@@ -75,7 +111,10 @@ fn bad_files_give_one_line_errors_and_failure() {
             let (_, err) = text(&o);
             assert_eq!(o.status.code(), Some(1), "{cmd} {name}");
             assert_eq!(err.lines().count(), 1, "{cmd} {name}: {err}");
-            assert!(err.starts_with("error: ") && err.contains(expected) && err.contains(name), "{cmd} {name}: {err}");
+            assert!(
+                err.starts_with("error: ") && err.contains(expected) && err.contains(name),
+                "{cmd} {name}: {err}"
+            );
         }
     }
 }
@@ -86,13 +125,25 @@ fn run_reports_wrong_inputs_and_unknown_providers() {
     let labels = format!("input={}", example("test_labels.npy").display());
     let o = oxrt(&["run", model.to_str().unwrap(), "-i", &labels]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(text(&o).1.trim(), "error: input 'input': expected element type float, got int64");
+    assert_eq!(
+        text(&o).1.trim(),
+        "error: input 'input': expected element type float, got int64"
+    );
 
     let o = oxrt(&["run", model.to_str().unwrap()]);
     assert!(text(&o).1.contains("no inputs given: pass --input NAME=FILE.npy for each of [input tensor(float) [batch, 1, 8, 8]]"));
 
-    let o = oxrt(&["run", model.to_str().unwrap(), "--provider", "tpu", "-i", "input=x.npy"]);
-    assert!(text(&o).1.contains("execution provider 'tpu' is not available"));
+    let o = oxrt(&[
+        "run",
+        model.to_str().unwrap(),
+        "--provider",
+        "tpu",
+        "-i",
+        "input=x.npy",
+    ]);
+    assert!(text(&o)
+        .1
+        .contains("execution provider 'tpu' is not available"));
 
     let o = oxrt(&["run", model.to_str().unwrap(), "-i", "input=/no/such.npy"]);
     assert!(text(&o).1.contains("/no/such.npy"));

@@ -116,7 +116,10 @@ impl DataType {
     /// True for signed and unsigned integer types of every width.
     pub fn is_integer(self) -> bool {
         use DataType::*;
-        matches!(self, U8 | I8 | U16 | I16 | I32 | I64 | U32 | U64 | U4 | I4 | U2 | I2)
+        matches!(
+            self,
+            U8 | I8 | U16 | I16 | I32 | I64 | U32 | U64 | U4 | I4 | U2 | I2
+        )
     }
 
     /// The ONNX spelling used in type strings, e.g. `float` in `tensor(float)`.

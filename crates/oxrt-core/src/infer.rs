@@ -14,15 +14,25 @@ use crate::tensor::Tensor;
 /// Fills `graph.value_types` for every node output it can infer.
 pub fn infer_graph(graph: &mut Graph, opsets: &BTreeMap<String, i64>) {
     for v in graph.inputs.iter().chain(&graph.overridable_initializers) {
-        graph.value_types.entry(v.name.clone()).or_insert(v.ty.clone());
+        graph
+            .value_types
+            .entry(v.name.clone())
+            .or_insert(v.ty.clone());
     }
     let order = crate::plan::topological_order(graph).unwrap_or_default();
     for ni in order {
         let node = &graph.nodes[ni];
         let opset = opsets.get(&node.domain).copied().unwrap_or(0);
-        let inputs: Vec<Option<&ValueType>> =
-            node.inputs.iter().map(|n| graph.value_types.get(n)).collect();
-        let constant = |i: usize| node.input(i).and_then(|n| graph.initializers.get(n)).map(|t| t.as_ref());
+        let inputs: Vec<Option<&ValueType>> = node
+            .inputs
+            .iter()
+            .map(|n| graph.value_types.get(n))
+            .collect();
+        let constant = |i: usize| {
+            node.input(i)
+                .and_then(|n| graph.initializers.get(n))
+                .map(|t| t.as_ref())
+        };
         let outs = if node.domain.is_empty() {
             infer_node(node, opset, &inputs, &constant)
         } else {
@@ -75,7 +85,13 @@ pub fn infer_node<'a>(
     match node.op_type.as_str() {
         "Identity" | "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Clip" | "Softmax"
         | "LogSoftmax" | "Abs" | "Neg" | "Exp" | "Log" | "Sqrt" => same(),
-        "Dropout" => vec![input(0).cloned(), dims0.map(|d| ValueType::Tensor { dtype: DataType::Bool, shape: Some(d) })],
+        "Dropout" => vec![
+            input(0).cloned(),
+            dims0.map(|d| ValueType::Tensor {
+                dtype: DataType::Bool,
+                shape: Some(d),
+            }),
+        ],
         "BatchNormalization" => same(),
         "Add" | "Sub" | "Mul" | "Div" => {
             let shape = match (concrete(0), concrete(1)) {
@@ -85,7 +101,11 @@ pub fn infer_node<'a>(
             vec![dtype0.and_then(|d| tensor(d, shape))]
         }
         "Cast" => {
-            let to = node.get_int("to").ok().flatten().and_then(|c| DataType::from_onnx(c as i32));
+            let to = node
+                .get_int("to")
+                .ok()
+                .flatten()
+                .and_then(|c| DataType::from_onnx(c as i32));
             vec![to.and_then(|d| tensor(d, dims0))]
         }
         "Shape" => {
@@ -117,7 +137,10 @@ pub fn infer_node<'a>(
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
         "Gemm" => {
-            let (ta, tb) = (node.int_or("transA", 0).unwrap_or(0), node.int_or("transB", 0).unwrap_or(0));
+            let (ta, tb) = (
+                node.int_or("transA", 0).unwrap_or(0),
+                node.int_or("transB", 0).unwrap_or(0),
+            );
             let out = match (concrete(0), concrete(1)) {
                 (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
                     let m = if ta != 0 { a[1] } else { a[0] };
@@ -149,8 +172,11 @@ pub fn infer_node<'a>(
         }
         "Flatten" => {
             let out = concrete(0).and_then(|s| {
-                let axis = shape::normalize_axis(node.int_or("axis", 1).ok()?, s.len() + 1).ok()?;
-                Some(known(&[s[..axis].iter().product(), s[axis..].iter().product()]))
+                let axis = flatten_axis(node.int_or("axis", 1).ok()?, s.len()).ok()?;
+                Some(known(&[
+                    s[..axis].iter().product(),
+                    s[axis..].iter().product(),
+                ]))
             });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
@@ -160,7 +186,9 @@ pub fn infer_node<'a>(
                     Some(p) => p.to_vec(),
                     None => (0..d.len() as i64).rev().collect(),
                 };
-                perm.iter().map(|&p| d.get(usize::try_from(p).ok()?).cloned()).collect()
+                perm.iter()
+                    .map(|&p| d.get(usize::try_from(p).ok()?).cloned())
+                    .collect()
             });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
@@ -177,14 +205,16 @@ pub fn infer_node<'a>(
         }
         "Gather" => {
             let out = match (concrete(0), concrete(1)) {
-                (Some(data), Some(idx)) => shape::normalize_axis(node.int_or("axis", 0).unwrap_or(0), data.len())
-                    .ok()
-                    .map(|a| {
-                        let mut o = data[..a].to_vec();
-                        o.extend(&idx);
-                        o.extend(&data[a + 1..]);
-                        known(&o)
-                    }),
+                (Some(data), Some(idx)) => {
+                    shape::normalize_axis(node.int_or("axis", 0).unwrap_or(0), data.len())
+                        .ok()
+                        .map(|a| {
+                            let mut o = data[..a].to_vec();
+                            o.extend(&idx);
+                            o.extend(&data[a + 1..]);
+                            known(&o)
+                        })
+                }
                 _ => None,
             };
             vec![dtype0.and_then(|d| tensor(d, out))]
@@ -214,15 +244,24 @@ fn constant_type(node: &Node) -> Option<ValueType> {
         ("value", Attribute::Tensor(t)) => Some(ValueType::tensor(t.dtype(), t.shape())),
         ("value_float", _) => Some(ValueType::tensor(DataType::F32, &[])),
         ("value_int", _) => Some(ValueType::tensor(DataType::I64, &[])),
-        ("value_floats", Attribute::Floats(v)) => Some(ValueType::tensor(DataType::F32, &[v.len()])),
+        ("value_floats", Attribute::Floats(v)) => {
+            Some(ValueType::tensor(DataType::F32, &[v.len()]))
+        }
         ("value_ints", Attribute::Ints(v)) => Some(ValueType::tensor(DataType::I64, &[v.len()])),
         ("value_string", _) => Some(ValueType::tensor(DataType::String, &[])),
-        ("value_strings", Attribute::Strings(v)) => Some(ValueType::tensor(DataType::String, &[v.len()])),
+        ("value_strings", Attribute::Strings(v)) => {
+            Some(ValueType::tensor(DataType::String, &[v.len()]))
+        }
         _ => None,
     }
 }
 
-fn window_output(node: &Node, x: &Option<Vec<usize>>, w: Option<Vec<usize>>, _opset: i64) -> Option<Vec<Dim>> {
+fn window_output(
+    node: &Node,
+    x: &Option<Vec<usize>>,
+    w: Option<Vec<usize>>,
+    _opset: i64,
+) -> Option<Vec<Dim>> {
     let x = x.as_ref()?;
     if x.len() < 3 {
         return None;
@@ -238,13 +277,33 @@ fn window_output(node: &Node, x: &Option<Vec<usize>>, w: Option<Vec<usize>>, _op
     Some(known(&out))
 }
 
+/// Flatten's `axis` in `[-rank, rank]`, normalized to `0..=rank`.
+pub fn flatten_axis(axis: i64, rank: usize) -> crate::Result<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if !(0..=r).contains(&a) {
+        return Err(crate::Error::invalid(format!(
+            "axis {axis} is out of range [-{rank}, {rank}] for a tensor of rank {rank}"
+        )));
+    }
+    Ok(a as usize)
+}
+
 /// Output shape of numpy-style `matmul`.
 pub fn matmul_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
-    let a2 = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
-    let b2 = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let a2 = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2 = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
     let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
     let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
     if k != k2 {
@@ -299,7 +358,13 @@ pub fn unsqueeze_shape(input: &[usize], axes: &[i64]) -> Option<Vec<usize>> {
     }
     let mut it = input.iter();
     (0..rank)
-        .map(|i| if norm.contains(&i) { Some(1) } else { it.next().copied() })
+        .map(|i| {
+            if norm.contains(&i) {
+                Some(1)
+            } else {
+                it.next().copied()
+            }
+        })
         .collect()
 }
 
@@ -356,27 +421,46 @@ mod tests {
         assert_eq!(out[0], Some(f32t(&[1, 8, 8, 8])));
         let pool = node(
             "MaxPool",
-            vec![("kernel_shape", Attribute::Ints(vec![2, 2])), ("strides", Attribute::Ints(vec![2, 2]))],
+            vec![
+                ("kernel_shape", Attribute::Ints(vec![2, 2])),
+                ("strides", Attribute::Ints(vec![2, 2])),
+            ],
         );
         let out = infer_node(&pool, 13, &[Some(&f32t(&[1, 8, 8, 8]))], &|_| None);
         assert_eq!(out[0], Some(f32t(&[1, 8, 4, 4])));
         let gemm = node("Gemm", vec![("transB", Attribute::Int(1))]);
-        let out = infer_node(&gemm, 13, &[Some(&f32t(&[5, 64])), Some(&f32t(&[10, 64]))], &|_| None);
+        let out = infer_node(
+            &gemm,
+            13,
+            &[Some(&f32t(&[5, 64])), Some(&f32t(&[10, 64]))],
+            &|_| None,
+        );
         assert_eq!(out[0], Some(f32t(&[5, 10])));
     }
 
     #[test]
     fn broadcast_reshape_and_symbolic() {
         let add = node("Add", vec![]);
-        let out = infer_node(&add, 14, &[Some(&f32t(&[2, 1, 3])), Some(&f32t(&[4, 1]))], &|_| None);
+        let out = infer_node(
+            &add,
+            14,
+            &[Some(&f32t(&[2, 1, 3])), Some(&f32t(&[4, 1]))],
+            &|_| None,
+        );
         assert_eq!(out[0], Some(f32t(&[2, 4, 3])));
         let sym = ValueType::Tensor {
             dtype: DataType::F32,
             shape: Some(vec![Dim::Symbolic("N".into()), Dim::Known(3)]),
         };
         let relu = node("Relu", vec![]);
-        assert_eq!(infer_node(&relu, 14, &[Some(&sym)], &|_| None)[0], Some(sym.clone()));
-        assert_eq!(reshape_shape(&[2, 3, 4], &[0, -1], false), Some(vec![2, 12]));
+        assert_eq!(
+            infer_node(&relu, 14, &[Some(&sym)], &|_| None)[0],
+            Some(sym.clone())
+        );
+        assert_eq!(
+            reshape_shape(&[2, 3, 4], &[0, -1], false),
+            Some(vec![2, 12])
+        );
         assert_eq!(reshape_shape(&[2, 3, 4], &[5, -1], false), None);
         assert_eq!(matmul_shape(&[7, 2, 3], &[3, 4]), Some(vec![7, 2, 4]));
         assert_eq!(matmul_shape(&[3], &[3, 4]), Some(vec![4]));

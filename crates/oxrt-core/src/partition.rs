@@ -37,7 +37,11 @@ pub fn partition(
     let mut assignment: Vec<Option<usize>> = vec![None; graph.nodes.len()];
     for (p, provider) in providers.iter().enumerate() {
         for group in provider.capability(graph, opsets) {
-            if group.nodes.iter().all(|&i| assignment.get(i) == Some(&None)) {
+            if group
+                .nodes
+                .iter()
+                .all(|&i| assignment.get(i) == Some(&None))
+            {
                 for i in group.nodes {
                     assignment[i] = Some(p);
                 }

@@ -102,7 +102,11 @@ fn outer_reads(g: &Graph) -> Vec<String> {
             }
         }
         for sub in n.subgraphs() {
-            reads.extend(outer_reads(sub).into_iter().filter(|r| !defined.contains(r.as_str())));
+            reads.extend(
+                outer_reads(sub)
+                    .into_iter()
+                    .filter(|r| !defined.contains(r.as_str())),
+            );
         }
     }
     reads

@@ -47,7 +47,11 @@ pub struct NodeContext<'a> {
 impl NodeContext<'_> {
     /// Element type of input `i`, if known.
     pub fn input_dtype(&self, i: usize) -> Option<DataType> {
-        self.input_types.get(i).copied().flatten().and_then(ValueType::dtype)
+        self.input_types
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(ValueType::dtype)
     }
 }
 

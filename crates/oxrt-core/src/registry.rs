@@ -178,7 +178,10 @@ mod tests {
         };
         assert!(reg.lookup(&relu(), &ctx(13, &f32_t)).is_ok());
         let err = reg.lookup(&relu(), &ctx(14, &f32_t)).err().unwrap();
-        assert_eq!(err, "opset 14 is not covered (implemented for opsets 6..=13)");
+        assert_eq!(
+            err,
+            "opset 14 is not covered (implemented for opsets 6..=13)"
+        );
         let err = reg.lookup(&relu(), &ctx(13, &i8_t)).err().unwrap();
         assert_eq!(err, "element type int8 is not implemented");
         let mut other = relu();

@@ -178,7 +178,10 @@ pub struct SessionOutputs {
 impl SessionOutputs {
     /// The output called `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.names.iter().position(|n| n == name).map(|i| &self.tensors[i])
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.tensors[i])
     }
 
     /// Number of outputs.
@@ -274,7 +277,12 @@ impl Session {
         self.plan
             .steps
             .iter()
-            .map(|s| (self.model.graph.nodes[s.node].name.as_str(), self.providers[s.provider].name()))
+            .map(|s| {
+                (
+                    self.model.graph.nodes[s.node].name.as_str(),
+                    self.providers[s.provider].name(),
+                )
+            })
             .collect()
     }
 
@@ -351,7 +359,12 @@ impl Session {
         symbols: &mut HashMap<&'a str, usize>,
     ) -> Result<()> {
         let dims: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
-        check_size(&format!("input '{}'", info.name), &dims, t.dtype(), self.memory_limit)?;
+        check_size(
+            &format!("input '{}'", info.name),
+            &dims,
+            t.dtype(),
+            self.memory_limit,
+        )?;
         let ValueType::Tensor { dtype, shape } = &info.ty else {
             return Ok(());
         };
@@ -415,18 +428,22 @@ impl Session {
                         None => args.push(None),
                         Some(s) => match slots[*s].as_ref() {
                             Some(v) => args.push(Some(v.get())),
-                            None => {
-                                return Err(fail(Error::invalid(format!(
-                                    "input #{i} '{}' has no value (it is produced by nothing that ran)",
-                                    node.inputs[i]
-                                ))))
-                            }
+                            None => return Err(fail(Error::invalid(format!(
+                                "input #{i} '{}' has no value (it is produced by nothing that ran)",
+                                node.inputs[i]
+                            )))),
                         },
                     }
                 }
                 step.kernel.compute(&args).map_err(fail)?
             };
-            if outputs.len() < step.outputs.iter().rposition(Option::is_some).map_or(0, |p| p + 1) {
+            if outputs.len()
+                < step
+                    .outputs
+                    .iter()
+                    .rposition(Option::is_some)
+                    .map_or(0, |p| p + 1)
+            {
                 return Err(fail(Error::invalid(format!(
                     "the kernel produced {} outputs, the node names {}",
                     outputs.len(),

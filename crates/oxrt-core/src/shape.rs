@@ -8,8 +8,16 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
-        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -193,8 +201,16 @@ mod tests {
     #[test]
     fn conv_and_pool_windows() {
         // 5x5, k3, stride 2, pad 1 -> 3x3
-        let w = window(&[5, 5], &[3, 3], &[2, 2], &[1, 1], &[1, 1, 1, 1], AutoPad::NotSet, false)
-            .unwrap();
+        let w = window(
+            &[5, 5],
+            &[3, 3],
+            &[2, 2],
+            &[1, 1],
+            &[1, 1, 1, 1],
+            AutoPad::NotSet,
+            false,
+        )
+        .unwrap();
         assert_eq!(w.output, vec![3, 3]);
         // SAME_UPPER with stride 2 on 4: out 2, total pad 1 -> (0, 1)
         let w = window(&[4], &[3], &[2], &[1], &[0, 0], AutoPad::SameUpper, false).unwrap();

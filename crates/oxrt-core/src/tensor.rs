@@ -117,6 +117,8 @@ impl Storage {
     ///
     /// Callers guarantee every index is in bounds (it is checked: an out-of-
     /// bounds index is an error, never a panic).
+    // `clone` is needed for strings; the macro instantiates it for Copy types too.
+    #[allow(clippy::clone_on_copy)]
     pub fn gather(&self, indices: &[usize]) -> Result<Storage> {
         let len = self.len();
         if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
@@ -466,11 +468,14 @@ mod tests {
 
     #[test]
     fn ndarray_round_trip_including_non_standard_layout() {
-        let a = ndarray::Array2::from_shape_vec((2, 3), (0..6).map(|x| x as f32).collect())
-            .unwrap();
+        let a =
+            ndarray::Array2::from_shape_vec((2, 3), (0..6).map(|x| x as f32).collect()).unwrap();
         let t = Tensor::from_array(a.clone().reversed_axes());
         assert_eq!(t.shape(), &[3, 2]);
-        assert_eq!(t.as_slice::<f32>().unwrap(), &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(
+            t.as_slice::<f32>().unwrap(),
+            &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+        );
         let back = Tensor::from(a.clone()).into_array::<f32>().unwrap();
         assert_eq!(back, a.into_dyn());
     }
@@ -499,7 +504,10 @@ mod storage_tests {
         assert!(s.gather(&[3]).is_err());
         let a = Storage::I32(vec![1, 2]);
         let b = Storage::I32(vec![3]);
-        assert_eq!(Storage::concat(&[&a, &b]).unwrap(), Storage::I32(vec![1, 2, 3]));
+        assert_eq!(
+            Storage::concat(&[&a, &b]).unwrap(),
+            Storage::I32(vec![1, 2, 3])
+        );
         assert!(Storage::concat(&[&a, &s]).is_err());
     }
 }

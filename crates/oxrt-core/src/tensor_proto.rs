@@ -139,7 +139,9 @@ fn decode_raw(raw: &[u8], dtype: DataType, numel: usize) -> Result<Storage, Stri
 
 fn count_check(field: &str, got: usize, numel: usize) -> Result<(), String> {
     if got != numel {
-        return Err(format!("{field} has {got} values, but the dims need {numel}"));
+        return Err(format!(
+            "{field} has {got} values, but the dims need {numel}"
+        ));
     }
     Ok(())
 }
@@ -219,7 +221,12 @@ fn decode_typed(p: &TensorProto, dtype: DataType, numel: usize) -> Result<Storag
         }
         D::Complex128 => {
             count_check("double_data", p.double_data.len(), numel * 2)?;
-            Storage::Complex128(p.double_data.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+            Storage::Complex128(
+                p.double_data
+                    .chunks_exact(2)
+                    .map(|c| [c[0], c[1]])
+                    .collect(),
+            )
         }
         D::I4 | D::U4 | D::F4E2M1 | D::I2 | D::U2 => {
             // Packed like raw_data, one byte per int32 value.
@@ -253,7 +260,13 @@ mod tests {
     #[test]
     fn raw_f32_and_typed_i64() {
         let mut p = proto(DataType::F32, &[2]);
-        p.raw_data = Some([1.5f32, -2.0].iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<_>>().into());
+        p.raw_data = Some(
+            [1.5f32, -2.0]
+                .iter()
+                .flat_map(|f| f.to_le_bytes())
+                .collect::<Vec<_>>()
+                .into(),
+        );
         let t = tensor_from_proto(&p, DEFAULT_MEMORY_LIMIT).unwrap();
         assert_eq!(t.as_slice::<f32>().unwrap(), &[1.5, -2.0]);
 
@@ -273,8 +286,13 @@ mod tests {
         let mut p = proto(DataType::I4, &[3]);
         p.raw_data = Some(vec![0xF7u8, 0x01].into()); // 7, -1, 1
         let t = tensor_from_proto(&p, DEFAULT_MEMORY_LIMIT).unwrap();
-        let Storage::Bits(b) = t.storage() else { panic!() };
-        assert_eq!(b.iter().map(|&v| v as i8).collect::<Vec<_>>(), vec![7, -1, 1]);
+        let Storage::Bits(b) = t.storage() else {
+            panic!()
+        };
+        assert_eq!(
+            b.iter().map(|&v| v as i8).collect::<Vec<_>>(),
+            vec![7, -1, 1]
+        );
     }
 
     #[test]

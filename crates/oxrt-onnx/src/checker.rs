@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{CheckError, Result};
 use crate::proto::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto,
-    NodeProto, ValueInfoProto,
+    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    ValueInfoProto,
 };
 use crate::{MAX_DEFAULT_OPSET, MAX_ML_OPSET, ONNX_RELEASE};
 
@@ -101,7 +101,10 @@ fn check_graph(
     let mut defined: HashMap<String, String> = HashMap::new();
     let mut define = |name: &str, by: String| -> Result<(), CheckError> {
         if name.is_empty() {
-            return Err(CheckError::new(format!("{loc} > {by}"), "a value has an empty name"));
+            return Err(CheckError::new(
+                format!("{loc} > {by}"),
+                "a value has an empty name",
+            ));
         }
         if let Some(prev) = defined.insert(name.to_string(), by.clone()) {
             // An initializer may also be listed as a graph input (IR < 4 style).
@@ -256,7 +259,10 @@ fn check_attribute(
     }
     let ty = attr.r#type.unwrap_or(0);
     let Ok(ty) = AttributeType::try_from(ty) else {
-        return Err(CheckError::new(aloc, format!("unknown attribute type {ty}")));
+        return Err(CheckError::new(
+            aloc,
+            format!("unknown attribute type {ty}"),
+        ));
     };
     let present = [
         (AttributeType::Float, attr.f.is_some()),
@@ -271,13 +277,19 @@ fn check_attribute(
         (AttributeType::Strings, !attr.strings.is_empty()),
         (AttributeType::Tensors, !attr.tensors.is_empty()),
         (AttributeType::Graphs, !attr.graphs.is_empty()),
-        (AttributeType::SparseTensors, !attr.sparse_tensors.is_empty()),
+        (
+            AttributeType::SparseTensors,
+            !attr.sparse_tensors.is_empty(),
+        ),
         (AttributeType::TypeProtos, !attr.type_protos.is_empty()),
     ];
     let filled: Vec<AttributeType> = present.iter().filter(|p| p.1).map(|p| p.0).collect();
     if ty == AttributeType::Undefined {
         if filled.len() > 1 {
-            return Err(CheckError::new(aloc, "the attribute has no type and several values"));
+            return Err(CheckError::new(
+                aloc,
+                "the attribute has no type and several values",
+            ));
         }
     } else {
         let is_list = matches!(
@@ -320,9 +332,7 @@ fn check_attribute(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::proto::{
-        tensor_proto::DataType, type_proto::Tensor, OperatorSetIdProto, TypeProto,
-    };
+    use crate::proto::{tensor_proto::DataType, type_proto::Tensor, OperatorSetIdProto, TypeProto};
 
     fn vi(name: &str) -> ValueInfoProto {
         ValueInfoProto {
@@ -369,7 +379,10 @@ mod tests {
     #[test]
     fn accepts_valid_unsorted_dag() {
         let m = model(
-            vec![node("Relu", "b", &["t"], &["y"]), node("Relu", "a", &["x"], &["t"])],
+            vec![
+                node("Relu", "b", &["t"], &["y"]),
+                node("Relu", "a", &["x"], &["t"]),
+            ],
             13,
         );
         check_model(&m, &CheckOptions::default()).unwrap();
@@ -402,7 +415,10 @@ mod tests {
     fn rejects_unsupported_opset() {
         let m = model(vec![node("Relu", "r", &["x"], &["y"])], 1000);
         let err = check_model(&m, &CheckOptions::default()).unwrap_err();
-        assert!(err.message.contains("unsupported opset version 1000"), "{err}");
+        assert!(
+            err.message.contains("unsupported opset version 1000"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -446,6 +462,9 @@ mod tests {
         bad.node[0].input[0] = "missing".into();
         n.attribute[0].g = Some(bad);
         let err = check_model(&model(vec![n], 13), &CheckOptions::default()).unwrap_err();
-        assert!(err.location.contains("graph 'then' > node 'inner'"), "{err}");
+        assert!(
+            err.location.contains("graph 'then' > node 'inner'"),
+            "{err}"
+        );
     }
 }

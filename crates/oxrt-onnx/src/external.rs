@@ -130,12 +130,10 @@ impl FileCache {
                         "the path contains '..' and would escape the model directory",
                     ))
                 }
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(external_error(
-                        t,
-                        "the path is absolute; external data must be relative to the model directory",
-                    ))
-                }
+                Component::RootDir | Component::Prefix(_) => return Err(external_error(
+                    t,
+                    "the path is absolute; external data must be relative to the model directory",
+                )),
             }
         }
         let joined = self.base.join(rel);
@@ -180,10 +178,12 @@ impl FileCache {
 }
 
 fn parse_u64(t: &TensorProto, key: &str, value: &str) -> Result<u64> {
-    value
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| external_error(t, format!("'{key}' is not a non-negative integer: '{value}'")))
+    value.trim().parse::<u64>().map_err(|_| {
+        external_error(
+            t,
+            format!("'{key}' is not a non-negative integer: '{value}'"),
+        )
+    })
 }
 
 fn resolve_tensor(t: &mut TensorProto, files: &mut FileCache) -> Result<()> {
@@ -209,7 +209,9 @@ fn resolve_tensor(t: &mut TensorProto, files: &mut FileCache) -> Result<()> {
     let Some(end) = end else {
         return Err(external_error(
             t,
-            format!("offset {offset} + length {length} is past the end of the file ({file_len} bytes)"),
+            format!(
+                "offset {offset} + length {length} is past the end of the file ({file_len} bytes)"
+            ),
         ));
     };
     // Both bounds are <= file_len, which fits in usize because the file is mapped.
@@ -267,7 +269,11 @@ mod tests {
     fn reads_range_of_file_inside_model_dir() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("weights")).unwrap();
-        std::fs::write(dir.path().join("weights/w.bin"), [9u8, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+        std::fs::write(
+            dir.path().join("weights/w.bin"),
+            [9u8, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        )
+        .unwrap();
         let mut m = model_with(ext_tensor("weights/w.bin", Some(1), Some(8)));
         resolve_model(&mut m, dir.path()).unwrap();
         let t = &m.graph.unwrap().initializer[0];
@@ -301,11 +307,17 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.bin"), [0u8; 8]).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.bin"), dir.path().join("link.bin"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.bin"),
+            dir.path().join("link.bin"),
+        )
+        .unwrap();
         let mut m = model_with(ext_tensor("link.bin", None, None));
         let err = resolve_model(&mut m, dir.path()).unwrap_err();
-        assert!(err.to_string().contains("outside the model directory"), "{err}");
+        assert!(
+            err.to_string().contains("outside the model directory"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -162,6 +162,9 @@ mod tests {
     #[test]
     fn missing_file_names_the_path() {
         let err = load_model("/definitely/not/here.onnx").unwrap_err();
-        assert!(err.to_string().contains("/definitely/not/here.onnx"), "{err}");
+        assert!(
+            err.to_string().contains("/definitely/not/here.onnx"),
+            "{err}"
+        );
     }
 }

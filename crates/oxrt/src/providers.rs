@@ -28,8 +28,14 @@ impl fmt::Debug for Provider {
 /// Names of the providers this build knows, compiled in or not.
 const KNOWN: &[(&str, &str)] = &[
     ("cpu", "the `cpu` cargo feature of oxrt"),
-    ("cuda", "a CUDA provider, which this version of oxrt does not include yet"),
-    ("fpga-sim", "the fpga-sim provider, which this version of oxrt does not include yet"),
+    (
+        "cuda",
+        "a CUDA provider, which this version of oxrt does not include yet",
+    ),
+    (
+        "fpga-sim",
+        "the fpga-sim provider, which this version of oxrt does not include yet",
+    ),
 ];
 
 impl FromStr for Provider {
@@ -126,7 +132,10 @@ mod tests {
     #[test]
     fn names_parse_and_unknown_names_explain() {
         assert!(matches!("cpu".parse::<Provider>().unwrap(), Provider::Cpu));
-        assert!(matches!("CPUExecutionProvider".parse::<Provider>().unwrap(), Provider::Cpu));
+        assert!(matches!(
+            "CPUExecutionProvider".parse::<Provider>().unwrap(),
+            Provider::Cpu
+        ));
         let err = "cuda".parse::<Provider>().unwrap_err().to_string();
         assert!(err.contains("'cuda' is not available"), "{err}");
         assert!(err.contains("available: [cpu]"), "{err}");

@@ -41,7 +41,10 @@ fn truncated_file() {
     std::fs::write(&path, &full[..full.len() / 2]).unwrap();
     let err = err_of(Session::builder().commit_from_file(&path));
     let msg = err.to_string();
-    assert!(msg.contains("truncated.onnx") && msg.contains("not a valid ONNX model"), "{msg}");
+    assert!(
+        msg.contains("truncated.onnx") && msg.contains("not a valid ONNX model"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -75,12 +78,24 @@ fn missing_file() {
 fn unknown_operator_names_op_domain_and_node() {
     let err = err_of(commit(&relu_model("FancyActivation", 13)));
     match &err {
-        Error::UnsupportedOp { op, domain, node, opset, .. } => {
-            assert_eq!((op.as_str(), domain.as_str(), node.as_str(), *opset), ("FancyActivation", "ai.onnx", "act", 13));
+        Error::UnsupportedOp {
+            op,
+            domain,
+            node,
+            opset,
+            ..
+        } => {
+            assert_eq!(
+                (op.as_str(), domain.as_str(), node.as_str(), *opset),
+                ("FancyActivation", "ai.onnx", "act", 13)
+            );
         }
         other => panic!("expected UnsupportedOp, got {other:?}"),
     }
-    assert!(err.to_string().contains("cpu: no kernel is registered"), "{err}");
+    assert!(
+        err.to_string().contains("cpu: no kernel is registered"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -94,13 +109,20 @@ fn custom_domain_not_imported() {
     );
     m.graph.as_mut().unwrap().node[0].domain = Some("com.example".into());
     let err = err_of(commit(&bytes(&m)));
-    assert!(err.to_string().contains("does not import the domain 'com.example'"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not import the domain 'com.example'"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unsupported_opset() {
     let err = err_of(commit(&relu_model("Relu", 1000)));
-    assert!(err.to_string().contains("unsupported opset version 1000"), "{err}");
+    assert!(
+        err.to_string().contains("unsupported opset version 1000"),
+        "{err}"
+    );
     // An opset the kernel does not cover yet (Relu before version 6).
     let err = err_of(commit(&relu_model("Relu", 5)));
     assert!(err.to_string().contains("opset 5 is not covered"), "{err}");
@@ -121,7 +143,10 @@ fn graph_with_a_cycle() {
     );
     let err = err_of(commit(&bytes(&m)));
     let msg = err.to_string();
-    assert!(msg.contains("cycle") && msg.contains("node 'a' (Add)"), "{msg}");
+    assert!(
+        msg.contains("cycle") && msg.contains("node 'a' (Add)"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -130,14 +155,23 @@ fn input_missing_unknown_wrong_dtype_wrong_shape() {
     let good = || Tensor::from_vec(vec![2, 1, 8, 8], vec![0.0f32; 128]).unwrap();
 
     let err = s.run(Vec::<(&str, Tensor)>::new()).unwrap_err();
-    assert!(matches!(&err, Error::MissingInput { name, .. } if name == "input"), "{err}");
+    assert!(
+        matches!(&err, Error::MissingInput { name, .. } if name == "input"),
+        "{err}"
+    );
 
     let err = s.run([("input", good()), ("extra", good())]).unwrap_err();
-    assert_eq!(err.to_string(), "unknown input 'extra': the model's inputs are [input]");
+    assert_eq!(
+        err.to_string(),
+        "unknown input 'extra': the model's inputs are [input]"
+    );
 
     let ints = Tensor::from_vec(vec![2, 1, 8, 8], vec![0i64; 128]).unwrap();
     let err = s.run([("input", ints)]).unwrap_err();
-    assert_eq!(err.to_string(), "input 'input': expected element type float, got int64");
+    assert_eq!(
+        err.to_string(),
+        "input 'input': expected element type float, got int64"
+    );
 
     let wrong = Tensor::from_vec(vec![2, 8, 8], vec![0.0f32; 128]).unwrap();
     let err = s.run([("input", wrong)]).unwrap_err();
@@ -146,7 +180,10 @@ fn input_missing_unknown_wrong_dtype_wrong_shape() {
         "input 'input': expected shape [batch, 1, 8, 8], got [2, 8, 8]"
     );
     let wrong = Tensor::from_vec(vec![1, 1, 7, 8], vec![0.0f32; 56]).unwrap();
-    assert!(matches!(s.run([("input", wrong)]).unwrap_err(), Error::InputShape { .. }));
+    assert!(matches!(
+        s.run([("input", wrong)]).unwrap_err(),
+        Error::InputShape { .. }
+    ));
 }
 
 #[test]
@@ -161,7 +198,11 @@ fn symbolic_dims_must_agree_across_inputs() {
     let s = commit(&bytes(&m)).unwrap();
     let t = |n: usize| Tensor::from_vec(vec![n], vec![1.0f32; n]).unwrap();
     let err = s.run([("a", t(2)), ("b", t(3))]).unwrap_err();
-    assert!(err.to_string().contains("N = 2 (bound by an earlier input)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("N = 2 (bound by an earlier input)"),
+        "{err}"
+    );
     let out = s.run([("a", t(2)), ("b", t(2))]).unwrap();
     assert_eq!(out[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
 }
@@ -194,13 +235,23 @@ fn external_data_escaping_the_model_directory() {
     std::fs::write(&path, bytes(&m)).unwrap();
     let err = err_of(Session::builder().commit_from_file(&path));
     let msg = err.to_string();
-    assert!(msg.contains("tensor 'w'") && msg.contains("'..'") && msg.contains("escape"), "{msg}");
+    assert!(
+        msg.contains("tensor 'w'") && msg.contains("'..'") && msg.contains("escape"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn external_data_inside_the_model_directory_loads() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("w.bin"), [1.0f32, 2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        dir.path().join("w.bin"),
+        [1.0f32, 2.0, 3.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let w = TensorProto {
         name: Some("w".into()),
         dims: vec![3],
@@ -223,7 +274,10 @@ fn external_data_inside_the_model_directory_loads() {
     std::fs::write(&path, bytes(&m)).unwrap();
     let s = Session::builder().commit_from_file(&path).unwrap();
     let x = Tensor::from_vec(vec![3], vec![10.0f32; 3]).unwrap();
-    assert_eq!(s.run([("x", x)]).unwrap()[0].as_slice::<f32>().unwrap(), &[11.0, 12.0, 13.0]);
+    assert_eq!(
+        s.run([("x", x)]).unwrap()[0].as_slice::<f32>().unwrap(),
+        &[11.0, 12.0, 13.0]
+    );
 }
 
 #[test]
@@ -243,14 +297,28 @@ fn tensors_beyond_the_memory_limit() {
         14,
     );
     let err = err_of(commit(&bytes(&m)));
-    assert!(matches!(&err, Error::MemoryLimit { what, .. } if what == "tensor 'huge'"), "{err}");
+    assert!(
+        matches!(&err, Error::MemoryLimit { what, .. } if what == "tensor 'huge'"),
+        "{err}"
+    );
 
     // The limit is configurable: the example's 4.6 KB fc.weight exceeds 1 KB.
-    let err = err_of(Session::builder().with_memory_limit(1024).commit_from_memory(&mnist_bytes()));
-    assert!(err.to_string().contains("more than the memory limit of 1024 bytes"), "{err}");
+    let err = err_of(
+        Session::builder()
+            .with_memory_limit(1024)
+            .commit_from_memory(&mnist_bytes()),
+    );
+    assert!(
+        err.to_string()
+            .contains("more than the memory limit of 1024 bytes"),
+        "{err}"
+    );
 
     // Inputs are checked against it too.
-    let s = Session::builder().with_memory_limit(4096).commit_from_memory(&relu_model("Relu", 13)).unwrap();
+    let s = Session::builder()
+        .with_memory_limit(4096)
+        .commit_from_memory(&relu_model("Relu", 13))
+        .unwrap();
     let big = Tensor::from_vec(vec![400, 3], vec![0.0f32; 1200]).unwrap();
     let err = s.run([("x", big)]).unwrap_err();
     assert!(matches!(err, Error::MemoryLimit { .. }), "{err}");
@@ -287,7 +355,10 @@ fn bad_attribute_values_are_errors_at_session_creation() {
         13,
     );
     let err = err_of(commit(&bytes(&m)));
-    assert_eq!(err.to_string(), "node 'conv' (Conv): group must be positive, got 0");
+    assert_eq!(
+        err.to_string(),
+        "node 'conv' (Conv): group must be positive, got 0"
+    );
 }
 
 #[test]

@@ -45,7 +45,10 @@ fn held_out_accuracy_is_that_of_the_trained_model() {
         .chunks(10)
         .zip(labels.as_slice::<i64>().unwrap())
         .filter(|(row, &l)| {
-            let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
             best as i64 == l
         })
         .count();
@@ -61,7 +64,12 @@ fn metadata_shows_symbolic_batch() {
     assert_eq!(input.ty.dtype(), Some(DataType::F32));
     assert_eq!(
         input.ty.dims().unwrap(),
-        &[Dim::Symbolic("batch".into()), Dim::Known(1), Dim::Known(8), Dim::Known(8)]
+        &[
+            Dim::Symbolic("batch".into()),
+            Dim::Known(1),
+            Dim::Known(8),
+            Dim::Known(8)
+        ]
     );
     assert_eq!(s.outputs()[0].name, "logits");
     assert_eq!(s.model().opset(""), Some(13));
@@ -94,5 +102,8 @@ fn ndarray_inputs_and_outputs_convert() {
     let logits = out[0].clone().into_array::<f32>().unwrap();
     assert_eq!(logits.shape(), &[5, 10]);
     let direct = s.run([("input", samples)]).unwrap();
-    assert_eq!(logits.as_slice().unwrap(), direct[0].as_slice::<f32>().unwrap());
+    assert_eq!(
+        logits.as_slice().unwrap(),
+        direct[0].as_slice::<f32>().unwrap()
+    );
 }

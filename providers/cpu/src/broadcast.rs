@@ -92,9 +92,9 @@ mod tests {
         assert_eq!(shape, vec![2, 4, 3]);
         let mut expected = Vec::new();
         for i in 0..2 {
-            for j in 0..4 {
+            for bj in &b {
                 for k in 0..3 {
-                    expected.push(a[i * 3 + k] + b[j]);
+                    expected.push(a[i * 3 + k] + bj);
                 }
             }
         }

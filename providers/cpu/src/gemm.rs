@@ -23,9 +23,21 @@ impl<'a, T> MatRef<'a, T> {
     /// A row-major `rows x cols` matrix, optionally read transposed.
     pub fn row_major(data: &'a [T], rows: usize, cols: usize, transposed: bool) -> Self {
         if transposed {
-            Self { data, rows: cols, cols: rows, row_stride: 1, col_stride: cols }
+            Self {
+                data,
+                rows: cols,
+                cols: rows,
+                row_stride: 1,
+                col_stride: cols,
+            }
         } else {
-            Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+            Self {
+                data,
+                rows,
+                cols,
+                row_stride: cols,
+                col_stride: 1,
+            }
         }
     }
 
@@ -33,9 +45,11 @@ impl<'a, T> MatRef<'a, T> {
         if self.rows == 0 || self.cols == 0 {
             return true;
         }
-        let last = (self.rows - 1)
-            .checked_mul(self.row_stride)
-            .and_then(|r| (self.cols - 1).checked_mul(self.col_stride).and_then(|c| r.checked_add(c)));
+        let last = (self.rows - 1).checked_mul(self.row_stride).and_then(|r| {
+            (self.cols - 1)
+                .checked_mul(self.col_stride)
+                .and_then(|c| r.checked_add(c))
+        });
         last.is_some_and(|l| l < self.data.len())
     }
 }
@@ -56,7 +70,9 @@ pub fn gemm<T: Arith>(
         )));
     }
     if !a.fits() || !b.fits() || c.len() != m * n {
-        return Err(Error::invalid("matrix buffers are smaller than their shapes"));
+        return Err(Error::invalid(
+            "matrix buffers are smaller than their shapes",
+        ));
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -145,16 +161,28 @@ mod tests {
         let b64: Vec<f64> = b.iter().map(|&x| x as f64).collect();
         let want = naive(&a64, &b64, m, k, n);
         let mut c = vec![1.0f32; m * n];
-        gemm(MatRef::row_major(&a, m, k, false), MatRef::row_major(&b, k, n, false), &mut c, 2.0, true)
-            .unwrap();
+        gemm(
+            MatRef::row_major(&a, m, k, false),
+            MatRef::row_major(&b, k, n, false),
+            &mut c,
+            2.0,
+            true,
+        )
+        .unwrap();
         for (x, w) in c.iter().zip(&want) {
             assert!((*x as f64 - (1.0 + 2.0 * w)).abs() < 1e-4, "{x} vs {w}");
         }
         // b stored transposed (n x k)
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         let mut c = vec![0.0f32; m * n];
-        gemm(MatRef::row_major(&a, m, k, false), MatRef::row_major(&bt, n, k, true), &mut c, 1.0, false)
-            .unwrap();
+        gemm(
+            MatRef::row_major(&a, m, k, false),
+            MatRef::row_major(&bt, n, k, true),
+            &mut c,
+            1.0,
+            false,
+        )
+        .unwrap();
         for (x, w) in c.iter().zip(&want) {
             assert!((*x as f64 - w).abs() < 1e-4);
         }
@@ -165,8 +193,14 @@ mod tests {
         let a = [1i64, 2, 3, 4];
         let b = [5i64, 6, 7, 8];
         let mut c = [0i64; 4];
-        gemm(MatRef::row_major(&a, 2, 2, false), MatRef::row_major(&b, 2, 2, false), &mut c, 1, false)
-            .unwrap();
+        gemm(
+            MatRef::row_major(&a, 2, 2, false),
+            MatRef::row_major(&b, 2, 2, false),
+            &mut c,
+            1,
+            false,
+        )
+        .unwrap();
         assert_eq!(c, [19, 22, 43, 50]);
     }
 
@@ -174,7 +208,13 @@ mod tests {
     fn shape_errors_are_reported() {
         let a = [1.0f32; 6];
         let mut c = [0.0f32; 4];
-        let err = gemm(MatRef::row_major(&a, 2, 3, false), MatRef::row_major(&a, 2, 3, false), &mut c, 1.0, false);
+        let err = gemm(
+            MatRef::row_major(&a, 2, 3, false),
+            MatRef::row_major(&a, 2, 3, false),
+            &mut c,
+            1.0,
+            false,
+        );
         assert!(err.is_err());
     }
 }

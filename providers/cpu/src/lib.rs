@@ -54,7 +54,11 @@ impl ExecutionProvider for CpuProvider {
         DeviceInfo {
             kind: DeviceKind::Cpu,
             id: 0,
-            description: format!("{} {} host, {threads} hardware threads", std::env::consts::ARCH, std::env::consts::OS),
+            description: format!(
+                "{} {} host, {threads} hardware threads",
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            ),
         }
     }
 

@@ -122,7 +122,10 @@ fn lower_graph(g: &GraphProto, options: &LowerOptions) -> Result<Graph> {
             if a.ref_attr_name.is_some() {
                 return Err(invalid(
                     &nloc,
-                    format!("attribute '{}' refers to a function attribute outside a function", a.name()),
+                    format!(
+                        "attribute '{}' refers to a function attribute outside a function",
+                        a.name()
+                    ),
                 ));
             }
             let value = lower_attribute(a, options, &nloc)?;
@@ -158,9 +161,7 @@ fn lower_value_info(vi: &ValueInfoProto) -> ValueInfo {
     }
 }
 
-fn lower_shape(
-    shape: Option<&oxrt_onnx::proto::TensorShapeProto>,
-) -> Option<Vec<Dim>> {
+fn lower_shape(shape: Option<&oxrt_onnx::proto::TensorShapeProto>) -> Option<Vec<Dim>> {
     shape.map(|s| {
         s.dim
             .iter()
@@ -192,15 +193,23 @@ pub fn lower_type(tp: &TypeProto) -> ValueType {
             None => ValueType::Unknown,
         },
         Some(type_proto::Value::SequenceType(s)) => ValueType::Sequence(Box::new(
-            s.elem_type.as_deref().map_or(ValueType::Unknown, lower_type),
+            s.elem_type
+                .as_deref()
+                .map_or(ValueType::Unknown, lower_type),
         )),
         Some(type_proto::Value::OptionalType(o)) => ValueType::Optional(Box::new(
-            o.elem_type.as_deref().map_or(ValueType::Unknown, lower_type),
+            o.elem_type
+                .as_deref()
+                .map_or(ValueType::Unknown, lower_type),
         )),
         Some(type_proto::Value::MapType(m)) => match elem(m.key_type) {
             Some(key) => ValueType::Map {
                 key,
-                value: Box::new(m.value_type.as_deref().map_or(ValueType::Unknown, lower_type)),
+                value: Box::new(
+                    m.value_type
+                        .as_deref()
+                        .map_or(ValueType::Unknown, lower_type),
+                ),
             },
             None => ValueType::Unknown,
         },
@@ -211,7 +220,8 @@ pub fn lower_type(tp: &TypeProto) -> ValueType {
 /// The attribute type, inferred from the populated field for old models
 /// that leave `type` unset.
 fn attribute_type(a: &AttributeProto) -> AttributeType {
-    let declared = AttributeType::try_from(a.r#type.unwrap_or(0)).unwrap_or(AttributeType::Undefined);
+    let declared =
+        AttributeType::try_from(a.r#type.unwrap_or(0)).unwrap_or(AttributeType::Undefined);
     if declared != AttributeType::Undefined {
         return declared;
     }
@@ -265,7 +275,10 @@ fn lower_attribute(a: &AttributeProto, options: &LowerOptions, nloc: &str) -> Re
         ),
         T::TypeProtos => Attribute::Types(a.type_protos.iter().map(lower_type).collect()),
         T::SparseTensor | T::SparseTensors => {
-            return Err(invalid(&aloc, "sparse tensor attributes are not supported yet"))
+            return Err(invalid(
+                &aloc,
+                "sparse tensor attributes are not supported yet",
+            ))
         }
         T::Undefined => return Err(invalid(&aloc, "the attribute has no value")),
     })

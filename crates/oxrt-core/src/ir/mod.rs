@@ -76,7 +76,10 @@ pub struct Node {
 impl Node {
     /// The `i`-th input name, if present and not omitted.
     pub fn input(&self, i: usize) -> Option<&str> {
-        self.inputs.get(i).map(String::as_str).filter(|s| !s.is_empty())
+        self.inputs
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// Subgraphs held in this node's attributes.

@@ -3,7 +3,10 @@
 //! Float to integer saturates (NaN becomes 0); integer narrowing wraps, as a
 //! C++ `static_cast` does in ONNX Runtime.
 
-use oxrt_core::{bf16, f16, DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Storage, Tensor};
+use oxrt_core::{
+    bf16, f16, DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result,
+    Storage, Tensor,
+};
 
 use crate::kernel::required;
 
@@ -31,10 +34,7 @@ fn widen(t: &Tensor) -> Result<Vec<Wide>> {
         Storage::U32(v) => v.iter().map(|&x| Wide::U(x.into())).collect(),
         Storage::U64(v) => v.iter().map(|&x| Wide::U(x)).collect(),
         Storage::Bool(v) => v.iter().map(|&x| Wide::B(x)).collect(),
-        Storage::String(v) => v
-            .iter()
-            .map(|s| parse(s))
-            .collect::<Result<_>>()?,
+        Storage::String(v) => v.iter().map(|s| parse(s)).collect::<Result<_>>()?,
         _ => return Err(Error::NotSupported(format!("Cast from {}", t.dtype()))),
     })
 }
@@ -157,17 +157,29 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
         let name = node.string_or("to", "")?;
         (1..=26)
             .filter_map(D::from_onnx)
-            .find(|d| d.onnx_name().eq_ignore_ascii_case(name) || (name == "FLOAT" && *d == D::F32) || (name == "DOUBLE" && *d == D::F64))
+            .find(|d| {
+                d.onnx_name().eq_ignore_ascii_case(name)
+                    || (name == "FLOAT" && *d == D::F32)
+                    || (name == "DOUBLE" && *d == D::F64)
+            })
             .ok_or_else(|| Error::invalid(format!("unknown target type '{name}'")))?
     } else {
-        let code = node.get_int("to")?.ok_or_else(|| Error::invalid("attribute 'to' is required"))?;
+        let code = node
+            .get_int("to")?
+            .ok_or_else(|| Error::invalid("attribute 'to' is required"))?;
         i32::try_from(code)
             .ok()
             .and_then(D::from_onnx)
-            .ok_or_else(|| Error::invalid(format!("attribute 'to' = {code} is not an ONNX element type")))?
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "attribute 'to' = {code} is not an ONNX element type"
+                ))
+            })?
     };
     if node.int_or("saturate", 1)? == 0 {
-        return Err(Error::NotSupported("Cast with saturate=0 (float8 targets)".into()));
+        return Err(Error::NotSupported(
+            "Cast with saturate=0 (float8 targets)".into(),
+        ));
     }
     Ok(Box::new(Cast { to }))
 }
@@ -185,20 +197,33 @@ mod tests {
     #[test]
     fn numeric_casts() {
         let x = Tensor::from_vec(vec![4], vec![1.7f32, -1.7, 300.0, f32::NAN]).unwrap();
-        assert_eq!(cast(&x, D::I64).unwrap().as_slice::<i64>().unwrap(), &[1, -1, 300, 0]);
-        assert_eq!(cast(&x, D::U8).unwrap().as_slice::<u8>().unwrap(), &[1, 0, 255, 0]);
-        assert_eq!(cast(&x, D::Bool).unwrap().as_slice::<bool>().unwrap(), &[true, true, true, true]);
+        assert_eq!(
+            cast(&x, D::I64).unwrap().as_slice::<i64>().unwrap(),
+            &[1, -1, 300, 0]
+        );
+        assert_eq!(
+            cast(&x, D::U8).unwrap().as_slice::<u8>().unwrap(),
+            &[1, 0, 255, 0]
+        );
+        assert_eq!(
+            cast(&x, D::Bool).unwrap().as_slice::<bool>().unwrap(),
+            &[true, true, true, true]
+        );
         let h = cast(&x, D::F16).unwrap();
         assert_eq!(h.as_slice::<f16>().unwrap()[2], f16::from_f32(300.0));
         let big = Tensor::from_vec(vec![1], vec![(1i64 << 53) + 1]).unwrap();
-        assert_eq!(cast(&big, D::I64).unwrap().as_slice::<i64>().unwrap(), &[(1i64 << 53) + 1]);
+        assert_eq!(
+            cast(&big, D::I64).unwrap().as_slice::<i64>().unwrap(),
+            &[(1i64 << 53) + 1]
+        );
         let i = Tensor::from_vec(vec![1], vec![300i32]).unwrap();
         assert_eq!(cast(&i, D::I8).unwrap().as_slice::<i8>().unwrap(), &[44]);
     }
 
     #[test]
     fn string_casts() {
-        let s = Tensor::from_strings(vec![3], vec!["1.5".into(), "-INF".into(), "7".into()]).unwrap();
+        let s =
+            Tensor::from_strings(vec![3], vec!["1.5".into(), "-INF".into(), "7".into()]).unwrap();
         let f = cast(&s, D::F32).unwrap();
         assert_eq!(f.as_slice::<f32>().unwrap(), &[1.5, f32::NEG_INFINITY, 7.0]);
         let bad = Tensor::from_strings(vec![1], vec!["abc".into()]).unwrap();

@@ -14,7 +14,10 @@ impl Kernel for Constant {
 
 fn strings(v: &[Vec<u8>]) -> Result<Vec<String>> {
     v.iter()
-        .map(|s| String::from_utf8(s.clone()).map_err(|_| Error::invalid("string value is not valid UTF-8")))
+        .map(|s| {
+            String::from_utf8(s.clone())
+                .map_err(|_| Error::invalid("string value is not valid UTF-8"))
+        })
         .collect()
 }
 
@@ -37,7 +40,9 @@ fn value(node: &Node) -> Result<Tensor> {
         ("value_string", Attribute::String(v)) => {
             Tensor::from_strings(vec![], strings(std::slice::from_ref(v))?)
         }
-        ("value_strings", Attribute::Strings(v)) => Tensor::from_strings(vec![v.len()], strings(v)?),
+        ("value_strings", Attribute::Strings(v)) => {
+            Tensor::from_strings(vec![v.len()], strings(v)?)
+        }
         ("sparse_value", _) => Err(Error::NotSupported("Constant with sparse_value".into())),
         (name, attr) => Err(Error::invalid(format!(
             "attribute '{name}' of kind {} is not a Constant value",

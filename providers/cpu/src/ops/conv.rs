@@ -40,7 +40,10 @@ impl Conv {
         }
         let bias = match b {
             Some(b) if b.len() != m => {
-                return Err(Error::invalid(format!("B must have {m} values, got shape {:?}", b.shape())))
+                return Err(Error::invalid(format!(
+                    "B must have {m} values, got shape {:?}",
+                    b.shape()
+                )))
             }
             Some(b) => Some(b.as_slice::<T>()?),
             None => None,
@@ -93,7 +96,11 @@ impl Conv {
 
 impl Kernel for Conv {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let (x, w, b) = (required(inputs, 0)?, required(inputs, 1)?, optional(inputs, 2));
+        let (x, w, b) = (
+            required(inputs, 0)?,
+            required(inputs, 1)?,
+            optional(inputs, 2),
+        );
         with_float_type!(x.dtype(), T => Ok(vec![self.run::<T>(x, w, b)?]),
             _ => Err(unsupported_type("Conv", x)))
     }
@@ -122,7 +129,9 @@ mod tests {
     use super::*;
 
     fn conv(attrs: WindowAttrs, group: usize, x: Tensor, w: Tensor, b: Option<Tensor>) -> Tensor {
-        Conv { attrs, group }.run::<f32>(&x, &w, b.as_ref()).unwrap()
+        Conv { attrs, group }
+            .run::<f32>(&x, &w, b.as_ref())
+            .unwrap()
     }
 
     fn attrs(pads: &[usize], strides: &[usize]) -> WindowAttrs {
@@ -151,7 +160,10 @@ mod tests {
         );
         let y = conv(attrs(&[1, 1, 1, 1], &[2, 2]), 1, x, w, None);
         assert_eq!(y.shape(), &[1, 1, 3, 3]);
-        assert_eq!(y.as_slice::<f32>().unwrap(), &[12., 27., 24., 63., 108., 81., 72., 117., 84.]);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[12., 27., 24., 63., 108., 81., 72., 117., 84.]
+        );
     }
 
     #[test]
@@ -168,9 +180,12 @@ mod tests {
     fn channel_mismatch_is_an_error() {
         let x = Tensor::from_vec(vec![1, 3, 2, 2], vec![0.0f32; 12]).unwrap();
         let w = Tensor::from_vec(vec![1, 2, 1, 1], vec![0.0f32; 2]).unwrap();
-        let err = Conv { attrs: attrs(&[0, 0, 0, 0], &[1, 1]), group: 1 }
-            .run::<f32>(&x, &w, None)
-            .unwrap_err();
+        let err = Conv {
+            attrs: attrs(&[0, 0, 0, 0], &[1, 1]),
+            group: 1,
+        }
+        .run::<f32>(&x, &w, None)
+        .unwrap_err();
         assert!(err.to_string().contains("group 1"), "{err}");
     }
 }

@@ -1,13 +1,26 @@
 //! Add, Sub, Mul, Div with numpy broadcasting, for every numeric type.
 
-use oxrt_core::{DataType as D, Error, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+use oxrt_core::{
+    DataType as D, Error, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
+};
 
 use crate::broadcast::binary;
 use crate::kernel::{required, unsupported_type, with_numeric_type, Arith};
 
 /// Element types of the arithmetic operators.
 pub const NUMERIC: &[D] = &[
-    D::F32, D::F64, D::F16, D::BF16, D::I8, D::I16, D::I32, D::I64, D::U8, D::U16, D::U32, D::U64,
+    D::F32,
+    D::F64,
+    D::F16,
+    D::BF16,
+    D::I8,
+    D::I16,
+    D::I32,
+    D::I64,
+    D::U8,
+    D::U16,
+    D::U32,
+    D::U64,
 ];
 
 #[derive(Clone, Copy, Debug)]

@@ -42,7 +42,11 @@ fn gather(data: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor> {
 
 impl Kernel for Gather {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Ok(vec![gather(required(inputs, 0)?, required(inputs, 1)?, self.axis)?])
+        Ok(vec![gather(
+            required(inputs, 0)?,
+            required(inputs, 1)?,
+            self.axis,
+        )?])
     }
 }
 
@@ -68,7 +72,10 @@ mod tests {
         let idx = Tensor::from_vec(vec![2, 2], vec![0i64, 1, 1, 2]).unwrap();
         let y = gather(&data, &idx, 0).unwrap();
         assert_eq!(y.shape(), &[2, 2, 2]);
-        assert_eq!(y.as_slice::<f32>().unwrap(), &[1.0, 1.2, 2.3, 3.4, 2.3, 3.4, 4.5, 5.7]);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[1.0, 1.2, 2.3, 3.4, 2.3, 3.4, 4.5, 5.7]
+        );
         let idx = Tensor::from_vec(vec![1], vec![-1i32]).unwrap();
         let y = gather(&data, &idx, 1).unwrap();
         assert_eq!(y.as_slice::<f32>().unwrap(), &[1.2, 3.4, 5.7]);

@@ -1,30 +1,49 @@
 //! Shape and layout operators: Reshape, Flatten, Squeeze, Unsqueeze,
 //! Transpose, Concat, Shape, Identity and Dropout (inference).
 
-use oxrt_core::infer::{reshape_shape, squeeze_shape, unsqueeze_shape};
+use oxrt_core::infer::{flatten_axis, reshape_shape, squeeze_shape, unsqueeze_shape};
 use oxrt_core::shape::normalize_axis;
-use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Storage, Tensor};
+use oxrt_core::{
+    Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Storage, Tensor,
+};
 
 use crate::kernel::{optional, read_ints, required};
 
 /// How a kernel of this family computes its output.
 enum Layout {
     /// Reshape; `allowzero` keeps literal zeros (opset 14).
-    Reshape { allowzero: bool },
-    Flatten { axis: i64 },
+    Reshape {
+        allowzero: bool,
+    },
+    Flatten {
+        axis: i64,
+    },
     /// Squeeze/Unsqueeze with `axes` from the attribute (opset < 13) or input 1.
-    Squeeze { axes: Option<Vec<i64>> },
-    Unsqueeze { axes: Option<Vec<i64>> },
-    Transpose { perm: Option<Vec<i64>> },
-    Shape { start: i64, end: Option<i64> },
+    Squeeze {
+        axes: Option<Vec<i64>>,
+    },
+    Unsqueeze {
+        axes: Option<Vec<i64>>,
+    },
+    Transpose {
+        perm: Option<Vec<i64>>,
+    },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
     /// Identity and Dropout in inference: the input unchanged.
-    Identity { mask: bool },
+    Identity {
+        mask: bool,
+    },
 }
 
 fn axes_input(inputs: &[Option<&Tensor>], attr: &Option<Vec<i64>>) -> Result<Option<Vec<i64>>> {
     match attr {
         Some(a) => Ok(Some(a.clone())),
-        None => optional(inputs, 1).map(|t| read_ints(t, "axes")).transpose(),
+        None => optional(inputs, 1)
+            .map(|t| read_ints(t, "axes"))
+            .transpose(),
     }
 }
 
@@ -32,8 +51,14 @@ fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     let shape = x.shape();
     let rank = shape.len();
     let mut seen = vec![false; rank];
-    if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
-        return Err(Error::invalid(format!("perm {perm:?} is not a permutation of 0..{rank}")));
+    if perm.len() != rank
+        || perm
+            .iter()
+            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+    {
+        return Err(Error::invalid(format!(
+            "perm {perm:?} is not a permutation of 0..{rank}"
+        )));
     }
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let mut in_strides = vec![1usize; rank];
@@ -61,7 +86,9 @@ fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
 }
 
 fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
-    let first = parts.first().ok_or_else(|| Error::invalid("Concat needs at least one input"))?;
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::invalid("Concat needs at least one input"))?;
     let rank = first.rank();
     let axis = normalize_axis(axis, rank)?;
     for (i, p) in parts.iter().enumerate() {
@@ -104,31 +131,46 @@ impl Kernel for Layout {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
         let reshaped = |shape: Option<Vec<usize>>, what: &str| -> Result<Vec<Tensor>> {
-            let shape = shape.ok_or_else(|| Error::invalid(format!("{what} is invalid for input shape {:?}", x.shape())))?;
+            let shape = shape.ok_or_else(|| {
+                Error::invalid(format!("{what} is invalid for input shape {:?}", x.shape()))
+            })?;
             Ok(vec![x.clone().reshape(shape)?])
         };
         match self {
             Layout::Reshape { allowzero } => {
                 let target = read_ints(required(inputs, 1)?, "shape")?;
-                reshaped(reshape_shape(x.shape(), &target, *allowzero), &format!("target shape {target:?}"))
+                reshaped(
+                    reshape_shape(x.shape(), &target, *allowzero),
+                    &format!("target shape {target:?}"),
+                )
             }
             Layout::Flatten { axis } => {
                 let s = x.shape();
-                let a = normalize_axis(*axis, s.len() + 1)?;
+                let a = flatten_axis(*axis, s.len())?;
                 let rows = s[..a].iter().product();
                 reshaped(Some(vec![rows, s[a..].iter().product()]), "axis")
             }
             Layout::Squeeze { axes } => {
                 let axes = axes_input(inputs, axes)?;
-                reshaped(squeeze_shape(x.shape(), axes.as_deref()), &format!("squeeze axes {axes:?} (each must be a size-1 dim)"))
+                reshaped(
+                    squeeze_shape(x.shape(), axes.as_deref()),
+                    &format!("squeeze axes {axes:?} (each must be a size-1 dim)"),
+                )
             }
             Layout::Unsqueeze { axes } => {
-                let axes = axes_input(inputs, axes)?.ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
-                reshaped(unsqueeze_shape(x.shape(), &axes), &format!("unsqueeze axes {axes:?}"))
+                let axes = axes_input(inputs, axes)?
+                    .ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
+                reshaped(
+                    unsqueeze_shape(x.shape(), &axes),
+                    &format!("unsqueeze axes {axes:?}"),
+                )
             }
             Layout::Transpose { perm } => {
                 let perm: Vec<usize> = match perm {
-                    Some(p) => p.iter().map(|&v| normalize_axis(v, x.rank())).collect::<Result<_>>()?,
+                    Some(p) => p
+                        .iter()
+                        .map(|&v| normalize_axis(v, x.rank()))
+                        .collect::<Result<_>>()?,
                     None => (0..x.rank()).rev().collect(),
                 };
                 Ok(vec![transpose(x, &perm)?])
@@ -154,20 +196,35 @@ impl Kernel for Layout {
 fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     let opset = info.node.opset;
     let attr_axes = || -> Result<Option<Vec<i64>>> {
-        Ok(if opset < 13 { node.get_ints("axes")?.map(<[i64]>::to_vec) } else { None })
+        Ok(if opset < 13 {
+            node.get_ints("axes")?.map(<[i64]>::to_vec)
+        } else {
+            None
+        })
     };
     Ok(Box::new(match node.op_type.as_str() {
         "Reshape" => {
             if opset < 5 {
-                return Err(Error::NotSupported("Reshape with a 'shape' attribute (opset < 5)".into()));
+                return Err(Error::NotSupported(
+                    "Reshape with a 'shape' attribute (opset < 5)".into(),
+                ));
             }
-            Layout::Reshape { allowzero: node.int_or("allowzero", 0)? != 0 }
+            Layout::Reshape {
+                allowzero: node.int_or("allowzero", 0)? != 0,
+            }
         }
-        "Flatten" => Layout::Flatten { axis: node.int_or("axis", 1)? },
+        "Flatten" => Layout::Flatten {
+            axis: node.int_or("axis", 1)?,
+        },
         "Squeeze" => Layout::Squeeze { axes: attr_axes()? },
         "Unsqueeze" => Layout::Unsqueeze { axes: attr_axes()? },
-        "Transpose" => Layout::Transpose { perm: node.get_ints("perm")?.map(<[i64]>::to_vec) },
-        "Shape" => Layout::Shape { start: node.int_or("start", 0)?, end: node.get_int("end")? },
+        "Transpose" => Layout::Transpose {
+            perm: node.get_ints("perm")?.map(<[i64]>::to_vec),
+        },
+        "Shape" => Layout::Shape {
+            start: node.int_or("start", 0)?,
+            end: node.get_int("end")?,
+        },
         _ => Layout::Identity { mask: false },
     }))
 }
@@ -199,7 +256,9 @@ impl Kernel for DropoutCheck {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         if let Some(t) = optional(inputs, 2) {
             if t.as_slice::<bool>()?.first().copied().unwrap_or(false) {
-                return Err(Error::NotSupported("Dropout with training_mode=true".into()));
+                return Err(Error::NotSupported(
+                    "Dropout with training_mode=true".into(),
+                ));
             }
         }
         self.0.compute(inputs)
@@ -208,7 +267,9 @@ impl Kernel for DropoutCheck {
 
 fn create_dropout(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     if info.node.opset < 7 && node.int_or("is_test", 0)? == 0 {
-        return Err(Error::NotSupported("Dropout with is_test=0 (training mode)".into()));
+        return Err(Error::NotSupported(
+            "Dropout with is_test=0 (training mode)".into(),
+        ));
     }
     let mask = node.outputs.get(1).is_some_and(|o| !o.is_empty());
     Ok(Box::new(DropoutCheck(Layout::Identity { mask })))
@@ -216,7 +277,15 @@ fn create_dropout(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>>
 
 /// Registers the layout operators.
 pub fn register(reg: &mut KernelRegistry) {
-    for op in ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Shape", "Identity"] {
+    for op in [
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Shape",
+        "Identity",
+    ] {
         reg.add(KernelDef::new(op, 1.., &[], create));
     }
     reg.add(KernelDef::new("Concat", 1.., &[], create_concat));
@@ -242,6 +311,18 @@ mod tests {
             }
         }
         assert!(transpose(&x, &[0, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn flatten_axes_including_negative() {
+        let x = Tensor::from_vec(vec![2, 3, 4, 5], vec![0u8; 120]).unwrap();
+        let flat = |axis| Layout::Flatten { axis }.compute(&[Some(&x)]).map(|o| o[0].shape().to_vec());
+        assert_eq!(flat(0).unwrap(), vec![1, 120]);
+        assert_eq!(flat(4).unwrap(), vec![120, 1]);
+        assert_eq!(flat(-1).unwrap(), vec![24, 5]);
+        assert_eq!(flat(-4).unwrap(), vec![1, 120]);
+        assert!(flat(5).is_err());
+        assert!(flat(-5).is_err());
     }
 
     #[test]

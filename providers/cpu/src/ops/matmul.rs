@@ -16,8 +16,8 @@ fn batch_offsets(shape: &[usize], batch: &[usize], mat: usize) -> Vec<usize> {
     let count: usize = batch.iter().product();
     let own = &shape[..shape.len() - 2];
     let idx: Vec<usize> = (0..own.iter().product::<usize>()).collect();
-    let (_, offsets) = binary(&idx, own, &vec![0usize; count], batch, |i, _| Ok(i * mat))
-        .unwrap_or_default();
+    let (_, offsets) =
+        binary(&idx, own, &vec![0usize; count], batch, |i, _| Ok(i * mat)).unwrap_or_default();
     offsets
 }
 
@@ -26,8 +26,16 @@ fn matmul<T: Arith + num_traits::NumCast>(a: &Tensor, b: &Tensor) -> Result<Tens
     let out_shape = matmul_shape(sa, sb).ok_or_else(|| {
         Error::invalid(format!("MatMul shapes {sa:?} and {sb:?} are incompatible"))
     })?;
-    let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.to_vec() };
-    let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.to_vec() };
+    let a2: Vec<usize> = if sa.len() == 1 {
+        vec![1, sa[0]]
+    } else {
+        sa.to_vec()
+    };
+    let b2: Vec<usize> = if sb.len() == 1 {
+        vec![sb[0], 1]
+    } else {
+        sb.to_vec()
+    };
     let (m, k, n) = (a2[a2.len() - 2], a2[a2.len() - 1], b2[b2.len() - 1]);
     let batch = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
     let count: usize = batch.iter().product();
@@ -51,7 +59,11 @@ impl Kernel for MatMul {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let (a, b) = (required(inputs, 0)?, required(inputs, 1)?);
         if a.dtype() != b.dtype() {
-            return Err(Error::invalid(format!("MatMul inputs differ in type: {} and {}", a.dtype(), b.dtype())));
+            return Err(Error::invalid(format!(
+                "MatMul inputs differ in type: {} and {}",
+                a.dtype(),
+                b.dtype()
+            )));
         }
         with_numeric_type!(a.dtype(), T => Ok(vec![matmul::<T>(a, b)?]), _ => Err(unsupported_type("MatMul", a)))
     }
@@ -69,10 +81,17 @@ struct Gemm {
 }
 
 impl Gemm {
-    fn run<T: Arith + num_traits::NumCast>(&self, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
+    fn run<T: Arith + num_traits::NumCast>(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        c: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (sa, sb) = (a.shape(), b.shape());
         if sa.len() != 2 || sb.len() != 2 {
-            return Err(Error::invalid(format!("Gemm needs 2-D A and B, got {sa:?} and {sb:?}")));
+            return Err(Error::invalid(format!(
+                "Gemm needs 2-D A and B, got {sa:?} and {sb:?}"
+            )));
         }
         let am = MatRef::row_major(a.as_slice::<T>()?, sa[0], sa[1], self.trans_a);
         let bm = MatRef::row_major(b.as_slice::<T>()?, sb[0], sb[1], self.trans_b);
@@ -90,7 +109,9 @@ impl Gemm {
             let cs = c.shape();
             // C broadcasts unidirectionally to [m, n].
             if broadcast(cs, &[m, n]).ok().as_deref() != Some(&[m, n][..]) {
-                return Err(Error::invalid(format!("Gemm: C of shape {cs:?} does not broadcast to [{m}, {n}]")));
+                return Err(Error::invalid(format!(
+                    "Gemm: C of shape {cs:?} does not broadcast to [{m}, {n}]"
+                )));
             }
             // y is [m, n] zeros, so broadcasting C against it yields beta * C at [m, n].
             y = binary(c.as_slice::<T>()?, cs, &y, &[m, n], |x, _| Ok(x.mul(beta)))?.1;
@@ -103,14 +124,20 @@ impl Gemm {
 
 impl Kernel for Gemm {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let (a, b, c) = (required(inputs, 0)?, required(inputs, 1)?, optional(inputs, 2));
+        let (a, b, c) = (
+            required(inputs, 0)?,
+            required(inputs, 1)?,
+            optional(inputs, 2),
+        );
         with_numeric_type!(a.dtype(), T => Ok(vec![self.run::<T>(a, b, c)?]), _ => Err(unsupported_type("Gemm", a)))
     }
 }
 
 fn create_gemm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     if node.int_or("broadcast", 1)? == 0 {
-        return Err(Error::NotSupported("Gemm with broadcast=0 (opset < 7)".into()));
+        return Err(Error::NotSupported(
+            "Gemm with broadcast=0 (opset < 7)".into(),
+        ));
     }
     Ok(Box::new(Gemm {
         alpha: node.float_or("alpha", 1.0)?,
@@ -143,7 +170,10 @@ mod tests {
         let v = Tensor::from_vec(vec![2], vec![1i32, 1]).unwrap();
         let m = Tensor::from_vec(vec![2, 3], vec![1i32, 2, 3, 4, 5, 6]).unwrap();
         let y = matmul::<i32>(&v, &m).unwrap();
-        assert_eq!((y.shape(), y.as_slice::<i32>().unwrap()), (&[3usize][..], &[5, 7, 9][..]));
+        assert_eq!(
+            (y.shape(), y.as_slice::<i32>().unwrap()),
+            (&[3usize][..], &[5, 7, 9][..])
+        );
         assert!(matmul::<i32>(&m, &m).is_err());
     }
 
@@ -152,7 +182,12 @@ mod tests {
         let a = Tensor::from_vec(vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap(); // A' = [[1,3],[2,4]]
         let b = Tensor::from_vec(vec![2, 2], vec![1.0f32, 0.0, 0.0, 1.0]).unwrap();
         let c = Tensor::from_vec(vec![2], vec![10.0f32, 20.0]).unwrap();
-        let g = Gemm { alpha: 2.0, beta: 0.5, trans_a: true, trans_b: false };
+        let g = Gemm {
+            alpha: 2.0,
+            beta: 0.5,
+            trans_a: true,
+            trans_b: false,
+        };
         let y = g.run::<f32>(&a, &b, Some(&c)).unwrap();
         assert_eq!(y.as_slice::<f32>().unwrap(), &[7.0, 16.0, 9.0, 18.0]);
         let bad_c = Tensor::from_vec(vec![3], vec![0.0f32; 3]).unwrap();

@@ -38,7 +38,9 @@ impl Pool {
     fn run<T: Real>(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let xs = x.shape();
         if xs.len() < 3 {
-            return Err(Error::invalid(format!("X must be N x C x spatial..., got {xs:?}")));
+            return Err(Error::invalid(format!(
+                "X must be N x C x spatial..., got {xs:?}"
+            )));
         }
         let spatial = &xs[2..];
         let win = self.attrs.resolve(spatial, None)?;
@@ -91,7 +93,10 @@ impl Pool {
         shape.extend(&win.output);
         let idx_len = indices.len();
         let idx_shape = if idx_len == 0 { vec![0] } else { shape.clone() };
-        Ok((Tensor::from_vec(shape, y)?, Tensor::from_vec(idx_shape, indices)?))
+        Ok((
+            Tensor::from_vec(shape, y)?,
+            Tensor::from_vec(idx_shape, indices)?,
+        ))
     }
 }
 
@@ -131,7 +136,9 @@ struct Global {
 fn global<T: Real>(x: &Tensor, max: bool) -> Result<Tensor> {
     let xs = x.shape();
     if xs.len() < 2 {
-        return Err(Error::invalid(format!("X must be N x C x spatial..., got {xs:?}")));
+        return Err(Error::invalid(format!(
+            "X must be N x C x spatial..., got {xs:?}"
+        )));
     }
     let in_len: usize = xs[2..].iter().product();
     let xd = x.as_slice::<T>()?;
@@ -170,7 +177,12 @@ fn create_global(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("MaxPool", 1.., FLOATS, create));
     reg.add(KernelDef::new("AveragePool", 1.., FLOATS, create));
-    reg.add(KernelDef::new("GlobalAveragePool", 1.., FLOATS, create_global));
+    reg.add(KernelDef::new(
+        "GlobalAveragePool",
+        1..,
+        FLOATS,
+        create_global,
+    ));
     reg.add(KernelDef::new("GlobalMaxPool", 1.., FLOATS, create_global));
 }
 
@@ -194,9 +206,17 @@ mod tests {
 
     #[test]
     fn max_pool_with_indices() {
-        let x = Tensor::from_vec(vec![1, 1, 4, 4], (0..16).map(|v| ((v * 7) % 16) as f32).collect())
-            .unwrap();
-        let pool = Pool { attrs: attrs(&[2, 2], &[2, 2], &[0, 0, 0, 0], false), kind: Kind::Max { column_major: false } };
+        let x = Tensor::from_vec(
+            vec![1, 1, 4, 4],
+            (0..16).map(|v| ((v * 7) % 16) as f32).collect(),
+        )
+        .unwrap();
+        let pool = Pool {
+            attrs: attrs(&[2, 2], &[2, 2], &[0, 0, 0, 0], false),
+            kind: Kind::Max {
+                column_major: false,
+            },
+        };
         let (y, idx) = pool.run::<f32>(&x).unwrap();
         // x = [0,7,14,5 / 12,3,10,1 / 8,15,6,13 / 4,11,2,9]
         assert_eq!(y.as_slice::<f32>().unwrap(), &[12.0, 14.0, 15.0, 13.0]);
@@ -208,13 +228,17 @@ mod tests {
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
         let excl = Pool {
             attrs: attrs(&[2, 2], &[1, 1], &[1, 1, 0, 0], false),
-            kind: Kind::Average { count_include_pad: false },
+            kind: Kind::Average {
+                count_include_pad: false,
+            },
         };
         let (y, _) = excl.run::<f32>(&x).unwrap();
         assert_eq!(y.as_slice::<f32>().unwrap(), &[1.0, 1.5, 2.0, 2.5]);
         let incl = Pool {
             attrs: attrs(&[2, 2], &[1, 1], &[1, 1, 0, 0], false),
-            kind: Kind::Average { count_include_pad: true },
+            kind: Kind::Average {
+                count_include_pad: true,
+            },
         };
         let (y, _) = incl.run::<f32>(&x).unwrap();
         assert_eq!(y.as_slice::<f32>().unwrap(), &[0.25, 0.75, 1.0, 2.5]);

@@ -47,9 +47,17 @@ impl Kernel for Softmax {
         let (outer, len, stride) = if shape.is_empty() {
             (1, 1, 1)
         } else if self.coerce_2d {
-            (shape[..axis].iter().product(), shape[axis..].iter().product(), 1)
+            (
+                shape[..axis].iter().product(),
+                shape[axis..].iter().product(),
+                1,
+            )
         } else {
-            (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
+            (
+                shape[..axis].iter().product(),
+                shape[axis],
+                shape[axis + 1..].iter().product(),
+            )
         };
         with_float_type!(x.dtype(), T => {
             let y = softmax(x.as_slice::<T>()?, outer, len, stride, self.log);

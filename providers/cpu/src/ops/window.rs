@@ -71,8 +71,16 @@ mod tests {
 
     #[test]
     fn two_dims_row_major() {
-        let w = window(&[2, 3], &[2, 2], &[1, 1], &[1, 1], &[0, 0, 0, 0], AutoPad::NotSet, false)
-            .unwrap();
+        let w = window(
+            &[2, 3],
+            &[2, 2],
+            &[1, 1],
+            &[1, 1],
+            &[0, 0, 0, 0],
+            AutoPad::NotSet,
+            false,
+        )
+        .unwrap();
         assert_eq!(w.output, vec![1, 2]);
         assert_eq!(taps(&w, &[2, 3]), vec![0, 1, 3, 4, 1, 2, 4, 5]);
     }
