@@ -43,7 +43,11 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<NodeTestCase>> {
     let mut cases = Vec::new();
     for entry in std::fs::read_dir(root)? {
         let dir = entry?.path();
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if name.starts_with("test_") && dir.join("model.onnx").is_file() {
             cases.push(NodeTestCase { name, dir });
         }
@@ -60,7 +64,10 @@ fn read_tensor(path: &Path) -> Result<Tensor, String> {
 
 /// Files `prefix_<i>.pb` in `dir`, in index order.
 fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.is_file()).collect()
+    (0..)
+        .map(|i| dir.join(format!("{prefix}_{i}.pb")))
+        .take_while(|p| p.is_file())
+        .collect()
 }
 
 fn op_types(case: &NodeTestCase) -> Vec<String> {
@@ -80,7 +87,10 @@ fn op_types(case: &NodeTestCase) -> Vec<String> {
 }
 
 fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
-    let session = match Session::builder().with_intra_threads(1).commit_from_file(case.dir.join("model.onnx")) {
+    let session = match Session::builder()
+        .with_intra_threads(1)
+        .commit_from_file(case.dir.join("model.onnx"))
+    {
         Ok(s) => s,
         Err(e @ Error::UnsupportedOp { .. }) => return Status::Unsupported(e.to_string()),
         Err(e @ Error::Node { .. }) if matches!(&e, Error::Node { source, .. } if matches!(**source, Error::NotSupported(_))) => {
@@ -88,19 +98,38 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
         }
         Err(e) => return Status::Error(e.to_string()),
     };
-    if let Some(v) = session.inputs().iter().chain(session.outputs()).find(|v| !matches!(v.ty, ValueType::Tensor { .. })) {
-        return Status::Unsupported(format!("value '{}' of type {} (only tensors are supported)", v.name, v.ty));
+    if let Some(v) = session
+        .inputs()
+        .iter()
+        .chain(session.outputs())
+        .find(|v| !matches!(v.ty, ValueType::Tensor { .. }))
+    {
+        return Status::Unsupported(format!(
+            "value '{}' of type {} (only tensors are supported)",
+            v.name, v.ty
+        ));
     }
     let mut sets: Vec<PathBuf> = std::fs::read_dir(&case.dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     sets.sort();
     if sets.is_empty() {
         return Status::Error("no test_data_set_* directory".into());
     }
     for set in sets {
-        let inputs: Result<Vec<Tensor>, String> = numbered(&set, "input").iter().map(|p| read_tensor(p)).collect();
-        let expected: Result<Vec<Tensor>, String> = numbered(&set, "output").iter().map(|p| read_tensor(p)).collect();
+        let inputs: Result<Vec<Tensor>, String> = numbered(&set, "input")
+            .iter()
+            .map(|p| read_tensor(p))
+            .collect();
+        let expected: Result<Vec<Tensor>, String> = numbered(&set, "output")
+            .iter()
+            .map(|p| read_tensor(p))
+            .collect();
         let (inputs, expected) = match (inputs, expected) {
             (Ok(i), Ok(e)) => (i, e),
             (Err(e), _) | (_, Err(e)) => return Status::Error(e),
@@ -129,5 +158,9 @@ pub fn run_case(case: &NodeTestCase, tol: Tolerance) -> CaseResult {
             .unwrap_or_else(|| "unknown panic".into());
         Status::Error(format!("panic: {msg}"))
     });
-    CaseResult { name: case.name.clone(), ops: op_types(case), status }
+    CaseResult {
+        name: case.name.clone(),
+        ops: op_types(case),
+        status,
+    }
 }

@@ -12,7 +12,10 @@ pub struct Tolerance {
 impl Default for Tolerance {
     /// rtol 1e-3, atol 1e-7: the defaults of `onnx.backend.test.runner`.
     fn default() -> Self {
-        Self { rtol: 1e-3, atol: 1e-7 }
+        Self {
+            rtol: 1e-3,
+            atol: 1e-7,
+        }
     }
 }
 
@@ -22,9 +25,17 @@ pub enum Mismatch {
     /// Different element types.
     DataType { expected: String, actual: String },
     /// Different shapes.
-    Shape { expected: Vec<usize>, actual: Vec<usize> },
+    Shape {
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
     /// Values outside the tolerance; the largest errors and how many differ.
-    Values { max_abs: f64, max_rel: f64, count: usize, first_index: usize },
+    Values {
+        max_abs: f64,
+        max_rel: f64,
+        count: usize,
+        first_index: usize,
+    },
 }
 
 impl std::fmt::Display for Mismatch {
@@ -72,13 +83,19 @@ pub fn compare(actual: &Tensor, expected: &Tensor, tol: Tolerance) -> Result<(),
             return Ok(());
         }
         // Exact comparison, one pass: how many elements differ, and the first.
-        let differs = |i: usize| actual.storage().gather(&[i]).ok() != expected.storage().gather(&[i]).ok();
+        let differs =
+            |i: usize| actual.storage().gather(&[i]).ok() != expected.storage().gather(&[i]).ok();
         let (mut count, mut first) = (0usize, None);
         for i in (0..actual.len()).filter(|&i| differs(i)) {
             count += 1;
             first.get_or_insert(i);
         }
-        return Err(Mismatch::Values { max_abs: f64::NAN, max_rel: f64::NAN, count, first_index: first.unwrap_or(0) });
+        return Err(Mismatch::Values {
+            max_abs: f64::NAN,
+            max_rel: f64::NAN,
+            count,
+            first_index: first.unwrap_or(0),
+        });
     };
     let (mut max_abs, mut max_rel, mut count, mut first) = (0.0f64, 0.0f64, 0usize, None);
     for (i, (&x, &y)) in a.iter().zip(&e).enumerate() {
@@ -92,14 +109,23 @@ pub fn compare(actual: &Tensor, expected: &Tensor, tol: Tolerance) -> Result<(),
         if !ok {
             let abs = (x - y).abs();
             max_abs = max_abs.max(abs);
-            max_rel = max_rel.max(if y != 0.0 { abs / y.abs() } else { f64::INFINITY });
+            max_rel = max_rel.max(if y != 0.0 {
+                abs / y.abs()
+            } else {
+                f64::INFINITY
+            });
             count += 1;
             first.get_or_insert(i);
         }
     }
     match first {
         None => Ok(()),
-        Some(first_index) => Err(Mismatch::Values { max_abs, max_rel, count, first_index }),
+        Some(first_index) => Err(Mismatch::Values {
+            max_abs,
+            max_rel,
+            count,
+            first_index,
+        }),
     }
 }
 
@@ -118,7 +144,12 @@ mod tests {
         assert!(compare(&f(vec![1.0005, f32::NAN]), &f(vec![1.0, f32::NAN]), tol).is_ok());
         let err = compare(&f(vec![1.01, 2.0]), &f(vec![1.0, 2.0]), tol).unwrap_err();
         match err {
-            Mismatch::Values { count, first_index, max_abs, .. } => {
+            Mismatch::Values {
+                count,
+                first_index,
+                max_abs,
+                ..
+            } => {
                 assert_eq!((count, first_index), (1, 0));
                 assert!((max_abs - 0.01).abs() < 1e-6);
             }
@@ -133,10 +164,18 @@ mod tests {
         let i = |v: Vec<i64>| Tensor::from_vec(vec![v.len()], v).unwrap();
         assert!(compare(&i(vec![1, 2]), &i(vec![1, 2]), Tolerance::default()).is_ok());
         match compare(&i(vec![1, 3, 5]), &i(vec![1, 2, 4]), Tolerance::default()) {
-            Err(Mismatch::Values { count, first_index, .. }) => assert_eq!((count, first_index), (2, 1)),
+            Err(Mismatch::Values {
+                count, first_index, ..
+            }) => assert_eq!((count, first_index), (2, 1)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(compare(&i(vec![1]), &f(vec![1.0]), Tolerance::default()), Err(Mismatch::DataType { .. })));
-        assert!(matches!(compare(&i(vec![1, 2]), &i(vec![1]), Tolerance::default()), Err(Mismatch::Shape { .. })));
+        assert!(matches!(
+            compare(&i(vec![1]), &f(vec![1.0]), Tolerance::default()),
+            Err(Mismatch::DataType { .. })
+        ));
+        assert!(matches!(
+            compare(&i(vec![1, 2]), &i(vec![1]), Tolerance::default()),
+            Err(Mismatch::Shape { .. })
+        ));
     }
 }

@@ -38,7 +38,11 @@ fn a_corrupted_reference_is_a_failure_with_its_error() {
     let dst = tmp.path().join("test_softmax_axis_0");
     std::fs::create_dir_all(dst.join("test_data_set_0")).unwrap();
     std::fs::copy(src.join("model.onnx"), dst.join("model.onnx")).unwrap();
-    std::fs::copy(src.join("test_data_set_0/input_0.pb"), dst.join("test_data_set_0/input_0.pb")).unwrap();
+    std::fs::copy(
+        src.join("test_data_set_0/input_0.pb"),
+        dst.join("test_data_set_0/input_0.pb"),
+    )
+    .unwrap();
     let bytes = std::fs::read(src.join("test_data_set_0/output_0.pb")).unwrap();
     let mut t = TensorProto::decode(&bytes[..]).unwrap();
     let mut raw = t.raw_data.clone().unwrap().to_vec();
@@ -50,7 +54,10 @@ fn a_corrupted_reference_is_a_failure_with_its_error() {
     let case = discover(tmp.path()).unwrap().remove(0);
     match run_case(&case, Tolerance::default()).status {
         Status::Fail(msg) => {
-            assert!(msg.contains("1 values differ (first at flat index 0)"), "{msg}");
+            assert!(
+                msg.contains("1 values differ (first at flat index 0)"),
+                "{msg}"
+            );
             assert!(msg.contains("max abs error 5.000e-1"), "{msg}");
         }
         other => panic!("expected a failure, got {other:?}"),

@@ -64,14 +64,21 @@ fn conformance(data: Option<PathBuf>, filter: Option<String>, verbose: bool) -> 
     for (op, (n, p)) in &per_op {
         println!("{op:<28} {n:>6} {p:>7}");
     }
-    println!("\npassed {passed}/{total} ({:.1}%)", 100.0 * passed as f64 / total as f64);
+    println!(
+        "\npassed {passed}/{total} ({:.1}%)",
+        100.0 * passed as f64 / total as f64
+    );
     Ok(passed == total)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Conformance { data, filter, verbose } => conformance(data, filter, verbose),
+        Task::Conformance {
+            data,
+            filter,
+            verbose,
+        } => conformance(data, filter, verbose),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -428,10 +428,12 @@ impl Session {
                         None => args.push(None),
                         Some(s) => match slots[*s].as_ref() {
                             Some(v) => args.push(Some(v.get())),
-                            None => return Err(fail(Error::invalid(format!(
+                            None => {
+                                return Err(fail(Error::invalid(format!(
                                 "input #{i} '{}' has no value (it is produced by nothing that ran)",
                                 node.inputs[i]
-                            )))),
+                            ))))
+                            }
                         },
                     }
                 }

@@ -316,7 +316,11 @@ mod tests {
     #[test]
     fn flatten_axes_including_negative() {
         let x = Tensor::from_vec(vec![2, 3, 4, 5], vec![0u8; 120]).unwrap();
-        let flat = |axis| Layout::Flatten { axis }.compute(&[Some(&x)]).map(|o| o[0].shape().to_vec());
+        let flat = |axis| {
+            Layout::Flatten { axis }
+                .compute(&[Some(&x)])
+                .map(|o| o[0].shape().to_vec())
+        };
         assert_eq!(flat(0).unwrap(), vec![1, 120]);
         assert_eq!(flat(4).unwrap(), vec![120, 1]);
         assert_eq!(flat(-1).unwrap(), vec![24, 5]);
