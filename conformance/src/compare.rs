@@ -51,16 +51,14 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
+/// Float elements (complex as re/im pairs) as `f64`; `None` for exact types.
 fn floats(t: &Tensor) -> Option<Vec<f64>> {
-    Some(match t.storage() {
-        Storage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::F64(v) => v.clone(),
-        Storage::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        Storage::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        Storage::Complex64(v) => v.iter().flat_map(|c| [c[0] as f64, c[1] as f64]).collect(),
-        Storage::Complex128(v) => v.iter().flat_map(|c| [c[0], c[1]]).collect(),
-        _ => return None,
-    })
+    match t.storage() {
+        Storage::Complex64(v) => Some(v.iter().flat_map(|c| [c[0] as f64, c[1] as f64]).collect()),
+        Storage::Complex128(v) => Some(v.iter().flat_map(|c| [c[0], c[1]]).collect()),
+        _ if t.dtype().is_float() => t.to_f64_vec(),
+        _ => None,
+    }
 }
 
 /// Compares `actual` with `expected`: same dtype and shape; floats within

@@ -8,7 +8,7 @@ use anyhow::Result;
 use oxrt::core::ir::LowerOptions;
 use oxrt::core::Graph;
 use oxrt::onnx::{check_model, CheckOptions};
-use oxrt::{Model, Session, Storage, Tensor};
+use oxrt::{Model, Session, Tensor};
 
 fn human_bytes(b: u64) -> String {
     match b {
@@ -121,29 +121,11 @@ pub fn providers() {
     }
 }
 
-fn as_f64(t: &Tensor) -> Option<Vec<f64>> {
-    Some(match t.storage() {
-        Storage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::F64(v) => v.clone(),
-        Storage::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        Storage::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        Storage::I8(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::I16(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::I32(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::I64(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::U8(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::U16(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::U32(v) => v.iter().map(|&x| x as f64).collect(),
-        Storage::U64(v) => v.iter().map(|&x| x as f64).collect(),
-        _ => return None,
-    })
-}
-
 /// Prints one output: type, shape, statistics, leading values, and top-k
 /// classes when it looks like a classifier's output ([batch, classes] floats).
 pub fn summarize(name: &str, t: &Tensor, top_k: usize) {
     println!("{name}: {} {:?}", t.dtype(), t.shape());
-    let Some(values) = as_f64(t) else {
+    let Some(values) = t.to_f64_vec() else {
         println!("  {t:?}");
         return;
     };

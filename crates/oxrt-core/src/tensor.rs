@@ -363,6 +363,29 @@ impl Tensor {
         }
     }
 
+    /// The elements as `f64` for every real numeric type (floats and
+    /// integers); `None` for bool, string, complex and the sub-byte formats.
+    pub fn to_f64_vec(&self) -> Option<Vec<f64>> {
+        fn conv<T: Copy>(v: &[T], f: impl Fn(T) -> f64) -> Option<Vec<f64>> {
+            Some(v.iter().map(|&x| f(x)).collect())
+        }
+        match &self.storage {
+            Storage::F32(v) => conv(v, f64::from),
+            Storage::F64(v) => Some(v.clone()),
+            Storage::F16(v) => conv(v, f64::from),
+            Storage::BF16(v) => conv(v, f64::from),
+            Storage::I8(v) => conv(v, f64::from),
+            Storage::I16(v) => conv(v, f64::from),
+            Storage::I32(v) => conv(v, f64::from),
+            Storage::I64(v) => conv(v, |x| x as f64),
+            Storage::U8(v) => conv(v, f64::from),
+            Storage::U16(v) => conv(v, f64::from),
+            Storage::U32(v) => conv(v, f64::from),
+            Storage::U64(v) => conv(v, |x| x as f64),
+            _ => None,
+        }
+    }
+
     /// Same data with a new shape of equal element count.
     pub fn reshape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = shape.into();

@@ -207,12 +207,8 @@ fn symbolic_dims_must_agree_across_inputs() {
     assert_eq!(out[0].as_slice::<f32>().unwrap(), &[2.0, 2.0]);
 }
 
-#[test]
-fn external_data_escaping_the_model_directory() {
-    let root = tempfile::tempdir().unwrap();
-    let model_dir = root.path().join("model");
-    std::fs::create_dir(&model_dir).unwrap();
-    std::fs::write(root.path().join("secret.bin"), [0u8; 12]).unwrap();
+/// `y = x + w` where `w` [3] is external data at `location`.
+fn external_data_model(location: &str) -> Vec<u8> {
     let w = TensorProto {
         name: Some("w".into()),
         dims: vec![3],
@@ -220,19 +216,27 @@ fn external_data_escaping_the_model_directory() {
         data_location: Some(DataLocation::External as i32),
         external_data: vec![StringStringEntryProto {
             key: Some("location".into()),
-            value: Some("../secret.bin".into()),
+            value: Some(location.into()),
         }],
         ..Default::default()
     };
-    let m = model(
+    bytes(&model(
         vec![node("Add", "add", &["x", "w"], &["y"])],
         vec![vi("x", FLOAT, &[D::N(3)])],
         vec![vi("y", FLOAT, &[D::N(3)])],
         vec![w],
         14,
-    );
+    ))
+}
+
+#[test]
+fn external_data_escaping_the_model_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let model_dir = root.path().join("model");
+    std::fs::create_dir(&model_dir).unwrap();
+    std::fs::write(root.path().join("secret.bin"), [0u8; 12]).unwrap();
     let path = model_dir.join("model.onnx");
-    std::fs::write(&path, bytes(&m)).unwrap();
+    std::fs::write(&path, external_data_model("../secret.bin")).unwrap();
     let err = err_of(Session::builder().commit_from_file(&path));
     let msg = err.to_string();
     assert!(
@@ -252,26 +256,8 @@ fn external_data_inside_the_model_directory_loads() {
             .collect::<Vec<_>>(),
     )
     .unwrap();
-    let w = TensorProto {
-        name: Some("w".into()),
-        dims: vec![3],
-        data_type: Some(FLOAT),
-        data_location: Some(DataLocation::External as i32),
-        external_data: vec![StringStringEntryProto {
-            key: Some("location".into()),
-            value: Some("w.bin".into()),
-        }],
-        ..Default::default()
-    };
-    let m = model(
-        vec![node("Add", "add", &["x", "w"], &["y"])],
-        vec![vi("x", FLOAT, &[D::N(3)])],
-        vec![vi("y", FLOAT, &[D::N(3)])],
-        vec![w],
-        14,
-    );
     let path = dir.path().join("model.onnx");
-    std::fs::write(&path, bytes(&m)).unwrap();
+    std::fs::write(&path, external_data_model("w.bin")).unwrap();
     let s = Session::builder().commit_from_file(&path).unwrap();
     let x = Tensor::from_vec(vec![3], vec![10.0f32; 3]).unwrap();
     assert_eq!(
