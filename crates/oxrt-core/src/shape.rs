@@ -36,7 +36,7 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
 pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) && !(r == 0 && a == 0) {
+    if a < 0 || a >= r {
         return Err(Error::invalid(format!(
             "axis {axis} is out of range for a tensor of rank {rank}"
         )));
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn axes() {
         assert_eq!(normalize_axis(-1, 4).unwrap(), 3);
-        assert_eq!(normalize_axis(0, 0).unwrap(), 0);
+        assert!(normalize_axis(0, 0).is_err());
         assert!(normalize_axis(4, 4).is_err());
         assert!(normalize_axis(-5, 4).is_err());
     }

@@ -110,6 +110,47 @@ mod tests {
         assert_eq!(out, vec![0, 1, 4, 6, 12, 15, 6, 7, 16, 18, 30, 33]);
     }
 
+    /// Element of `shape` read by output multi-index `out_idx` (numpy rules).
+    fn reference_index(shape: &[usize], out_idx: &[usize]) -> usize {
+        let off = out_idx.len() - shape.len();
+        shape.iter().enumerate().fold(0, |acc, (d, &n)| {
+            acc * n + if n == 1 { 0 } else { out_idx[off + d] }
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matches_reference_on_random_broadcastable_shapes(
+            out in proptest::collection::vec(1usize..4, 0..5),
+            mask_a in proptest::collection::vec(proptest::bool::ANY, 5),
+            mask_b in proptest::collection::vec(proptest::bool::ANY, 5),
+            drop_a in 0usize..3,
+            drop_b in 0usize..3,
+        ) {
+            // Each operand: a suffix of `out` with some dims set to 1.
+            let make = |mask: &[bool], drop: usize| -> Vec<usize> {
+                let start = drop.min(out.len());
+                out[start..].iter().enumerate().map(|(i, &d)| if mask[i] { 1 } else { d }).collect()
+            };
+            let (sa, sb) = (make(&mask_a, drop_a), make(&mask_b, drop_b));
+            let a: Vec<i64> = (0..sa.iter().product::<usize>() as i64).collect();
+            let b: Vec<i64> = (0..sb.iter().product::<usize>() as i64).map(|v| v * 1000).collect();
+            let (shape, got) = binary(&a, &sa, &b, &sb, |x, y| Ok(x + y)).unwrap();
+            let n: usize = shape.iter().product();
+            let mut want = Vec::with_capacity(n);
+            for flat in 0..n {
+                let mut idx = vec![0; shape.len()];
+                let mut rem = flat;
+                for d in (0..shape.len()).rev() {
+                    idx[d] = rem % shape[d];
+                    rem /= shape[d];
+                }
+                want.push(a[reference_index(&sa, &idx)] + b[reference_index(&sb, &idx)]);
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn incompatible_shapes_error() {
         assert!(binary(&[1, 2], &[2], &[1, 2, 3], &[3], |x: i32, y: i32| Ok(x + y)).is_err());

@@ -340,5 +340,7 @@ mod tests {
         let y = concat(&[&s, &s], 0).unwrap();
         assert_eq!(y.as_strings().unwrap(), &["x".to_string(), "x".to_string()]);
         assert!(concat(&[&a, &s], 0).is_err());
+        let scalar = Tensor::scalar(1.0f32);
+        assert!(concat(&[&scalar, &scalar], 0).is_err());
     }
 }

@@ -43,16 +43,17 @@ impl Kernel for Softmax {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
         let shape = x.shape();
-        let axis = normalize_axis(self.axis, shape.len())?;
         let (outer, len, stride) = if shape.is_empty() {
             (1, 1, 1)
         } else if self.coerce_2d {
+            let axis = normalize_axis(self.axis, shape.len())?;
             (
                 shape[..axis].iter().product(),
                 shape[axis..].iter().product(),
                 1,
             )
         } else {
+            let axis = normalize_axis(self.axis, shape.len())?;
             (
                 shape[..axis].iter().product(),
                 shape[axis],
