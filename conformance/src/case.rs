@@ -28,6 +28,8 @@ pub enum Status {
     Unsupported(String),
     /// Loading or running failed otherwise, or the case is malformed.
     Error(String),
+    /// The case ran longer than the time limit (seconds).
+    Timeout(u64),
 }
 
 /// A case's name, outcome and the op types its model uses.
@@ -86,17 +88,33 @@ fn op_types(case: &NodeTestCase) -> Vec<String> {
     ops
 }
 
+/// Unsupported operators and features become [`Status::Unsupported`] with a
+/// short description (the op, and why when it is not simply missing).
+fn status_of_load_error(e: Error) -> Status {
+    match e {
+        Error::UnsupportedOp { op, reason, .. } => {
+            let why = reason.split_once(": ").map_or(reason.as_str(), |(_, w)| w);
+            if why.starts_with("no kernel is registered") {
+                Status::Unsupported(op)
+            } else {
+                Status::Unsupported(format!("{op} ({why})"))
+            }
+        }
+        Error::Node { op, source, .. } => match *source {
+            Error::NotSupported(what) => Status::Unsupported(format!("{op} ({what})")),
+            other => Status::Error(format!("{op}: {other}")),
+        },
+        other => Status::Error(other.to_string()),
+    }
+}
+
 fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
     let session = match Session::builder()
         .with_intra_threads(1)
         .commit_from_file(case.dir.join("model.onnx"))
     {
         Ok(s) => s,
-        Err(e @ Error::UnsupportedOp { .. }) => return Status::Unsupported(e.to_string()),
-        Err(e @ Error::Node { .. }) if matches!(&e, Error::Node { source, .. } if matches!(**source, Error::NotSupported(_))) => {
-            return Status::Unsupported(e.to_string())
-        }
-        Err(e) => return Status::Error(e.to_string()),
+        Err(e) => return status_of_load_error(e),
     };
     if let Some(v) = session
         .inputs()
@@ -104,10 +122,7 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
         .chain(session.outputs())
         .find(|v| !matches!(v.ty, ValueType::Tensor { .. }))
     {
-        return Status::Unsupported(format!(
-            "value '{}' of type {} (only tensors are supported)",
-            v.name, v.ty
-        ));
+        return Status::Unsupported(format!("non-tensor value '{}' of type {}", v.name, v.ty));
     }
     let mut sets: Vec<PathBuf> = std::fs::read_dir(&case.dir)
         .map(|rd| {
@@ -146,6 +161,35 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
         }
     }
     Status::Pass
+}
+
+/// Runs `case` on its own thread and gives up after `limit`: the case is
+/// then reported as [`Status::Timeout`] (its thread is left to finish in the
+/// background, as a thread cannot be killed).
+pub fn run_case_with_timeout(
+    case: &NodeTestCase,
+    tol: Tolerance,
+    limit: std::time::Duration,
+) -> CaseResult {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = case.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("case-{}", case.name))
+        .spawn(move || {
+            let _ = tx.send(run_case(&owned, tol));
+        });
+    let status = match spawned {
+        Err(e) => Status::Error(format!("cannot start a thread: {e}")),
+        Ok(_) => match rx.recv_timeout(limit) {
+            Ok(r) => return r,
+            Err(_) => Status::Timeout(limit.as_secs()),
+        },
+    };
+    CaseResult {
+        name: case.name.clone(),
+        ops: op_types(case),
+        status,
+    }
 }
 
 /// Runs every data set of `case`; a panic is caught and reported as an error.

@@ -6,9 +6,14 @@
 //! (serialized `TensorProto`s). [`run_case`] loads the model through the
 //! public `oxrt` API, feeds each data set and compares every output with
 //! [`compare`]'s tolerances (those of the ONNX backend test runner).
+//! [`expectations`] holds the known failures and the gate; [`report`] the
+//! summaries; [`data`] the extraction of the pinned ONNX wheel.
 
 pub mod case;
 pub mod compare;
+pub mod data;
+pub mod expectations;
+pub mod report;
 
-pub use case::{discover, run_case, CaseResult, NodeTestCase, Status};
+pub use case::{discover, run_case, run_case_with_timeout, CaseResult, NodeTestCase, Status};
 pub use compare::{compare, Mismatch, Tolerance};

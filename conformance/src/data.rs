@@ -1,0 +1,104 @@
+//! The node-test data: extracted from the pinned ONNX wheel (a zip archive)
+//! and cached, or read from a directory the user points at.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The ONNX release whose node tests are the reference.
+pub const ONNX_RELEASE: &str = "1.22.0";
+/// Number of node-test cases that release ships.
+pub const EXPECTED_CASES: usize = 1765;
+/// Where the node tests live inside the wheel.
+const PREFIX: &str = "onnx/backend/test/data/node/";
+
+/// Extracts `onnx/backend/test/data/node/**` from `wheel` into `dest`
+/// (which then holds the `test_*` directories). Returns the number of cases.
+/// Entries whose paths would leave `dest` are refused.
+pub fn extract_node_tests(wheel: &Path, dest: &Path) -> Result<usize, String> {
+    let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
+        let Some(name) = entry.enclosed_name() else {
+            return Err(format!("unsafe path in archive entry #{i}"));
+        };
+        let Ok(rel) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if entry.is_dir() || rel.as_os_str().is_empty() {
+            continue;
+        }
+        let out: PathBuf = tmp.join(rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{}: {e}", rel.display()))?;
+        std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    let count = crate::case::discover(&tmp)
+        .map_err(|e| e.to_string())?
+        .len();
+    if count == 0 {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!(
+            "{} holds no node tests under {PREFIX}",
+            wheel.display()
+        ));
+    }
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn extracts_only_node_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("onnx.whl");
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, body) in [
+            ("onnx/__init__.py", &b"x"[..]),
+            ("onnx/backend/test/data/node/test_relu/model.onnx", b"m"),
+            (
+                "onnx/backend/test/data/node/test_relu/test_data_set_0/input_0.pb",
+                b"i",
+            ),
+            ("onnx/backend/test/data/node/test_abs/model.onnx", b"m"),
+        ] {
+            zw.start_file(name, opts).unwrap();
+            zw.write_all(body).unwrap();
+        }
+        zw.finish().unwrap();
+        let dest = dir.path().join("node");
+        assert_eq!(extract_node_tests(&wheel, &dest).unwrap(), 2);
+        assert!(dest.join("test_relu/test_data_set_0/input_0.pb").is_file());
+        assert!(!dest.join("__init__.py").exists());
+    }
+
+    #[test]
+    fn a_wheel_without_node_tests_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("empty.whl");
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        zw.start_file("onnx/__init__.py", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zw.finish().unwrap();
+        assert!(extract_node_tests(&wheel, &dir.path().join("node"))
+            .unwrap_err()
+            .contains("no node tests"));
+    }
+}
