@@ -88,9 +88,10 @@ fn op_types(case: &NodeTestCase) -> Vec<String> {
     ops
 }
 
-/// Unsupported operators and features become [`Status::Unsupported`] with a
-/// short description (the op, and why when it is not simply missing).
-fn status_of_load_error(e: Error) -> Status {
+/// Unsupported operators and features (found when the session is built or
+/// when a kernel meets them at run time) become [`Status::Unsupported`] with a
+/// short description: the op, and why when it is not simply missing.
+fn status_of_error(e: Error) -> Status {
     match e {
         Error::UnsupportedOp { op, reason, .. } => {
             let why = reason.split_once(": ").map_or(reason.as_str(), |(_, w)| w);
@@ -114,7 +115,7 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
         .commit_from_file(case.dir.join("model.onnx"))
     {
         Ok(s) => s,
-        Err(e) => return status_of_load_error(e),
+        Err(e) => return status_of_error(e),
     };
     if let Some(v) = session
         .inputs()
@@ -152,7 +153,7 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
         let feed = session.inputs().iter().map(|v| v.name.clone()).zip(inputs);
         let outputs = match session.run(feed) {
             Ok(o) => o,
-            Err(e) => return Status::Error(e.to_string()),
+            Err(e) => return status_of_error(e),
         };
         for ((name, actual), want) in outputs.iter().zip(&expected) {
             if let Err(m) = compare(actual, want, tol) {

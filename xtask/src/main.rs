@@ -1,15 +1,22 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
-//! - `conformance`: run ONNX backend node tests from a directory against
-//!   the CPU provider and print per-case failures and a per-operator table.
+//! `conformance` runs the ONNX backend node tests of the pinned ONNX release
+//! against a provider, prints a per-operator table and totals, writes
+//! `report.md`/`report.json`, and gates on `conformance/expectations/<provider>.yaml`.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use oxrt_conformance::{discover, run_case, Status, Tolerance};
+use indicatif::{ProgressBar, ProgressStyle};
+use oxrt_conformance::data::{extract_node_tests, EXPECTED_CASES, ONNX_RELEASE};
+use oxrt_conformance::{
+    discover, expectations, report, run_case_with_timeout, CaseResult, Tolerance,
+};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -20,65 +27,215 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run ONNX node tests (`onnx/backend/test/data/node`) against oxrt.
-    Conformance {
-        /// Directory of `test_*` cases (default: $OXRT_ONNX_TEST_DATA).
-        #[arg(long, env = "OXRT_ONNX_TEST_DATA")]
-        data: Option<PathBuf>,
-        /// Only run cases whose name contains this text.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Print every case, not only the ones that do not pass.
-        #[arg(long)]
-        verbose: bool,
-    },
+    /// Run the ONNX backend node tests against a provider and gate on its expectations.
+    Conformance(ConformanceArgs),
 }
 
-fn conformance(data: Option<PathBuf>, filter: Option<String>, verbose: bool) -> Result<bool> {
-    let Some(root) = data else {
-        bail!("no test data: pass --data DIR or set OXRT_ONNX_TEST_DATA to an onnx/backend/test/data/node directory");
-    };
+#[derive(clap::Args)]
+struct ConformanceArgs {
+    /// Execution provider to test.
+    #[arg(long, default_value = "cpu")]
+    provider: String,
+    /// Only run cases whose name matches this regular expression.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Cases run at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Per-case time limit in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Rewrite conformance/expectations/<provider>.yaml from this run.
+    #[arg(long)]
+    update_expectations: bool,
+    /// Where to write report.md and report.json (default: target/conformance/<provider>).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// A directory of node-test cases to use instead of the cached ONNX wheel's.
+    #[arg(long, env = "OXRT_ONNX_TEST_DATA")]
+    data: Option<PathBuf>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The node tests: `--data`/`$OXRT_ONNX_TEST_DATA`, or the pinned wheel's,
+/// downloaded with pip once and cached under `target/`.
+fn node_tests(data: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = data {
+        if !dir.is_dir() {
+            bail!("test data directory {} does not exist", dir.display());
+        }
+        return Ok(dir);
+    }
+    let cache = workspace_root()
+        .join("target/onnx-node-tests")
+        .join(ONNX_RELEASE);
+    let node = cache.join("node");
+    if node.is_dir() {
+        let n = discover(&node)?.len();
+        if n == EXPECTED_CASES {
+            return Ok(node);
+        }
+        eprintln!("cached node tests hold {n} cases, expected {EXPECTED_CASES}: fetching again");
+    }
+    let wheel_dir = cache.join("wheel");
+    std::fs::create_dir_all(&wheel_dir)?;
+    eprintln!(
+        "fetching the ONNX {ONNX_RELEASE} wheel with pip (once; cached in {})",
+        cache.display()
+    );
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = Command::new(&python)
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
+        .arg(format!("onnx=={ONNX_RELEASE}"))
+        .arg("-d")
+        .arg(&wheel_dir)
+        .status()
+        .with_context(|| format!("cannot run `{python} -m pip` (set PYTHON, or OXRT_ONNX_TEST_DATA to a node-test directory)"))?;
+    if !status.success() {
+        bail!("`{python} -m pip download onnx=={ONNX_RELEASE}` failed ({status})");
+    }
+    let wheel = std::fs::read_dir(&wheel_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .with_context(|| format!("pip left no .whl in {}", wheel_dir.display()))?;
+    eprintln!("extracting node tests from {}", wheel.display());
+    let n = extract_node_tests(&wheel, &node).map_err(anyhow::Error::msg)?;
+    if n != EXPECTED_CASES {
+        bail!(
+            "{} holds {n} node-test cases, expected {EXPECTED_CASES}",
+            wheel.display()
+        );
+    }
+    Ok(node)
+}
+
+fn conformance(args: ConformanceArgs) -> Result<bool> {
+    if args.provider != "cpu" {
+        bail!(
+            "provider '{}' cannot be tested yet: only the built-in cpu provider exists in this version",
+            args.provider
+        );
+    }
+    let root = node_tests(args.data)?;
     let mut cases = discover(&root).with_context(|| format!("cannot list {}", root.display()))?;
-    if let Some(f) = &filter {
-        cases.retain(|c| c.name.contains(f.as_str()));
+    if let Some(f) = &args.filter {
+        let re = regex::Regex::new(f).with_context(|| format!("--filter '{f}'"))?;
+        cases.retain(|c| re.is_match(&c.name));
     }
     if cases.is_empty() {
-        bail!("no node-test cases found in {}", root.display());
+        bail!("no node-test case in {} matches the filter", root.display());
     }
-    let mut per_op: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let (mut passed, total) = (0usize, cases.len());
-    for (i, case) in cases.iter().enumerate() {
-        let r = run_case(case, Tolerance::default());
-        let ok = r.status == Status::Pass;
-        passed += ok as usize;
-        for op in &r.ops {
-            let e = per_op.entry(op.clone()).or_default();
-            e.0 += 1;
-            e.1 += ok as usize;
-        }
-        if verbose || !ok {
-            println!("[{}/{total}] {:<50} {:?}", i + 1, r.name, r.status);
-        }
-    }
-    println!("\n{:<28} {:>6} {:>7}", "operator", "cases", "passed");
-    for (op, (n, p)) in &per_op {
-        println!("{op:<28} {n:>6} {p:>7}");
-    }
-    println!(
-        "\npassed {passed}/{total} ({:.1}%)",
-        100.0 * passed as f64 / total as f64
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let limit = Duration::from_secs(args.timeout.max(1));
+
+    // Panics are caught per case and reported; keep their messages off the terminal.
+    std::panic::set_hook(Box::new(|_| {}));
+    let bar = ProgressBar::new(cases.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} cases, {elapsed} ({msg})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    Ok(passed == total)
+    let start = Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<CaseResult>>> = Mutex::new(vec![None; cases.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(case) = cases.get(i) else { break };
+                let r = run_case_with_timeout(case, Tolerance::default(), limit);
+                bar.set_message(r.name.clone());
+                bar.inc(1);
+                if let Ok(mut v) = results.lock() {
+                    v[i] = Some(r);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let _ = std::panic::take_hook();
+    let results: Vec<CaseResult> = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a worker thread failed"))?
+        .into_iter()
+        .flatten()
+        .collect();
+
+    print!("{}", report::table(&results));
+    let (passed, total) = report::totals(&results);
+    eprintln!(
+        "ran {total} cases in {:.1} s with {jobs} jobs",
+        start.elapsed().as_secs_f64()
+    );
+
+    let report_dir = args.report.unwrap_or_else(|| {
+        workspace_root()
+            .join("target/conformance")
+            .join(&args.provider)
+    });
+    report::write(&report_dir, &args.provider, ONNX_RELEASE, &results)
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "reports: {0}/report.md, {0}/report.json",
+        report_dir.display()
+    );
+
+    let exp_path = workspace_root()
+        .join("conformance/expectations")
+        .join(format!("{}.yaml", args.provider));
+    let mut expected = expectations::load(&exp_path).map_err(anyhow::Error::msg)?;
+    if args.update_expectations {
+        // Only the cases that ran are rewritten, so a filtered run keeps the rest.
+        for r in &results {
+            expected.remove(&r.name);
+        }
+        expected.extend(expectations::from_results(&results));
+        expectations::save(&exp_path, &args.provider, &expected).map_err(anyhow::Error::msg)?;
+        println!(
+            "wrote {} ({} known failures)",
+            exp_path.display(),
+            expected.len()
+        );
+        return Ok(true);
+    }
+    let gate = expectations::gate(&results, &expected);
+    for (name, why) in &gate.regressions {
+        println!("REGRESSION {name}: expected to pass, got {why}");
+    }
+    for name in &gate.stale {
+        println!(
+            "STALE      {name}: listed as failing in {} but passes now",
+            exp_path.display()
+        );
+    }
+    if gate.ok() {
+        println!(
+            "conformance: {passed}/{total} pass; every other case is listed in {}",
+            exp_path.display()
+        );
+    } else {
+        println!(
+            "conformance gate failed: {} regressions, {} stale expectations (run with --update-expectations after checking them)",
+            gate.regressions.len(),
+            gate.stale.len()
+        );
+    }
+    Ok(gate.ok())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Conformance {
-            data,
-            filter,
-            verbose,
-        } => conformance(data, filter, verbose),
+        Task::Conformance(args) => conformance(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
