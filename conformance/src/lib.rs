@@ -8,12 +8,17 @@
 //! [`compare`]'s tolerances (those of the ONNX backend test runner).
 //! [`expectations`] holds the known failures and the gate; [`report`] the
 //! summaries; [`data`] the extraction of the pinned ONNX wheel.
+//! [`strategies`], [`reference`] and [`build`] support the operator
+//! property tests (`tests/properties.rs`).
 
+pub mod build;
 pub mod case;
 pub mod compare;
 pub mod data;
 pub mod expectations;
+pub mod reference;
 pub mod report;
+pub mod strategies;
 
 pub use case::{discover, run_case, run_case_with_timeout, CaseResult, NodeTestCase, Status};
 pub use compare::{compare, Mismatch, Tolerance};
