@@ -3,12 +3,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use oxrt::core::tensor_proto::{tensor_from_proto, DEFAULT_MEMORY_LIMIT};
-use oxrt::onnx::proto::TensorProto;
-use oxrt::{Error, Session, Tensor, ValueType};
-use prost::Message;
+use oxrt::core::ir::LowerOptions;
+use oxrt::{Error, Session, ValueInfo, ValueType};
 
 use crate::compare::{compare, Tolerance};
+use crate::value::{decode, RefValue};
 
 /// One node-test case directory.
 #[derive(Debug, Clone)]
@@ -58,12 +57,6 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<NodeTestCase>> {
     Ok(cases)
 }
 
-fn read_tensor(path: &Path) -> Result<Tensor, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let proto = TensorProto::decode(&bytes[..]).map_err(|e| format!("{}: {e}", path.display()))?;
-    tensor_from_proto(&proto, DEFAULT_MEMORY_LIMIT).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// Files `prefix_<i>.pb` in `dir`, in index order.
 fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     (0..)
@@ -109,23 +102,26 @@ fn status_of_error(e: Error) -> Status {
     }
 }
 
-fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
-    let session = match Session::builder()
-        .with_intra_threads(1)
-        .commit_from_file(case.dir.join("model.onnx"))
-    {
-        Ok(s) => s,
-        Err(e) => return status_of_error(e),
-    };
-    if let Some(v) = session
-        .inputs()
-        .iter()
-        .chain(session.outputs())
-        .find(|v| !matches!(v.ty, ValueType::Tensor { .. }))
-    {
-        return Status::Unsupported(format!("non-tensor value '{}' of type {}", v.name, v.ty));
-    }
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(&case.dir)
+/// One data set: decoded inputs and expected outputs.
+type DataSet = (Vec<RefValue>, Vec<RefValue>);
+
+/// The model's declared inputs and outputs, read without building a session.
+fn interface(case: &NodeTestCase) -> Result<(Vec<ValueInfo>, Vec<ValueInfo>), Status> {
+    let loaded = oxrt::onnx::load_model(case.dir.join("model.onnx"))
+        .map_err(|e| Status::Error(e.to_string()))?;
+    let model = oxrt::Model::from_proto(&loaded.proto, &LowerOptions::default())
+        .map_err(|e| Status::Error(e.to_string()))?;
+    Ok((model.graph.inputs, model.graph.outputs))
+}
+
+/// Decodes every data set's `input_<i>.pb` / `output_<i>.pb` by the declared
+/// type of the matching input or output.
+fn data_sets(
+    case: &NodeTestCase,
+    inputs: &[ValueInfo],
+    outputs: &[ValueInfo],
+) -> Result<Vec<DataSet>, String> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&case.dir)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())
@@ -133,29 +129,74 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
                 .collect()
         })
         .unwrap_or_default();
-    sets.sort();
-    if sets.is_empty() {
-        return Status::Error("no test_data_set_* directory".into());
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err("no test_data_set_* directory".into());
     }
-    for set in sets {
-        let inputs: Result<Vec<Tensor>, String> = numbered(&set, "input")
+    let read = |dir: &Path, prefix: &str, infos: &[ValueInfo]| -> Result<Vec<RefValue>, String> {
+        let files = numbered(dir, prefix);
+        if files.len() != infos.len() {
+            return Err(format!(
+                "{}: {} {prefix} files for {} model {prefix}s",
+                dir.display(),
+                files.len(),
+                infos.len()
+            ));
+        }
+        files
             .iter()
-            .map(|p| read_tensor(p))
-            .collect();
-        let expected: Result<Vec<Tensor>, String> = numbered(&set, "output")
+            .zip(infos)
+            .map(|(path, info)| {
+                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                decode(&bytes, &info.ty).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .collect()
+    };
+    dirs.iter()
+        .map(|d| Ok((read(d, "input", inputs)?, read(d, "output", outputs)?)))
+        .collect()
+}
+
+fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
+    let (inputs, outputs) = match interface(case) {
+        Ok(io) => io,
+        Err(status) => return status,
+    };
+    // Every case's data is decoded, even where the runtime cannot run it yet.
+    let sets = match data_sets(case, &inputs, &outputs) {
+        Ok(s) => s,
+        Err(e) => return Status::Error(e),
+    };
+    let session = match Session::builder()
+        .with_intra_threads(1)
+        .commit_from_file(case.dir.join("model.onnx"))
+    {
+        Ok(s) => s,
+        Err(e) => return status_of_error(e),
+    };
+    if let Some(v) = inputs
+        .iter()
+        .chain(&outputs)
+        .find(|v| !matches!(v.ty, ValueType::Tensor { .. }))
+    {
+        return Status::Unsupported(format!("non-tensor value '{}' of type {}", v.name, v.ty));
+    }
+    for (fed, expected) in sets {
+        let feed = inputs
             .iter()
-            .map(|p| read_tensor(p))
-            .collect();
-        let (inputs, expected) = match (inputs, expected) {
-            (Ok(i), Ok(e)) => (i, e),
-            (Err(e), _) | (_, Err(e)) => return Status::Error(e),
-        };
-        let feed = session.inputs().iter().map(|v| v.name.clone()).zip(inputs);
-        let outputs = match session.run(feed) {
+            .map(|v| v.name.clone())
+            .zip(fed.into_iter().filter_map(|v| match v {
+                RefValue::Tensor(t) => Some(t),
+                _ => None,
+            }));
+        let got = match session.run(feed) {
             Ok(o) => o,
             Err(e) => return status_of_error(e),
         };
-        for ((name, actual), want) in outputs.iter().zip(&expected) {
+        for ((name, actual), want) in got.iter().zip(&expected) {
+            let RefValue::Tensor(want) = want else {
+                return Status::Error(format!("output '{name}': expected value is not a tensor"));
+            };
             if let Err(m) = compare(actual, want, tol) {
                 return Status::Fail(format!("output '{name}': {m}"));
             }

@@ -19,6 +19,7 @@ pub mod expectations;
 pub mod reference;
 pub mod report;
 pub mod strategies;
+pub mod value;
 
 pub use case::{discover, run_case, run_case_with_timeout, CaseResult, NodeTestCase, Status};
 pub use compare::{compare, Mismatch, Tolerance};

@@ -34,7 +34,11 @@ fn close(
 }
 
 /// An activation: op name, attributes and the scalar reference function.
-type UnaryCase = (&'static str, Vec<(&'static str, Attr)>, Box<dyn Fn(f64) -> f64>);
+type UnaryCase = (
+    &'static str,
+    Vec<(&'static str, Attr)>,
+    Box<dyn Fn(f64) -> f64>,
+);
 
 fn tensor_pair(max_rank: usize, max_dim: usize) -> impl Strategy<Value = (Tensor, Tensor)> {
     broadcastable_pair(max_rank, max_dim)
