@@ -58,3 +58,21 @@ pub fn f32_tensor(shape: Vec<usize>, range: f32) -> impl Strategy<Value = Tensor
         Tensor::from_vec(shape.clone(), v).ok()
     })
 }
+
+/// Numeric element types the arithmetic kernels take.
+pub fn numeric_dtype() -> impl Strategy<Value = oxrt::DataType> {
+    use oxrt::DataType as D;
+    prop::sample::select(vec![
+        D::F32,
+        D::F64,
+        D::F16,
+        D::I8,
+        D::I16,
+        D::I32,
+        D::I64,
+        D::U8,
+        D::U16,
+        D::U32,
+        D::U64,
+    ])
+}

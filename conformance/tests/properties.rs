@@ -262,3 +262,98 @@ proptest! {
         close(&out[0], &[shape[0], total / shape[0]], &(0..total).map(|i| i as f64).collect::<Vec<_>>(), 0.0, 0.0)?;
     }
 }
+
+/// Small non-negative integers as a tensor of `dtype` (exact in every type).
+fn small_ints(shape: &[usize], dtype: DataType, salt: usize) -> Tensor {
+    let n: usize = shape.iter().product();
+    let ints = Tensor::from_vec(
+        shape.to_vec(),
+        (0..n).map(|i| ((i * 7 + salt) % 11) as i64).collect(),
+    )
+    .unwrap();
+    let bytes = oxrt_conformance::build::single_node(
+        "Cast",
+        13,
+        &[&ints],
+        1,
+        dtype,
+        &[("to", Attr::Int(i64::from(dtype.onnx_code())))],
+    );
+    let s = oxrt::Session::builder().commit_from_memory(&bytes).unwrap();
+    s.run([("x0", ints)]).unwrap()[0].clone()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn add_and_mul_over_every_numeric_dtype((sa, sb) in broadcastable_pair(3, 3), dtype in oxrt_conformance::strategies::numeric_dtype(), mul in any::<bool>()) {
+        let (a, b) = (small_ints(&sa, dtype, 0), small_ints(&sb, dtype, 5));
+        prop_assert_eq!(a.dtype(), dtype);
+        let op = if mul { "Mul" } else { "Add" };
+        let out = run_single(op, 14, &[&a, &b], dtype, &[]).unwrap();
+        prop_assert_eq!(out[0].dtype(), dtype);
+        let (shape, want) = r::binary(&f64s(&a), &sa, &f64s(&b), &sb, |x, y| if mul { x * y } else { x + y }).unwrap();
+        // Operands are 0..=10, so results (<= 100) are exact in every type.
+        close(&out[0], &shape, &want, 0.0, 0.0)?;
+    }
+
+    #[test]
+    fn batch_normalization_inference(n in 1usize..3, c in 1usize..4, hw in 0usize..5, eps in 1e-5f32..1e-2) {
+        let x = Tensor::from_vec(vec![n, c, hw], (0..n * c * hw).map(|i| (i as f32 * 0.9).sin() * 3.0).collect()).unwrap();
+        let p = |f: fn(usize) -> f32| Tensor::from_vec(vec![c], (0..c).map(f).collect()).unwrap();
+        let (scale, bias, mean, var) = (p(|i| 0.5 + i as f32), p(|i| i as f32 - 1.0), p(|i| i as f32 * 0.3), p(|i| 1.0 + i as f32 * 2.0));
+        let out = run_single("BatchNormalization", 15, &[&x, &scale, &bias, &mean, &var], DataType::F32, &[("epsilon", Attr::Float(eps))]).unwrap();
+        let (xs, sc, bi, me, va) = (f64s(&x), f64s(&scale), f64s(&bias), f64s(&mean), f64s(&var));
+        let want: Vec<f64> = xs.iter().enumerate().map(|(i, v)| {
+            let ch = (i / hw.max(1)) % c;
+            (v - me[ch]) / (va[ch] + f64::from(eps)).sqrt() * sc[ch] + bi[ch]
+        }).collect();
+        close(&out[0], &[n, c, hw], &want, 1e-5, 1e-5)?;
+    }
+
+    #[test]
+    fn global_average_pool(shape in nonempty_shape(3, 5, 4)) {
+        let x = Tensor::from_vec(shape.clone(), (0..shape.iter().product::<usize>()).map(|i| (i % 9) as f32 - 4.0).collect()).unwrap();
+        let out = run_single("GlobalAveragePool", 13, &[&x], DataType::F32, &[]).unwrap();
+        let inner: usize = shape[2..].iter().product();
+        let want: Vec<f64> = f64s(&x).chunks(inner).map(|p| p.iter().sum::<f64>() / inner as f64).collect();
+        let mut s = shape[..2].to_vec();
+        s.extend(std::iter::repeat_n(1, shape.len() - 2));
+        close(&out[0], &s, &want, 1e-6, 1e-6)?;
+    }
+
+    #[test]
+    fn flatten_squeeze_unsqueeze_shape(shape in nonempty_shape(1, 4, 3), axis_seed in any::<usize>(), neg in any::<bool>()) {
+        let rank = shape.len();
+        let total: usize = shape.iter().product();
+        let x = Tensor::from_vec(shape.clone(), (0..total).map(|i| i as f32).collect()).unwrap();
+        let seq: Vec<f64> = (0..total).map(|i| i as f64).collect();
+        // Flatten at any axis in [-rank, rank].
+        let axis = (axis_seed % (rank + 1)) as i64;
+        let attr = if neg && axis < rank as i64 { axis - rank as i64 } else { axis };
+        let out = run_single("Flatten", 13, &[&x], DataType::F32, &[("axis", Attr::Int(attr))]).unwrap();
+        let a = axis as usize;
+        close(&out[0], &[shape[..a].iter().product(), shape[a..].iter().product()], &seq, 0.0, 0.0)?;
+        // Unsqueeze at `axis`, then Squeeze it back.
+        let axes = Tensor::from_vec(vec![1], vec![axis]).unwrap();
+        let up = run_single("Unsqueeze", 13, &[&x, &axes], DataType::F32, &[]).unwrap();
+        let mut up_shape = shape.clone();
+        up_shape.insert(a, 1);
+        close(&up[0], &up_shape, &seq, 0.0, 0.0)?;
+        let down = run_single("Squeeze", 13, &[&up[0], &axes], DataType::F32, &[]).unwrap();
+        close(&down[0], &shape, &seq, 0.0, 0.0)?;
+        // Shape.
+        let s = run_single("Shape", 15, &[&x], DataType::I64, &[]).unwrap();
+        prop_assert_eq!(s[0].as_slice::<i64>().unwrap(), &shape.iter().map(|&d| d as i64).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn cast_float_to_int_truncates_and_back(v in values(12, 100.0)) {
+        let x = Tensor::from_vec(vec![12], v.clone()).unwrap();
+        let to_i32 = run_single("Cast", 13, &[&x], DataType::I32, &[("to", Attr::Int(6))]).unwrap();
+        prop_assert_eq!(to_i32[0].as_slice::<i32>().unwrap(), &v.iter().map(|&f| f.trunc() as i32).collect::<Vec<_>>()[..]);
+        let to_f64 = run_single("Cast", 13, &[&x], DataType::F64, &[("to", Attr::Int(11))]).unwrap();
+        close(&to_f64[0], &[12], &v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>(), 0.0, 0.0)?;
+    }
+}
