@@ -87,6 +87,9 @@ pub enum Error {
         requested: DataType,
         actual: DataType,
     },
+    /// A provider shared library could not be loaded.
+    #[error(transparent)]
+    ProviderLibrary(#[from] crate::dylib::ProviderLoadError),
     /// The session configuration is invalid (e.g. thread pool creation failed).
     #[error("session configuration: {0}")]
     Config(String),

@@ -5,6 +5,7 @@
 //! of them. Most users go through the `oxrt` facade crate instead.
 
 pub mod dtype;
+pub mod dylib;
 pub mod error;
 pub mod infer;
 pub mod ir;

@@ -1,6 +1,7 @@
 //! The stable C ABI between oxrt and execution providers shipped as shared
-//! libraries (first cut: version, status codes and the DLPack-style tensor
-//! descriptor; the provider function table follows).
+//! libraries: the version handshake, the provider function table, status
+//! codes, the DLPack-style tensor descriptor, and [`sdk`] helpers for
+//! providers written in Rust.
 //!
 //! Architecture invariant: this crate depends on nothing in the workspace,
 //! so a third party can build a provider against it alone. Only `#[repr(C)]`
@@ -83,6 +84,113 @@ pub struct OxrtTensor {
     pub strides: *const i64,
     pub byte_offset: u64,
 }
+
+/// A borrowed UTF-8 string: `len` bytes at `ptr` (not NUL-terminated).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OxrtStr {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl OxrtStr {
+    /// Borrows a Rust string (valid as long as `s`).
+    pub const fn from_str(s: &str) -> Self {
+        Self {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// Reads the string back, replacing invalid UTF-8.
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` readable bytes (or `len` must be 0).
+    pub unsafe fn to_string_lossy(&self) -> String {
+        if self.ptr.is_null() || self.len == 0 {
+            return String::new();
+        }
+        // SAFETY: the caller guarantees `len` readable bytes at `ptr`.
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptr, self.len) };
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+/// One provider option, e.g. `device_id = 0`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OxrtKeyValue {
+    pub key: OxrtStr,
+    pub value: OxrtStr,
+}
+
+/// A provider instance, opaque to the host.
+pub type OxrtProvider = *mut c_void;
+
+/// Writes a message into the host's buffer: at most `cap` bytes are copied
+/// to `buf`; the full length is returned (so the host can retry larger).
+pub type OxrtWriteFn =
+    unsafe extern "C" fn(provider: OxrtProvider, buf: *mut u8, cap: usize) -> usize;
+
+/// The function table a provider library hands to the host (ABI version 1).
+///
+/// Layout rules: `abi_version` and `struct_size` come first and never move;
+/// later versions only append fields, so a host reads the fields that
+/// `struct_size` says the provider has. Functions never unwind: they catch
+/// panics and return [`OxrtStatus::Internal`].
+#[repr(C)]
+pub struct OxrtProviderApi {
+    /// The ABI version this table implements.
+    pub abi_version: u32,
+    /// `size_of::<OxrtProviderApi>()` as the provider was compiled.
+    pub struct_size: usize,
+    /// Provider name, e.g. `fpga-sim` (static).
+    pub name: OxrtStr,
+    /// Provider version, e.g. `0.1.0` (static).
+    pub version: OxrtStr,
+    /// Creates an instance from `count` options; on failure the message is
+    /// available through `last_error` with a null provider.
+    pub create: unsafe extern "C" fn(
+        options: *const OxrtKeyValue,
+        count: usize,
+        out: *mut OxrtProvider,
+    ) -> OxrtStatus,
+    /// Destroys an instance created by `create`.
+    pub destroy: unsafe extern "C" fn(provider: OxrtProvider),
+    /// Describes the device (for `oxrt providers`).
+    pub device_description: OxrtWriteFn,
+    /// The message of the last failed call on this thread (`provider` may
+    /// be null for failures of `create`).
+    pub last_error: OxrtWriteFn,
+}
+
+// SAFETY: a table is immutable after construction and its string pointers
+// refer to `'static` data, so sharing it between threads is sound.
+unsafe impl Sync for OxrtProviderApi {}
+
+/// Signature of the one exported entry symbol ([`OXRT_PROVIDER_ENTRY_SYMBOL`]):
+/// called with the host's ABI version, it stores a pointer to a static
+/// [`OxrtProviderApi`] in `out`, or returns [`OxrtStatus::AbiMismatch`] when it
+/// cannot serve that version (writing its own table anyway when it has one,
+/// so the host can report both versions).
+pub type OxrtProviderEntry =
+    unsafe extern "C" fn(host_abi_version: u32, out: *mut *const OxrtProviderApi) -> OxrtStatus;
+
+/// Copies `msg` into a host buffer as [`OxrtWriteFn`] specifies.
+///
+/// # Safety
+/// `buf` must be valid for `cap` bytes of writes (or `cap` must be 0).
+pub unsafe fn write_message(msg: &str, buf: *mut u8, cap: usize) -> usize {
+    let n = msg.len().min(cap);
+    if n > 0 && !buf.is_null() {
+        // SAFETY: the caller guarantees `cap >= n` writable bytes at `buf`;
+        // `msg` cannot overlap a buffer the host owns exclusively.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), buf, n) };
+    }
+    msg.len()
+}
+
+pub mod sdk;
 
 #[cfg(test)]
 mod tests {
