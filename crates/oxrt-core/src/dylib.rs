@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use oxrt_provider_abi::{
     OxrtKeyValue, OxrtProvider, OxrtProviderApi, OxrtProviderEntry, OxrtStatus, OxrtStr,
-    OXRT_PROVIDER_ABI_VERSION, OXRT_PROVIDER_ENTRY_SYMBOL,
+    OxrtWriteFn, OXRT_PROVIDER_ABI_VERSION, OXRT_PROVIDER_ENTRY_SYMBOL,
 };
 
 /// Why a provider library could not be loaded.
@@ -64,16 +64,7 @@ impl Library {
 
     /// The provider's last error message (per thread).
     fn last_error(&self, provider: OxrtProvider) -> String {
-        let mut buf = vec![0u8; 1024];
-        // SAFETY: `buf` has `buf.len()` writable bytes.
-        let n = unsafe { (self.api().last_error)(provider, buf.as_mut_ptr(), buf.len()) };
-        if n > buf.len() {
-            buf.resize(n, 0);
-            // SAFETY: as above, with the larger buffer.
-            unsafe { (self.api().last_error)(provider, buf.as_mut_ptr(), buf.len()) };
-        }
-        buf.truncate(n);
-        String::from_utf8_lossy(&buf).into_owned()
+        read_message(self.api().last_error, provider)
     }
 }
 
@@ -224,17 +215,7 @@ impl LoadedProvider {
 
     /// The provider's description of its device.
     pub fn device_description(&self) -> String {
-        let api = self.library.api();
-        let mut buf = vec![0u8; 512];
-        // SAFETY: live handle; `buf` has `buf.len()` writable bytes.
-        let n = unsafe { (api.device_description)(self.handle, buf.as_mut_ptr(), buf.len()) };
-        if n > buf.len() {
-            buf.resize(n, 0);
-            // SAFETY: as above with the larger buffer.
-            unsafe { (api.device_description)(self.handle, buf.as_mut_ptr(), buf.len()) };
-        }
-        buf.truncate(n);
-        String::from_utf8_lossy(&buf).into_owned()
+        read_message(self.library.api().device_description, self.handle)
     }
 }
 
@@ -243,6 +224,22 @@ impl Drop for LoadedProvider {
         // SAFETY: the handle came from `create` and is destroyed exactly once.
         unsafe { (self.library.api().destroy)(self.handle) };
     }
+}
+
+/// Calls a message-writing table function, retrying with a larger buffer
+/// when the message did not fit.
+fn read_message(f: OxrtWriteFn, provider: OxrtProvider) -> String {
+    let mut buf = vec![0u8; 512];
+    // SAFETY: `buf` has `buf.len()` writable bytes; `provider` is live or null
+    // as the function's contract allows.
+    let n = unsafe { f(provider, buf.as_mut_ptr(), buf.len()) };
+    if n > buf.len() {
+        buf.resize(n, 0);
+        // SAFETY: as above, with the larger buffer.
+        unsafe { f(provider, buf.as_mut_ptr(), buf.len()) };
+    }
+    buf.truncate(n);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// libloading's `Display` says only "dlopen failed": include the source chain.
