@@ -107,3 +107,18 @@ fn ndarray_inputs_and_outputs_convert() {
         direct[0].as_slice::<f32>().unwrap()
     );
 }
+
+#[test]
+fn exported_model_runs_identically() {
+    use prost::Message;
+    let loaded = oxrt::onnx::load_model(mnist_dir().join("model.onnx")).unwrap();
+    let model =
+        oxrt::Model::from_proto(&loaded.proto, &oxrt::core::ir::LowerOptions::default()).unwrap();
+    let bytes = model.to_proto().encode_to_vec();
+    let exported = Session::builder().commit_from_memory(&bytes).unwrap();
+    let samples = read_npy(&mnist_dir().join("samples.npy"));
+    let a = session().run([("input", samples.clone())]).unwrap();
+    let b = exported.run([("input", samples)]).unwrap();
+    assert_eq!(a[0], b[0]);
+    assert_eq!(exported.inputs(), session().inputs());
+}

@@ -4,6 +4,7 @@
 //! Initializers are decoded once into shared [`Tensor`]s.
 
 mod attribute;
+pub mod export;
 mod lower;
 pub mod value;
 
