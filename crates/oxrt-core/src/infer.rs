@@ -120,7 +120,7 @@ pub fn infer_node<'a>(
         }
         "Constant" => vec![constant_type(node)],
         "Conv" | "MaxPool" | "AveragePool" => {
-            let out = window_output(node, &concrete(0), concrete(1), opset);
+            let out = window_output(node, &concrete(0), concrete(1));
             let mut v = vec![dtype0.and_then(|d| tensor(d, out.clone()))];
             if node.op_type == "MaxPool" {
                 v.push(tensor(DataType::I64, out));
@@ -256,12 +256,7 @@ fn constant_type(node: &Node) -> Option<ValueType> {
     }
 }
 
-fn window_output(
-    node: &Node,
-    x: &Option<Vec<usize>>,
-    w: Option<Vec<usize>>,
-    _opset: i64,
-) -> Option<Vec<Dim>> {
+fn window_output(node: &Node, x: &Option<Vec<usize>>, w: Option<Vec<usize>>) -> Option<Vec<Dim>> {
     let x = x.as_ref()?;
     if x.len() < 3 {
         return None;

@@ -66,12 +66,6 @@ impl Kernel for Activation {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
         if let Act::Relu = self.act {
-            if let Ok(v) = x.as_slice::<i8>() {
-                return Ok(vec![Tensor::from_vec(
-                    x.shape(),
-                    v.iter().map(|&e| e.max(0)).collect(),
-                )?]);
-            }
             macro_rules! int_relu {
                 ($($t:ty),*) => {$(
                     if let Ok(v) = x.as_slice::<$t>() {
@@ -79,7 +73,7 @@ impl Kernel for Activation {
                     }
                 )*};
             }
-            int_relu!(i16, i32, i64);
+            int_relu!(i8, i16, i32, i64);
         }
         with_float_type!(x.dtype(), T => {
             Ok(vec![Tensor::from_vec(x.shape(), apply(self.act, x.as_slice::<T>()?)?)?])

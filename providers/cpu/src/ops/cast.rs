@@ -157,11 +157,7 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
         let name = node.string_or("to", "")?;
         (1..=26)
             .filter_map(D::from_onnx)
-            .find(|d| {
-                d.onnx_name().eq_ignore_ascii_case(name)
-                    || (name == "FLOAT" && *d == D::F32)
-                    || (name == "DOUBLE" && *d == D::F64)
-            })
+            .find(|d| d.onnx_name().eq_ignore_ascii_case(name))
             .ok_or_else(|| Error::invalid(format!("unknown target type '{name}'")))?
     } else {
         let code = node

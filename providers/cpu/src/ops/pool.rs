@@ -10,8 +10,14 @@ use crate::ops::window::{taps, OUTSIDE};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
-    Max { column_major: bool },
-    Average { count_include_pad: bool },
+    /// `indices`: the node names the optional indices output.
+    Max {
+        column_major: bool,
+        indices: bool,
+    },
+    Average {
+        count_include_pad: bool,
+    },
 }
 
 struct Pool {
@@ -35,7 +41,8 @@ fn column_major(flat: usize, dims: &[usize]) -> usize {
 }
 
 impl Pool {
-    fn run<T: Real>(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// The pooled values, and the indices when the node asked for them.
+    fn run<T: Real>(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let xs = x.shape();
         if xs.len() < 3 {
             return Err(Error::invalid(format!(
@@ -57,7 +64,10 @@ impl Pool {
             for o in 0..out_len {
                 let window = &tap[o * k_len..][..k_len];
                 match self.kind {
-                    Kind::Max { column_major: cm } => {
+                    Kind::Max {
+                        column_major: cm,
+                        indices: want,
+                    } => {
                         let mut best = T::neg_infinity();
                         let mut at = None;
                         for &t in window.iter().filter(|&&t| t >= 0) {
@@ -68,9 +78,11 @@ impl Pool {
                             }
                         }
                         y.push(best);
-                        let at = at.unwrap_or(0);
-                        let local = if cm { column_major(at, spatial) } else { at };
-                        indices.push((p * in_len + local) as i64);
+                        if want {
+                            let at = at.unwrap_or(0);
+                            let local = if cm { column_major(at, spatial) } else { at };
+                            indices.push((p * in_len + local) as i64);
+                        }
                     }
                     Kind::Average { count_include_pad } => {
                         let mut sum = T::zero();
@@ -91,12 +103,11 @@ impl Pool {
         }
         let mut shape = xs[..2].to_vec();
         shape.extend(&win.output);
-        let idx_len = indices.len();
-        let idx_shape = if idx_len == 0 { vec![0] } else { shape.clone() };
-        Ok((
-            Tensor::from_vec(shape, y)?,
-            Tensor::from_vec(idx_shape, indices)?,
-        ))
+        let idx = match self.kind {
+            Kind::Max { indices: true, .. } => Some(Tensor::from_vec(shape.clone(), indices)?),
+            _ => None,
+        };
+        Ok((Tensor::from_vec(shape, y)?, idx))
     }
 }
 
@@ -105,10 +116,7 @@ impl Kernel for Pool {
         let x = required(inputs, 0)?;
         let (y, idx) = with_float_type!(x.dtype(), T => self.run::<T>(x)?,
             _ => return Err(unsupported_type("pooling", x)));
-        Ok(match self.kind {
-            Kind::Max { .. } => vec![y, idx],
-            Kind::Average { .. } => vec![y],
-        })
+        Ok(std::iter::once(y).chain(idx).collect())
     }
 }
 
@@ -116,6 +124,7 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     let kind = if node.op_type == "MaxPool" {
         Kind::Max {
             column_major: node.int_or("storage_order", 0)? != 0,
+            indices: node.outputs.get(1).is_some_and(|o| !o.is_empty()),
         }
     } else {
         Kind::Average {
@@ -215,12 +224,13 @@ mod tests {
             attrs: attrs(&[2, 2], &[2, 2], &[0, 0, 0, 0], false),
             kind: Kind::Max {
                 column_major: false,
+                indices: true,
             },
         };
         let (y, idx) = pool.run::<f32>(&x).unwrap();
         // x = [0,7,14,5 / 12,3,10,1 / 8,15,6,13 / 4,11,2,9]
         assert_eq!(y.as_slice::<f32>().unwrap(), &[12.0, 14.0, 15.0, 13.0]);
-        assert_eq!(idx.as_slice::<i64>().unwrap(), &[4, 2, 9, 11]);
+        assert_eq!(idx.unwrap().as_slice::<i64>().unwrap(), &[4, 2, 9, 11]);
     }
 
     #[test]
