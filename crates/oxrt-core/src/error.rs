@@ -90,6 +90,15 @@ pub enum Error {
     /// A provider shared library could not be loaded.
     #[error(transparent)]
     ProviderLibrary(#[from] crate::dylib::ProviderLoadError),
+    /// A provider loaded from a shared library reported a failure (or
+    /// panicked, which its library caught at the boundary).
+    #[error("provider '{provider}' failed in {call} ({status}): {message}")]
+    Provider {
+        provider: String,
+        call: String,
+        status: String,
+        message: String,
+    },
     /// The session configuration is invalid (e.g. thread pool creation failed).
     #[error("session configuration: {0}")]
     Config(String),

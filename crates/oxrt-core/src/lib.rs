@@ -4,6 +4,7 @@
 //! Providers plug in through [`ExecutionProvider`]; this crate depends on none
 //! of them. Most users go through the `oxrt` facade crate instead.
 
+pub mod device;
 pub mod dtype;
 pub mod dylib;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod infer;
 pub mod ir;
 pub mod partition;
 pub mod plan;
+pub mod profile;
 pub mod provider;
 pub mod registry;
 pub mod session;
@@ -18,6 +20,7 @@ pub mod shape;
 pub mod tensor;
 pub mod tensor_proto;
 
+pub use device::{DeviceBuffer, DeviceCost, DeviceMemory, DeviceTensor};
 pub use dtype::DataType;
 pub use error::{Error, Result};
 pub use ir::{Dim, Graph, Model, Node, ValueInfo, ValueType};

@@ -10,14 +10,29 @@ use crate::partition::node_context;
 use crate::provider::{ExecutionProvider, Kernel, KernelInfo};
 use crate::tensor::Tensor;
 
-/// One node ready to run.
+/// What a step does.
+pub enum StepKind {
+    /// Runs a node's kernel.
+    Node {
+        /// Index of the node in the graph.
+        node: usize,
+        /// Index of the provider running it.
+        provider: usize,
+        kernel: Box<dyn Kernel>,
+        /// The kernel reads and writes the provider's device memory.
+        on_device: bool,
+    },
+    /// Copies a host value to a provider's device.
+    Upload { provider: usize, value: String },
+    /// Copies a value from a provider's device to the host.
+    Download { provider: usize, value: String },
+}
+
+/// One step of the plan: a kernel to run or a copy between memories.
 pub struct Step {
-    /// Index of the node in the graph.
-    pub node: usize,
-    /// Index of the provider running it.
-    pub provider: usize,
-    pub kernel: Box<dyn Kernel>,
-    /// Slot of each input (`None` for an omitted optional input).
+    pub kind: StepKind,
+    /// Slot of each input (`None` for an omitted optional input, or a
+    /// constant a device kernel already holds).
     pub inputs: Vec<Option<usize>>,
     /// Slot of each output (`None` for an unused optional output).
     pub outputs: Vec<Option<usize>>,
@@ -30,10 +45,88 @@ pub struct ExecutionPlan {
     pub steps: Vec<Step>,
     /// Number of value slots.
     pub slot_count: usize,
-    /// Slot of every named value.
+    /// Host slot of every named value (inputs, constants, values produced on
+    /// or copied to the host).
     pub slots: HashMap<String, usize>,
     /// Initializers and their slots.
     pub constants: Vec<(usize, Arc<Tensor>)>,
+}
+
+/// Where a value lives: host memory or the device of provider `p`.
+type Loc = Option<usize>;
+
+/// Value slots per (name, location), and where each value is first made.
+#[derive(Default)]
+struct Slots {
+    by_loc: HashMap<(String, Loc), usize>,
+    home: HashMap<String, Loc>,
+    count: usize,
+}
+
+impl Slots {
+    fn get_or_add(&mut self, name: &str, loc: Loc) -> usize {
+        let next = self.count;
+        let s = *self.by_loc.entry((name.to_string(), loc)).or_insert(next);
+        if s == next {
+            self.count += 1;
+        }
+        s
+    }
+
+    /// Declares `name` as made at `loc` and returns its slot there.
+    fn define(&mut self, name: &str, loc: Loc) -> usize {
+        self.home.entry(name.to_string()).or_insert(loc);
+        self.get_or_add(name, loc)
+    }
+
+    /// The slot holding `name` at `loc`, adding copy steps to `steps` when it
+    /// lives elsewhere (device → host → other device).
+    fn fetch(&mut self, name: &str, loc: Loc, steps: &mut Vec<Step>) -> usize {
+        if let Some(&s) = self.by_loc.get(&(name.to_string(), loc)) {
+            return s;
+        }
+        let home = self.home.get(name).copied().flatten();
+        if let Some(p) = home {
+            // Made on a device: bring it to the host first (once).
+            if !self.by_loc.contains_key(&(name.to_string(), None)) {
+                let src = self.get_or_add(name, Some(p));
+                let dst = self.get_or_add(name, None);
+                steps.push(copy_step(
+                    StepKind::Download {
+                        provider: p,
+                        value: name.to_string(),
+                    },
+                    src,
+                    dst,
+                ));
+            }
+        }
+        let host = self.get_or_add(name, None);
+        match loc {
+            None => host,
+            Some(p) => {
+                let dst = self.get_or_add(name, Some(p));
+                steps.push(copy_step(
+                    StepKind::Upload {
+                        provider: p,
+                        value: name.to_string(),
+                    },
+                    host,
+                    dst,
+                ));
+                dst
+            }
+        }
+    }
+}
+
+fn copy_step(kind: StepKind, src: usize, dst: usize) -> Step {
+    Step {
+        kind,
+        inputs: vec![Some(src)],
+        outputs: vec![Some(dst)],
+        release: Vec::new(),
+    }
 }
 
 /// Orders nodes so every value is produced before it is read (Kahn's
@@ -113,7 +206,7 @@ fn outer_reads(g: &Graph) -> Vec<String> {
 }
 
 impl ExecutionPlan {
-    /// Creates every kernel and lays out slots and lifetimes.
+    /// Creates every kernel and lays out slots, copies and lifetimes.
     pub fn build(
         graph: &Graph,
         opsets: &BTreeMap<String, i64>,
@@ -121,70 +214,83 @@ impl ExecutionPlan {
         assignment: &[usize],
     ) -> Result<Self> {
         let order = topological_order(graph)?;
-        let mut slots: HashMap<String, usize> = HashMap::new();
-        let mut slot_of = |name: &str| -> usize {
-            let next = slots.len();
-            *slots.entry(name.to_string()).or_insert(next)
-        };
+        let mut slots = Slots::default();
         for v in &graph.inputs {
-            slot_of(&v.name);
+            slots.define(&v.name, None);
         }
         let mut constants = Vec::new();
         let mut init_names: Vec<&String> = graph.initializers.keys().collect();
         init_names.sort();
         for name in init_names {
-            let s = slot_of(name);
+            let s = slots.define(name, None);
             constants.push((s, graph.initializers[name].clone()));
         }
         let mut steps = Vec::with_capacity(order.len());
         for &ni in &order {
             let node = &graph.nodes[ni];
             let provider = &providers[assignment[ni]];
+            let on_device = provider.device_memory().is_some();
+            let loc = on_device.then_some(assignment[ni]);
             let ctx = node_context(graph, node, opsets);
-            let constants = node
+            let constants: BTreeMap<usize, &Tensor> = node
                 .inputs
                 .iter()
                 .enumerate()
                 .filter_map(|(i, name)| graph.initializers.get(name).map(|t| (i, t.as_ref())))
                 .collect();
+            let output_types = node
+                .outputs
+                .iter()
+                .map(|name| graph.value_types.get(name))
+                .collect();
+            let inputs = node
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let skip = n.is_empty() || (on_device && constants.contains_key(&i));
+                    (!skip).then(|| slots.fetch(n, loc, &mut steps))
+                })
+                .collect();
             let info = KernelInfo {
                 node: ctx,
                 constants,
+                output_types,
             };
             let kernel = provider
                 .create_kernel(node, &info)
                 .map_err(|e| e.in_node(&node.name, &node.op_type))?;
-            let inputs = node
-                .inputs
-                .iter()
-                .map(|n| (!n.is_empty()).then(|| slot_of(n)))
-                .collect();
             let outputs = node
                 .outputs
                 .iter()
-                .map(|n| (!n.is_empty()).then(|| slot_of(n)))
+                .map(|n| (!n.is_empty()).then(|| slots.define(n, loc)))
                 .collect();
             steps.push(Step {
-                node: ni,
-                provider: assignment[ni],
-                kernel,
+                kind: StepKind::Node {
+                    node: ni,
+                    provider: assignment[ni],
+                    kernel,
+                    on_device,
+                },
                 inputs,
                 outputs,
                 release: Vec::new(),
             });
         }
+        // Graph outputs are returned from host memory.
+        let mut keep = Vec::new();
         for o in &graph.outputs {
-            slot_of(&o.name);
+            keep.push(slots.fetch(&o.name, None, &mut steps));
         }
-        let slot_count = slots.len();
+        let slot_count = slots.count;
         // Lifetimes: release a slot after its last reader, unless it is a
         // graph output or a constant (constants are shared, never owned).
-        let mut keep = vec![false; slot_count];
-        for o in &graph.outputs {
-            keep[slots[&o.name]] = true;
+        let mut kept = vec![false; slot_count];
+        for s in keep {
+            kept[s] = true;
         }
         for (s, _) in &constants {
-            keep[*s] = true;
+            kept[*s] = true;
         }
         let mut last_use: Vec<Option<usize>> = vec![None; slot_count];
         for (si, step) in steps.iter().enumerate() {
@@ -201,15 +307,28 @@ impl ExecutionPlan {
             }
         }
         for (slot, last) in last_use.iter().enumerate() {
-            if let (Some(si), false) = (last, keep[slot]) {
+            if let (Some(si), false) = (last, kept[slot]) {
                 steps[*si].release.push(slot);
             }
         }
+        let host_slots = slots
+            .by_loc
+            .into_iter()
+            .filter_map(|((name, loc), s)| loc.is_none().then_some((name, s)))
+            .collect();
         Ok(Self {
             steps,
             slot_count,
-            slots,
+            slots: host_slots,
             constants,
+        })
+    }
+
+    /// The node steps: `(node index, provider index)` in execution order.
+    pub fn node_steps(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.steps.iter().filter_map(|s| match s.kind {
+            StepKind::Node { node, provider, .. } => Some((node, provider)),
+            _ => None,
         })
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::device::{DeviceCost, DeviceMemory, DeviceTensor};
 use crate::dtype::DataType;
 use crate::error::Result;
 use crate::ir::{Graph, Node, ValueType};
@@ -63,6 +64,8 @@ pub struct KernelInfo<'a> {
     /// Constant inputs (initializers) by input index, for pre-packing weights
     /// or reading shapes at creation time.
     pub constants: BTreeMap<usize, &'a Tensor>,
+    /// Known types of the node's outputs (`None`: unused or not inferred).
+    pub output_types: Vec<Option<&'a ValueType>>,
 }
 
 /// A node prepared for execution: attributes parsed, weights pre-packed.
@@ -71,6 +74,20 @@ pub trait Kernel: Send + Sync {
     /// optional input. Returns one tensor per node output (trailing optional
     /// outputs the node does not name may be left out).
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
+
+    /// Computes the node on device-resident values, for kernels of providers
+    /// with [`ExecutionProvider::device_memory`]. Constant inputs are not
+    /// passed (`None`): the kernel received them in [`KernelInfo::constants`]
+    /// and keeps its own device copy. Returns the outputs (positions as in
+    /// [`Kernel::compute`]) and what the work cost on the device.
+    fn compute_on_device(
+        &self,
+        _inputs: &[Option<&DeviceTensor>],
+    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
+        Err(crate::Error::NotSupported(
+            "this kernel runs on host memory only".into(),
+        ))
+    }
 }
 
 /// A group of nodes a provider takes (one node, or a fused subgraph).
@@ -106,4 +123,10 @@ pub trait ExecutionProvider: Send + Sync {
 
     /// Creates the kernel that runs `node`.
     fn create_kernel(&self, node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>>;
+
+    /// The provider's device memory, when its kernels do not use host memory
+    /// (then they run through [`Kernel::compute_on_device`]).
+    fn device_memory(&self) -> Option<&dyn DeviceMemory> {
+        None
+    }
 }

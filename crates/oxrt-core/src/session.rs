@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use oxrt_onnx::{check_model, CheckOptions};
 
@@ -10,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::infer::infer_graph;
 use crate::ir::{value::format_dims, Dim, LowerOptions, Model, ValueInfo, ValueType};
 use crate::partition::partition;
-use crate::plan::ExecutionPlan;
+use crate::device::{DeviceCost, DeviceTensor};
+use crate::plan::{ExecutionPlan, Step, StepKind};
+use crate::profile::{EventKind, ProfileEvent, RunProfile};
 use crate::provider::ExecutionProvider;
 use crate::tensor::Tensor;
 use crate::tensor_proto::{check_size, DEFAULT_MEMORY_LIMIT};
@@ -226,17 +229,27 @@ impl std::ops::Index<&str> for SessionOutputs {
     }
 }
 
-/// A value held in a slot during a run: owned, or borrowed from the session.
+/// A value held in a slot during a run: owned, borrowed from the session,
+/// or in a provider's device memory.
 enum Slot<'a> {
     Owned(Tensor),
     Shared(&'a Tensor),
+    Device(DeviceTensor),
 }
 
 impl Slot<'_> {
-    fn get(&self) -> &Tensor {
+    fn host(&self) -> Option<&Tensor> {
         match self {
-            Slot::Owned(t) => t,
-            Slot::Shared(t) => t,
+            Slot::Owned(t) => Some(t),
+            Slot::Shared(t) => Some(t),
+            Slot::Device(_) => None,
+        }
+    }
+
+    fn device(&self) -> Option<&DeviceTensor> {
+        match self {
+            Slot::Device(t) => Some(t),
+            _ => None,
         }
     }
 }
@@ -275,12 +288,11 @@ impl Session {
     /// The provider name running each node, in execution order.
     pub fn node_placement(&self) -> Vec<(&str, &str)> {
         self.plan
-            .steps
-            .iter()
-            .map(|s| {
+            .node_steps()
+            .map(|(node, provider)| {
                 (
-                    self.model.graph.nodes[s.node].name.as_str(),
-                    self.providers[s.provider].name(),
+                    self.model.graph.nodes[node].name.as_str(),
+                    self.providers[provider].name(),
                 )
             })
             .collect()
@@ -302,7 +314,21 @@ impl Session {
         inputs: impl IntoIterator<Item = (K, Tensor)>,
     ) -> Result<SessionOutputs> {
         let fed = self.bind_inputs(inputs)?;
-        self.pool.install(|| self.execute(fed))
+        self.pool.install(|| self.execute(fed, None))
+    }
+
+    /// Runs the model like [`Session::run`] and also returns the time and
+    /// traffic of every step (kernels and copies between memories).
+    pub fn run_with_profile<K: AsRef<str>>(
+        &self,
+        inputs: impl IntoIterator<Item = (K, Tensor)>,
+    ) -> Result<(SessionOutputs, RunProfile)> {
+        let fed = self.bind_inputs(inputs)?;
+        let mut profile = RunProfile::default();
+        let outputs = self
+            .pool
+            .install(|| self.execute(fed, Some(&mut profile)))?;
+        Ok((outputs, profile))
     }
 
     fn expected_inputs(&self) -> String {
@@ -408,7 +434,11 @@ impl Session {
         Ok(())
     }
 
-    fn execute(&self, fed: Vec<(usize, Tensor)>) -> Result<SessionOutputs> {
+    fn execute(
+        &self,
+        fed: Vec<(usize, Tensor)>,
+        mut profile: Option<&mut RunProfile>,
+    ) -> Result<SessionOutputs> {
         let graph = &self.model.graph;
         let mut slots: Vec<Option<Slot<'_>>> = Vec::new();
         slots.resize_with(self.plan.slot_count, || None);
@@ -418,43 +448,16 @@ impl Session {
         for (s, t) in fed {
             slots[s] = Some(Slot::Owned(t));
         }
+        let started = Instant::now();
         for step in &self.plan.steps {
-            let node = &graph.nodes[step.node];
-            let fail = |e: Error| e.in_node(&node.name, &node.op_type);
-            let outputs = {
-                let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(step.inputs.len());
-                for (i, s) in step.inputs.iter().enumerate() {
-                    match s {
-                        None => args.push(None),
-                        Some(s) => match slots[*s].as_ref() {
-                            Some(v) => args.push(Some(v.get())),
-                            None => {
-                                return Err(fail(Error::invalid(format!(
-                                "input #{i} '{}' has no value (it is produced by nothing that ran)",
-                                node.inputs[i]
-                            ))))
-                            }
-                        },
-                    }
-                }
-                step.kernel.compute(&args).map_err(fail)?
-            };
-            if outputs.len()
-                < step
-                    .outputs
-                    .iter()
-                    .rposition(Option::is_some)
-                    .map_or(0, |p| p + 1)
-            {
-                return Err(fail(Error::invalid(format!(
-                    "the kernel produced {} outputs, the node names {}",
-                    outputs.len(),
-                    step.outputs.len()
-                ))));
+            let t0 = Instant::now();
+            let (produced, cost) = self.run_step(step, &slots)?;
+            if let Some(p) = profile.as_deref_mut() {
+                p.events.push(self.event(step, started, t0, cost));
             }
-            for (s, t) in step.outputs.iter().zip(outputs) {
-                if let Some(s) = s {
-                    slots[*s] = Some(Slot::Owned(t));
+            for (s, v) in step.outputs.iter().zip(produced) {
+                if let (Some(s), Some(v)) = (s, v) {
+                    slots[*s] = Some(v);
                 }
             }
             for &s in &step.release {
@@ -468,7 +471,7 @@ impl Session {
             let t = match slot {
                 Some(Slot::Owned(t)) => t,
                 Some(Slot::Shared(t)) => t.clone(),
-                None => {
+                Some(Slot::Device(_)) | None => {
                     return Err(Error::invalid(format!(
                         "graph output '{}' was not produced",
                         o.name
@@ -479,6 +482,132 @@ impl Session {
             tensors.push(t);
         }
         Ok(SessionOutputs { names, tensors })
+    }
+
+    /// Runs one step on the current slots; returns a value per output slot.
+    fn run_step<'a>(
+        &self,
+        step: &Step,
+        slots: &[Option<Slot<'a>>],
+    ) -> Result<(Vec<Option<Slot<'a>>>, DeviceCost)> {
+        let graph = &self.model.graph;
+        let missing = |i: usize, name: &str| {
+            Error::invalid(format!(
+                "input #{i} '{name}' has no value (it is produced by nothing that ran)"
+            ))
+        };
+        match &step.kind {
+            StepKind::Node {
+                node,
+                kernel,
+                on_device,
+                ..
+            } => {
+                let node = &graph.nodes[*node];
+                let fail = |e: Error| e.in_node(&node.name, &node.op_type);
+                let named = step
+                    .outputs
+                    .iter()
+                    .rposition(Option::is_some)
+                    .map_or(0, |p| p + 1);
+                let short = |n: usize| {
+                    fail(Error::invalid(format!(
+                        "the kernel produced {n} outputs, the node names {}",
+                        step.outputs.len()
+                    )))
+                };
+                let value = |i: usize, s: &Option<usize>| -> Result<Option<&Slot<'a>>> {
+                    match s {
+                        None => Ok(None),
+                        Some(s) => match slots[*s].as_ref() {
+                            Some(v) => Ok(Some(v)),
+                            None => Err(fail(missing(i, &node.inputs[i]))),
+                        },
+                    }
+                };
+                if *on_device {
+                    let mut args = Vec::with_capacity(step.inputs.len());
+                    for (i, s) in step.inputs.iter().enumerate() {
+                        args.push(value(i, s)?.and_then(Slot::device));
+                    }
+                    let (outputs, cost) = kernel.compute_on_device(&args).map_err(fail)?;
+                    if outputs.len() < named {
+                        return Err(short(outputs.len()));
+                    }
+                    Ok((outputs.into_iter().map(|t| t.map(Slot::Device)).collect(), cost))
+                } else {
+                    let mut args = Vec::with_capacity(step.inputs.len());
+                    for (i, s) in step.inputs.iter().enumerate() {
+                        args.push(value(i, s)?.and_then(Slot::host));
+                    }
+                    let outputs = kernel.compute(&args).map_err(fail)?;
+                    if outputs.len() < named {
+                        return Err(short(outputs.len()));
+                    }
+                    let produced = outputs.into_iter().map(|t| Some(Slot::Owned(t))).collect();
+                    Ok((produced, DeviceCost::default()))
+                }
+            }
+            StepKind::Upload { provider, value } | StepKind::Download { provider, value } => {
+                let memory = self.providers[*provider].device_memory().ok_or_else(|| {
+                    Error::invalid(format!(
+                        "provider '{}' has no device memory to copy '{value}' with",
+                        self.providers[*provider].name()
+                    ))
+                })?;
+                let src = step
+                    .inputs
+                    .first()
+                    .copied()
+                    .flatten()
+                    .and_then(|s| slots[s].as_ref())
+                    .ok_or_else(|| missing(0, value))?;
+                let copy_error = |e: Error| {
+                    Error::invalid(format!(
+                        "copying '{value}' between host and '{}': {e}",
+                        self.providers[*provider].name()
+                    ))
+                };
+                let (slot, cost) = match (&step.kind, src) {
+                    (StepKind::Upload { .. }, src) => {
+                        let host = src.host().ok_or_else(|| missing(0, value))?;
+                        let (t, cost) = memory.upload(host).map_err(copy_error)?;
+                        (Slot::Device(t), cost)
+                    }
+                    (_, Slot::Device(t)) => {
+                        let (t, cost) = memory.download(t).map_err(copy_error)?;
+                        (Slot::Owned(t), cost)
+                    }
+                    _ => return Err(missing(0, value)),
+                };
+                Ok((vec![Some(slot)], cost))
+            }
+        }
+    }
+
+    /// The profile event of a finished step.
+    fn event(&self, step: &Step, run_start: Instant, start: Instant, cost: DeviceCost) -> ProfileEvent {
+        let (name, op, provider, kind) = match &step.kind {
+            StepKind::Node { node, provider, .. } => {
+                let n = &self.model.graph.nodes[*node];
+                (n.name.clone(), n.op_type.clone(), *provider, EventKind::Node)
+            }
+            StepKind::Upload { provider, value } => {
+                (value.clone(), "Upload".into(), *provider, EventKind::Upload)
+            }
+            StepKind::Download { provider, value } => {
+                (value.clone(), "Download".into(), *provider, EventKind::Download)
+            }
+        };
+        ProfileEvent {
+            name,
+            op,
+            provider: self.providers[provider].name().to_string(),
+            kind,
+            start_us: start.duration_since(run_start).as_secs_f64() * 1e6,
+            host_us: start.elapsed().as_secs_f64() * 1e6,
+            device: cost,
+        }
     }
 }
 

@@ -291,6 +291,74 @@ impl Tensor {
         })
     }
 
+    /// The elements as raw bytes in host byte order, for types with a fixed
+    /// width of at least one byte (`None` for strings and sub-byte types).
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        use bytemuck::cast_slice as b;
+        Some(match &self.storage {
+            Storage::F32(v) => b(v),
+            Storage::F64(v) => b(v),
+            Storage::F16(v) => b(v),
+            Storage::BF16(v) => b(v),
+            Storage::I8(v) => b(v),
+            Storage::I16(v) => b(v),
+            Storage::I32(v) => b(v),
+            Storage::I64(v) => b(v),
+            Storage::U8(v) => v,
+            Storage::U16(v) => b(v),
+            Storage::U32(v) => b(v),
+            Storage::U64(v) => b(v),
+            Storage::Bool(v) => b(v),
+            Storage::Complex64(v) => b(v),
+            Storage::Complex128(v) => b(v),
+            Storage::Bits(v) if self.dtype.bits() == 8 => v,
+            Storage::Bits(_) | Storage::String(_) => return None,
+        })
+    }
+
+    /// Builds a tensor from raw bytes in host byte order (the inverse of
+    /// [`Tensor::as_bytes`]); any non-zero byte is `true` for bool.
+    pub fn from_bytes(dtype: DataType, shape: impl Into<Vec<usize>>, bytes: &[u8]) -> Result<Self> {
+        let mut t = Self::zeros(dtype, shape)?;
+        let want = t.as_bytes().map(<[u8]>::len).ok_or_else(|| {
+            Error::NotSupported(format!("{dtype} tensors have no fixed-width byte layout"))
+        })?;
+        if want != bytes.len() {
+            return Err(Error::invalid(format!(
+                "{dtype} tensor of shape {:?} needs {want} bytes, got {}",
+                t.shape,
+                bytes.len()
+            )));
+        }
+        use bytemuck::cast_slice_mut as m;
+        let dst: &mut [u8] = match &mut t.storage {
+            Storage::Bool(v) => {
+                for (d, s) in v.iter_mut().zip(bytes) {
+                    *d = *s != 0;
+                }
+                return Ok(t);
+            }
+            Storage::F32(v) => m(v),
+            Storage::F64(v) => m(v),
+            Storage::F16(v) => m(v),
+            Storage::BF16(v) => m(v),
+            Storage::I8(v) => m(v),
+            Storage::I16(v) => m(v),
+            Storage::I32(v) => m(v),
+            Storage::I64(v) => m(v),
+            Storage::U8(v) => v,
+            Storage::U16(v) => m(v),
+            Storage::U32(v) => m(v),
+            Storage::U64(v) => m(v),
+            Storage::Complex64(v) => m(v),
+            Storage::Complex128(v) => m(v),
+            Storage::Bits(v) => v,
+            Storage::String(_) => unreachable_string()?,
+        };
+        dst.copy_from_slice(bytes);
+        Ok(t)
+    }
+
     /// Element type.
     pub fn dtype(&self) -> DataType {
         self.dtype
@@ -533,4 +601,9 @@ mod storage_tests {
         );
         assert!(Storage::concat(&[&a, &s]).is_err());
     }
+}
+
+/// String storage has no byte layout ([`Tensor::as_bytes`] rejects it first).
+fn unreachable_string<T>() -> Result<T> {
+    Err(Error::NotSupported("string tensors have no byte layout".into()))
 }

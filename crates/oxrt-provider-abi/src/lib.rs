@@ -127,10 +127,48 @@ pub struct OxrtKeyValue {
 /// A provider instance, opaque to the host.
 pub type OxrtProvider = *mut c_void;
 
+/// A kernel created by a provider instance, opaque to the host.
+pub type OxrtKernel = *mut c_void;
+
 /// Writes a message into the host's buffer: at most `cap` bytes are copied
 /// to `buf`; the full length is returned (so the host can retry larger).
 pub type OxrtWriteFn =
     unsafe extern "C" fn(provider: OxrtProvider, buf: *mut u8, cap: usize) -> usize;
+
+/// What one call cost on the device, filled in by the provider (the host
+/// zeroes it before the call). Shown by the host's profiler.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OxrtProfile {
+    /// Time the work took on the device (simulated or measured), in nanoseconds.
+    pub device_ns: u64,
+    /// Bytes moved from host memory to device memory.
+    pub bytes_to_device: u64,
+    /// Bytes moved from device memory to host memory.
+    pub bytes_to_host: u64,
+}
+
+/// Allocates output `index` of a kernel once its shape is known: the host
+/// allocates memory of the right size on the provider's device (through the
+/// table's `alloc` for device memory, in host memory otherwise), keeps
+/// ownership, and fills `out` (its `shape` points to host-owned storage valid
+/// until `compute` returns). Each output is allocated at most once per call.
+pub type OxrtAllocOutputFn = unsafe extern "C" fn(
+    ctx: *mut c_void,
+    index: usize,
+    dtype: OxrtDataType,
+    ndim: i32,
+    shape: *const i64,
+    out: *mut OxrtTensor,
+) -> OxrtStatus;
+
+/// The host's output allocator passed to `compute`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OxrtOutputAllocator {
+    pub ctx: *mut c_void,
+    pub alloc: OxrtAllocOutputFn,
+}
 
 /// The function table a provider library hands to the host (ABI version 1).
 ///
@@ -138,6 +176,10 @@ pub type OxrtWriteFn =
 /// later versions only append fields, so a host reads the fields that
 /// `struct_size` says the provider has. Functions never unwind: they catch
 /// panics and return [`OxrtStatus::Internal`].
+///
+/// Models cross as serialized ONNX `ModelProto` (opset imports plus one
+/// graph whose inputs, outputs and `value_info` carry every type and shape
+/// the host knows). See `docs/provider-abi.md` for the full contract.
 #[repr(C)]
 pub struct OxrtProviderApi {
     /// The ABI version this table implements.
@@ -162,6 +204,66 @@ pub struct OxrtProviderApi {
     /// The message of the last failed call on this thread (`provider` may
     /// be null for failures of `create`).
     pub last_error: OxrtWriteFn,
+    /// The device whose memory the instance's kernels read and write. With
+    /// [`device_type::CPU`] tensors stay in host memory and `alloc`, `free`
+    /// and the copies are never called.
+    pub get_device: unsafe extern "C" fn(provider: OxrtProvider, out: *mut OxrtDevice) -> OxrtStatus,
+    /// Which nodes of a model's graph the provider takes: writes, for each of
+    /// the graph's `node_count` nodes (in graph order), a group id (nodes
+    /// with the same id are compiled together into one kernel) or -1 to
+    /// decline. Initializers in this model carry name, type and dims only.
+    pub get_capability: unsafe extern "C" fn(
+        provider: OxrtProvider,
+        model: *const u8,
+        len: usize,
+        groups: *mut i64,
+        node_count: usize,
+    ) -> OxrtStatus,
+    /// Compiles one group into a kernel. The model's graph holds the group's
+    /// nodes; its inputs are the tensors `compute` receives, in order, its
+    /// outputs the tensors it allocates, in order, and constant inputs come
+    /// as initializers with their data.
+    pub create_kernel: unsafe extern "C" fn(
+        provider: OxrtProvider,
+        model: *const u8,
+        len: usize,
+        out: *mut OxrtKernel,
+    ) -> OxrtStatus,
+    /// Destroys a kernel created by `create_kernel`.
+    pub destroy_kernel: unsafe extern "C" fn(provider: OxrtProvider, kernel: OxrtKernel),
+    /// Runs a kernel: `inputs` are `n_inputs` tensors on the provider's
+    /// device; each of the `n_outputs` outputs is allocated through
+    /// `outputs` and written by the provider.
+    pub compute: unsafe extern "C" fn(
+        provider: OxrtProvider,
+        kernel: OxrtKernel,
+        inputs: *const OxrtTensor,
+        n_inputs: usize,
+        outputs: *const OxrtOutputAllocator,
+        n_outputs: usize,
+        profile: *mut OxrtProfile,
+    ) -> OxrtStatus,
+    /// Allocates `bytes` of device memory; the pointer is opaque to the host.
+    pub alloc:
+        unsafe extern "C" fn(provider: OxrtProvider, bytes: usize, out: *mut *mut c_void) -> OxrtStatus,
+    /// Frees memory from `alloc`.
+    pub free: unsafe extern "C" fn(provider: OxrtProvider, ptr: *mut c_void),
+    /// Copies `bytes` from host memory to the start of device memory `dst`.
+    pub copy_to_device: unsafe extern "C" fn(
+        provider: OxrtProvider,
+        dst: *mut c_void,
+        src: *const u8,
+        bytes: usize,
+        profile: *mut OxrtProfile,
+    ) -> OxrtStatus,
+    /// Copies `bytes` from the start of device memory `src` to host memory.
+    pub copy_to_host: unsafe extern "C" fn(
+        provider: OxrtProvider,
+        dst: *mut u8,
+        src: *const c_void,
+        bytes: usize,
+        profile: *mut OxrtProfile,
+    ) -> OxrtStatus,
 }
 
 // SAFETY: a table is immutable after construction and its string pointers
