@@ -29,9 +29,18 @@ enum Command {
         /// Write each output to DIR/<name>.npy instead of printing a summary.
         #[arg(short, long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
-        /// Execution providers in priority order, comma-separated (default: cpu).
+        /// Execution providers in priority order, comma-separated: names
+        /// (cpu, fpga-sim) or paths of provider libraries (default: cpu).
         #[arg(short, long, value_name = "LIST", value_delimiter = ',')]
         provider: Vec<String>,
+        /// An option for the fpga-sim and library providers, KEY=VALUE
+        /// (repeat for more).
+        #[arg(long = "provider-option", value_name = "KEY=VALUE")]
+        provider_options: Vec<String>,
+        /// Print per-node timings (provider, host time, device time, bytes
+        /// moved) and write a Chrome trace (chrome://tracing, Perfetto).
+        #[arg(long, value_name = "TRACE.json", num_args = 0..=1, default_missing_value = "oxrt-trace.json")]
+        profile: Option<PathBuf>,
         /// Classes to show for classifier-shaped outputs.
         #[arg(short = 'k', long, default_value_t = 3)]
         top_k: usize,
@@ -49,8 +58,12 @@ enum Command {
         /// The ONNX model.
         model: PathBuf,
     },
-    /// List the execution providers built into this oxrt.
-    Providers,
+    /// List the execution providers built into this oxrt, and libraries.
+    Providers {
+        /// Also load and describe this provider library (repeatable).
+        #[arg(long = "load", value_name = "PATH")]
+        load: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,22 +74,25 @@ fn main() -> ExitCode {
             inputs,
             output_dir,
             provider,
+            provider_options,
+            profile,
             top_k,
             threads,
         } => run(
             &model,
             &inputs,
             output_dir.as_deref(),
-            &provider,
+            &ProviderArgs {
+                names: provider,
+                options: provider_options,
+            },
+            profile.as_deref(),
             top_k,
             threads,
         ),
         Command::Inspect { model } => report::inspect(&model),
         Command::Check { model } => report::check(&model),
-        Command::Providers => {
-            report::providers();
-            Ok(())
-        }
+        Command::Providers { load } => report::providers(&load),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,18 +103,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--provider` and `--provider-option` as given.
+struct ProviderArgs {
+    names: Vec<String>,
+    options: Vec<String>,
+}
+
+impl ProviderArgs {
+    fn parse(&self) -> Result<Vec<Provider>> {
+        let mut options = Vec::new();
+        for o in &self.options {
+            let Some((k, v)) = o.split_once('=') else {
+                bail!("--provider-option '{o}' must be KEY=VALUE");
+            };
+            options.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let providers = self
+            .names
+            .iter()
+            .map(|p| Ok(p.parse::<Provider>()?.with_options(options.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(providers)
+    }
+}
+
 fn run(
     model: &Path,
     inputs: &[String],
     output_dir: Option<&Path>,
-    providers: &[String],
+    providers: &ProviderArgs,
+    profile: Option<&Path>,
     top_k: usize,
     threads: usize,
 ) -> Result<()> {
-    let providers = providers
-        .iter()
-        .map(|p| p.parse::<Provider>())
-        .collect::<oxrt::Result<Vec<_>>>()?;
+    let providers = providers.parse()?;
     let session = Session::builder()
         .with_providers(providers)
         .with_intra_threads(threads)
@@ -123,8 +161,23 @@ fn run(
         );
     }
     let start = std::time::Instant::now();
-    let outputs = session.run(fed)?;
+    let (outputs, trace) = match profile {
+        Some(_) => {
+            let (o, p) = session.run_with_profile(fed)?;
+            (o, Some(p))
+        }
+        None => (session.run(fed)?, None),
+    };
     let elapsed = start.elapsed();
+    if let (Some(p), Some(path)) = (&trace, profile) {
+        print!("{}", p.table());
+        std::fs::write(path, p.chrome_trace())
+            .with_context(|| format!("cannot write the trace to {}", path.display()))?;
+        println!(
+            "trace: {} (open in chrome://tracing or ui.perfetto.dev)",
+            path.display()
+        );
+    }
     match output_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)

@@ -2,7 +2,7 @@
 //! summary of `run`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use oxrt::core::ir::LowerOptions;
@@ -114,11 +114,22 @@ pub fn check(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `oxrt providers`.
-pub fn providers() {
-    for p in oxrt::available_providers() {
-        println!("{:<10} {} operators  {}", p.name, p.operators, p.device);
+/// `oxrt providers [--load PATH]...`.
+pub fn providers(load: &[PathBuf]) -> Result<()> {
+    let mut list = oxrt::available_providers();
+    for path in load {
+        list.push(oxrt::describe_library(path, &[])?);
     }
+    for p in list {
+        let ops = p
+            .operators
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
+        println!(
+            "{:<10} {:<8} {:>4} ops  {:<18} {}",
+            p.name, p.version, ops, p.origin, p.device
+        );
+    }
+    Ok(())
 }
 
 /// Prints one output: type, shape, statistics, leading values, and top-k

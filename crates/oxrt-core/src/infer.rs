@@ -120,7 +120,7 @@ pub fn infer_node<'a>(
         }
         "Constant" => vec![constant_type(node)],
         "Conv" | "MaxPool" | "AveragePool" => {
-            let out = window_output(node, &concrete(0), concrete(1));
+            let out = window_output(node, dims0.as_deref(), concrete(1));
             let mut v = vec![dtype0.and_then(|d| tensor(d, out.clone()))];
             if node.op_type == "MaxPool" {
                 v.push(tensor(DataType::I64, out));
@@ -256,20 +256,32 @@ fn constant_type(node: &Node) -> Option<ValueType> {
     }
 }
 
-fn window_output(node: &Node, x: &Option<Vec<usize>>, w: Option<Vec<usize>>) -> Option<Vec<Dim>> {
-    let x = x.as_ref()?;
+/// Output dims of Conv and pooling: the batch dim passes through (even
+/// symbolic); channels and spatial dims must be known.
+fn window_output(node: &Node, x: Option<&[Dim]>, w: Option<Vec<usize>>) -> Option<Vec<Dim>> {
+    let x = x?;
     if x.len() < 3 {
         return None;
     }
-    let spatial = &x[2..];
+    let spatial: Vec<usize> = x[2..]
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n) => Some(*n),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
     let is_conv = node.op_type == "Conv";
     let attrs = shape::WindowAttrs::from_node(node).ok()?;
     let kernel = w.as_ref().and_then(|w| w.get(2..)).filter(|_| is_conv);
-    let win = attrs.resolve(spatial, kernel).ok()?;
-    let channels = if is_conv { *w.as_ref()?.first()? } else { x[1] };
-    let mut out = vec![x[0], channels];
-    out.extend(win.output);
-    Some(known(&out))
+    let win = attrs.resolve(&spatial, kernel).ok()?;
+    let channels = if is_conv {
+        Dim::Known(*w.as_ref()?.first()?)
+    } else {
+        x[1].clone()
+    };
+    let mut out = vec![x[0].clone(), channels];
+    out.extend(known(&win.output));
+    Some(out)
 }
 
 /// Flatten's `axis` in `[-rank, rank]`, normalized to `0..=rank`.

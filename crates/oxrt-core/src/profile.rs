@@ -136,7 +136,10 @@ impl RunProfile {
         }
         events.push(thread_name(0, "host"));
         for (i, p) in providers.iter().enumerate() {
-            events.push(thread_name(i + 1, &format!("{p} device (simulated or reported time)")));
+            events.push(thread_name(
+                i + 1,
+                &format!("{p} device (simulated or reported time)"),
+            ));
         }
         serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms" }).to_string()
     }

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use oxrt_onnx::{check_model, CheckOptions};
 
+use crate::device::{DeviceCost, DeviceTensor};
 use crate::error::{Error, Result};
 use crate::infer::infer_graph;
 use crate::ir::{value::format_dims, Dim, LowerOptions, Model, ValueInfo, ValueType};
 use crate::partition::partition;
-use crate::device::{DeviceCost, DeviceTensor};
 use crate::plan::{ExecutionPlan, Step, StepKind};
 use crate::profile::{EventKind, ProfileEvent, RunProfile};
 use crate::provider::ExecutionProvider;
@@ -534,7 +534,10 @@ impl Session {
                     if outputs.len() < named {
                         return Err(short(outputs.len()));
                     }
-                    Ok((outputs.into_iter().map(|t| t.map(Slot::Device)).collect(), cost))
+                    Ok((
+                        outputs.into_iter().map(|t| t.map(Slot::Device)).collect(),
+                        cost,
+                    ))
                 } else {
                     let mut args = Vec::with_capacity(step.inputs.len());
                     for (i, s) in step.inputs.iter().enumerate() {
@@ -586,18 +589,32 @@ impl Session {
     }
 
     /// The profile event of a finished step.
-    fn event(&self, step: &Step, run_start: Instant, start: Instant, cost: DeviceCost) -> ProfileEvent {
+    fn event(
+        &self,
+        step: &Step,
+        run_start: Instant,
+        start: Instant,
+        cost: DeviceCost,
+    ) -> ProfileEvent {
         let (name, op, provider, kind) = match &step.kind {
             StepKind::Node { node, provider, .. } => {
                 let n = &self.model.graph.nodes[*node];
-                (n.name.clone(), n.op_type.clone(), *provider, EventKind::Node)
+                (
+                    n.name.clone(),
+                    n.op_type.clone(),
+                    *provider,
+                    EventKind::Node,
+                )
             }
             StepKind::Upload { provider, value } => {
                 (value.clone(), "Upload".into(), *provider, EventKind::Upload)
             }
-            StepKind::Download { provider, value } => {
-                (value.clone(), "Download".into(), *provider, EventKind::Download)
-            }
+            StepKind::Download { provider, value } => (
+                value.clone(),
+                "Download".into(),
+                *provider,
+                EventKind::Download,
+            ),
         };
         ProfileEvent {
             name,

@@ -605,5 +605,7 @@ mod storage_tests {
 
 /// String storage has no byte layout ([`Tensor::as_bytes`] rejects it first).
 fn unreachable_string<T>() -> Result<T> {
-    Err(Error::NotSupported("string tensors have no byte layout".into()))
+    Err(Error::NotSupported(
+        "string tensors have no byte layout".into(),
+    ))
 }

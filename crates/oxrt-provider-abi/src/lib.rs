@@ -207,7 +207,8 @@ pub struct OxrtProviderApi {
     /// The device whose memory the instance's kernels read and write. With
     /// [`device_type::CPU`] tensors stay in host memory and `alloc`, `free`
     /// and the copies are never called.
-    pub get_device: unsafe extern "C" fn(provider: OxrtProvider, out: *mut OxrtDevice) -> OxrtStatus,
+    pub get_device:
+        unsafe extern "C" fn(provider: OxrtProvider, out: *mut OxrtDevice) -> OxrtStatus,
     /// Which nodes of a model's graph the provider takes: writes, for each of
     /// the graph's `node_count` nodes (in graph order), a group id (nodes
     /// with the same id are compiled together into one kernel) or -1 to
@@ -244,8 +245,11 @@ pub struct OxrtProviderApi {
         profile: *mut OxrtProfile,
     ) -> OxrtStatus,
     /// Allocates `bytes` of device memory; the pointer is opaque to the host.
-    pub alloc:
-        unsafe extern "C" fn(provider: OxrtProvider, bytes: usize, out: *mut *mut c_void) -> OxrtStatus,
+    pub alloc: unsafe extern "C" fn(
+        provider: OxrtProvider,
+        bytes: usize,
+        out: *mut *mut c_void,
+    ) -> OxrtStatus,
     /// Frees memory from `alloc`.
     pub free: unsafe extern "C" fn(provider: OxrtProvider, ptr: *mut c_void),
     /// Copies `bytes` from host memory to the start of device memory `dst`.

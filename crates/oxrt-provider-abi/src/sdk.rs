@@ -232,14 +232,20 @@ impl Outputs<'_> {
 
     /// Asks the host for output `index` with `dtype` and `shape`; returns its
     /// descriptor (data on the provider's device).
-    pub fn alloc(&mut self, index: usize, dtype: OxrtDataType, shape: &[i64]) -> Outcome<TensorDesc> {
+    pub fn alloc(
+        &mut self,
+        index: usize,
+        dtype: OxrtDataType,
+        shape: &[i64],
+    ) -> Outcome<TensorDesc> {
         if index >= self.count {
             return Err(Failure::invalid(format!(
                 "output #{index} requested, the kernel has {} outputs",
                 self.count
             )));
         }
-        let ndim = i32::try_from(shape.len()).map_err(|_| Failure::invalid("too many dimensions"))?;
+        let ndim =
+            i32::try_from(shape.len()).map_err(|_| Failure::invalid("too many dimensions"))?;
         let mut t = OxrtTensor {
             data: std::ptr::null_mut(),
             device: OxrtDevice {
@@ -255,7 +261,14 @@ impl Outputs<'_> {
         // SAFETY: the host's allocator with its own context; `shape` holds
         // `ndim` values and `t` is a valid out-pointer.
         let status = unsafe {
-            (self.allocator.alloc)(self.allocator.ctx, index, dtype, ndim, shape.as_ptr(), &mut t)
+            (self.allocator.alloc)(
+                self.allocator.ctx,
+                index,
+                dtype,
+                ndim,
+                shape.as_ptr(),
+                &mut t,
+            )
         };
         if status != OxrtStatus::Ok {
             return Err(Failure::new(
@@ -670,7 +683,10 @@ pub unsafe extern "C" fn copy_to_host_impl<P: ProviderImpl>(
 }
 
 /// The function table for provider type `P` (what [`export_provider!`](crate::export_provider) exports).
-pub const fn api_table<P: ProviderImpl>(name: &'static str, version: &'static str) -> OxrtProviderApi {
+pub const fn api_table<P: ProviderImpl>(
+    name: &'static str,
+    version: &'static str,
+) -> OxrtProviderApi {
     OxrtProviderApi {
         abi_version: crate::OXRT_PROVIDER_ABI_VERSION,
         struct_size: std::mem::size_of::<OxrtProviderApi>(),

@@ -14,8 +14,11 @@
 //! # Ok::<(), oxrt::Error>(())
 //! ```
 //!
-//! Providers are chosen with cargo features: `cpu` (default). Nodes that no
-//! listed provider takes run on the CPU provider.
+//! Providers are chosen with cargo features: `cpu` (default) and `fpga-sim`
+//! (a simulated FPGA reached through the provider C ABI). Provider shared
+//! libraries load at run time with
+//! [`SessionBuilder::with_provider_library`]. Nodes that no listed provider
+//! takes run on the CPU provider.
 
 mod providers;
 
@@ -27,7 +30,9 @@ pub use oxrt_core::{
     bf16, f16, ndarray, DataType, DeviceInfo, DeviceKind, Dim, Element, Error, ExecutionProvider,
     Model, OptimizationLevel, Result, SessionOutputs, Storage, Tensor, ValueInfo, ValueType,
 };
-pub use providers::{available_providers, Provider, ProviderInfo};
+pub use providers::{
+    available_providers, describe_library, Provider, ProviderInfo, ProviderOptions,
+};
 
 /// The lower layers, for provider authors and tools.
 pub mod core {
@@ -78,6 +83,25 @@ impl SessionBuilder {
     /// on the CPU provider (when the `cpu` feature is on).
     pub fn with_providers(mut self, providers: impl IntoIterator<Item = Provider>) -> Self {
         self.providers = providers.into_iter().collect();
+        self
+    }
+
+    /// Adds a provider shared library (after the providers already listed),
+    /// created with `options` when the session is committed. Loading errors
+    /// (not found, not a library, no entry symbol, ABI mismatch, failed
+    /// init) come back from `commit_*` as [`Error::ProviderLibrary`].
+    pub fn with_provider_library(
+        mut self,
+        path: impl AsRef<Path>,
+        options: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>,
+    ) -> Self {
+        self.providers.push(Provider::Library {
+            path: path.as_ref().to_path_buf(),
+            options: options
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        });
         self
     }
 

@@ -1,10 +1,15 @@
 //! Choosing execution providers by name or value; which are compiled in.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use oxrt_core::dylib::LoadedProvider;
 use oxrt_core::{DeviceInfo, Error, ExecutionProvider, Result};
+
+/// Provider options: key-value pairs handed to the provider when it is created.
+pub type ProviderOptions = Vec<(String, String)>;
 
 /// An execution provider to use in a session.
 #[derive(Clone)]
@@ -12,6 +17,14 @@ use oxrt_core::{DeviceInfo, Error, ExecutionProvider, Result};
 pub enum Provider {
     /// The CPU provider (cargo feature `cpu`, on by default).
     Cpu,
+    /// The simulated FPGA (cargo feature `fpga-sim`), linked in and driven
+    /// through the same C ABI table its shared library exports.
+    FpgaSim(ProviderOptions),
+    /// A provider shared library loaded at session creation.
+    Library {
+        path: PathBuf,
+        options: ProviderOptions,
+    },
     /// Any provider implementing the trait.
     Custom(Arc<dyn ExecutionProvider>),
 }
@@ -20,9 +33,20 @@ impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Provider::Cpu => f.write_str("Cpu"),
+            Provider::FpgaSim(o) => write!(f, "FpgaSim({o:?})"),
+            Provider::Library { path, options } => {
+                write!(f, "Library({}, {options:?})", path.display())
+            }
             Provider::Custom(p) => write!(f, "Custom({})", p.name()),
         }
     }
+}
+
+/// True when `s` names a shared library rather than a provider.
+fn looks_like_path(s: &str) -> bool {
+    s.contains(std::path::MAIN_SEPARATOR)
+        || s.contains('/')
+        || [".so", ".dylib", ".dll"].iter().any(|ext| s.ends_with(ext))
 }
 
 /// Names of the providers this build knows, compiled in or not.
@@ -32,24 +56,31 @@ const KNOWN: &[(&str, &str)] = &[
         "cuda",
         "a CUDA provider, which this version of oxrt does not include yet",
     ),
-    (
-        "fpga-sim",
-        "the fpga-sim provider, which this version of oxrt does not include yet",
-    ),
+    ("fpga-sim", "the `fpga-sim` cargo feature of oxrt"),
 ];
 
 impl FromStr for Provider {
     type Err = Error;
 
-    /// Parses a provider name (`cpu`, case-insensitive; `CPUExecutionProvider` too).
+    /// Parses a provider name (`cpu`, `fpga-sim`, case-insensitive;
+    /// `CPUExecutionProvider` too) or the path of a provider library.
     fn from_str(name: &str) -> Result<Self> {
+        if looks_like_path(name.trim()) {
+            return Ok(Provider::Library {
+                path: PathBuf::from(name.trim()),
+                options: Vec::new(),
+            });
+        }
         let key = name.trim().to_ascii_lowercase();
         let key = key.trim_end_matches("executionprovider");
         match key {
             #[cfg(feature = "cpu")]
             "cpu" => Ok(Provider::Cpu),
+            #[cfg(feature = "fpga-sim")]
+            "fpga-sim" | "fpgasim" => Ok(Provider::FpgaSim(Vec::new())),
             _ => {
-                let available: Vec<&str> = available_providers().iter().map(|p| p.name).collect();
+                let available: Vec<String> =
+                    available_providers().into_iter().map(|p| p.name).collect();
                 let why = KNOWN
                     .iter()
                     .find(|(k, _)| *k == key)
@@ -73,7 +104,28 @@ impl Provider {
             Provider::Cpu => Err(Error::Config(
                 "the CPU provider is not compiled in: enable the `cpu` feature of oxrt".into(),
             )),
+            #[cfg(feature = "fpga-sim")]
+            Provider::FpgaSim(options) => Ok(Arc::new(LoadedProvider::from_static(
+                oxrt_provider_fpga_sim::provider_api(),
+                options,
+            )?)),
+            #[cfg(not(feature = "fpga-sim"))]
+            Provider::FpgaSim(_) => Err(Error::Config(
+                "the fpga-sim provider is not compiled in: enable the `fpga-sim` feature of oxrt, or load its shared library with Provider::Library".into(),
+            )),
+            Provider::Library { path, options } => {
+                Ok(Arc::new(LoadedProvider::load(path, options)?))
+            }
             Provider::Custom(p) => Ok(p.clone()),
+        }
+    }
+
+    /// Replaces the provider's options (for `FpgaSim` and `Library`).
+    pub fn with_options(self, options: ProviderOptions) -> Self {
+        match self {
+            Provider::FpgaSim(_) => Provider::FpgaSim(options),
+            Provider::Library { path, .. } => Provider::Library { path, options },
+            p => p,
         }
     }
 }
@@ -99,13 +151,27 @@ pub(crate) fn fallback() -> Option<Arc<dyn ExecutionProvider>> {
     }
 }
 
-/// A provider compiled into this build.
+/// A provider this build can use, and its device.
 #[derive(Debug, Clone)]
 pub struct ProviderInfo {
-    pub name: &'static str,
+    pub name: String,
+    pub version: String,
     pub device: DeviceInfo,
-    /// Number of operators (domain, op type) with a kernel.
-    pub operators: usize,
+    /// Where it comes from: `built in`, or the library's path.
+    pub origin: String,
+    /// Number of operators (domain, op type) with a kernel, when the
+    /// provider can list them (providers behind the C ABI cannot).
+    pub operators: Option<usize>,
+}
+
+fn abi_info(p: &LoadedProvider, origin: String) -> ProviderInfo {
+    ProviderInfo {
+        name: p.name().to_string(),
+        version: p.version().to_string(),
+        device: p.device(),
+        origin,
+        operators: None,
+    }
 }
 
 /// The providers compiled into this build.
@@ -116,12 +182,25 @@ pub fn available_providers() -> Vec<ProviderInfo> {
     {
         let p = oxrt_provider_cpu::CpuProvider::new();
         v.push(ProviderInfo {
-            name: oxrt_provider_cpu::CpuProvider::NAME,
+            name: oxrt_provider_cpu::CpuProvider::NAME.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
             device: p.device(),
-            operators: p.registry().op_count(),
+            origin: "built in".into(),
+            operators: Some(p.registry().op_count()),
         });
     }
+    #[cfg(feature = "fpga-sim")]
+    match LoadedProvider::from_static(oxrt_provider_fpga_sim::provider_api(), &[]) {
+        Ok(p) => v.push(abi_info(&p, "built in (C ABI)".into())),
+        Err(e) => tracing::warn!(error = %e, "the linked fpga-sim provider failed to start"),
+    }
     v
+}
+
+/// Loads a provider library to describe it (for `oxrt providers --load`).
+pub fn describe_library(path: &Path, options: &[(String, String)]) -> Result<ProviderInfo> {
+    let p = LoadedProvider::load(path, options)?;
+    Ok(abi_info(&p, path.display().to_string()))
 }
 
 #[cfg(test)]
@@ -138,7 +217,14 @@ mod tests {
         ));
         let err = "cuda".parse::<Provider>().unwrap_err().to_string();
         assert!(err.contains("'cuda' is not available"), "{err}");
-        assert!(err.contains("available: [cpu]"), "{err}");
+        assert!(err.contains("available: [cpu"), "{err}");
+        assert!(matches!(
+            "./libfoo.so".parse::<Provider>().unwrap(),
+            Provider::Library { .. }
+        ));
+        let missing = "/no/such/libprovider.so".parse::<Provider>().unwrap();
+        let err = missing.instantiate().err().unwrap().to_string();
+        assert!(err.contains("not found"), "{err}");
         let err = "tpu".parse::<Provider>().unwrap_err().to_string();
         assert!(err.contains("no provider has this name"), "{err}");
     }

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use oxrt_onnx::proto::{
-    GraphProto, ModelProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
-};
+use oxrt_onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
 use oxrt_provider_abi::{type_code, OxrtDataType};
 use prost::Message;
 

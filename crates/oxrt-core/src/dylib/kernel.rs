@@ -7,8 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use oxrt_provider_abi::{
-    OxrtDataType, OxrtDevice, OxrtKernel, OxrtOutputAllocator, OxrtProfile, OxrtStatus,
-    OxrtTensor,
+    OxrtDataType, OxrtDevice, OxrtKernel, OxrtOutputAllocator, OxrtProfile, OxrtStatus, OxrtTensor,
 };
 
 use super::bridge::{from_abi_dtype, to_abi_dtype};
@@ -91,8 +90,17 @@ fn host_buffer(bytes: usize) -> Vec<u64> {
 
 /// An output the provider asked for during one `compute`.
 enum Allocated {
-    Host { dtype: DataType, shape: Vec<usize>, buf: Vec<u64>, len: usize },
-    Device { dtype: DataType, shape: Vec<usize>, buf: AbiBuffer },
+    Host {
+        dtype: DataType,
+        shape: Vec<usize>,
+        buf: Vec<u64>,
+        len: usize,
+    },
+    Device {
+        dtype: DataType,
+        shape: Vec<usize>,
+        buf: AbiBuffer,
+    },
 }
 
 struct OutputSlot {
@@ -118,13 +126,15 @@ impl OutputCtx<'_> {
             .iter()
             .map(|&x| usize::try_from(x))
             .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::invalid(format!("output #{index}: negative dimension in {shape:?}")))?;
+            .map_err(|_| {
+                Error::invalid(format!("output #{index}: negative dimension in {shape:?}"))
+            })?;
         let len = byte_len(d, &dims)?;
         let mut slots = self.slots.lock().map_err(|_| Error::invalid("poisoned"))?;
         let n = slots.len();
-        let slot = slots
-            .get_mut(index)
-            .ok_or_else(|| Error::invalid(format!("output #{index} requested, the kernel has {n}")))?;
+        let slot = slots.get_mut(index).ok_or_else(|| {
+            Error::invalid(format!("output #{index} requested, the kernel has {n}"))
+        })?;
         if slot.is_some() {
             return Err(Error::invalid(format!("output #{index} allocated twice")));
         }
@@ -132,15 +142,31 @@ impl OutputCtx<'_> {
             Some(device) => {
                 let buf = AbiBuffer::alloc(self.instance, len)?;
                 let data = buf.ptr;
-                (Allocated::Device { dtype: d, shape: dims, buf }, data, device)
+                (
+                    Allocated::Device {
+                        dtype: d,
+                        shape: dims,
+                        buf,
+                    },
+                    data,
+                    device,
+                )
             }
             None => {
                 let mut buf = host_buffer(len);
                 let data = buf.as_mut_ptr().cast::<c_void>();
                 (
-                    Allocated::Host { dtype: d, shape: dims, buf, len },
+                    Allocated::Host {
+                        dtype: d,
+                        shape: dims,
+                        buf,
+                        len,
+                    },
                     data,
-                    OxrtDevice { device_type: oxrt_provider_abi::device_type::CPU, device_id: 0 },
+                    OxrtDevice {
+                        device_type: oxrt_provider_abi::device_type::CPU,
+                        device_id: 0,
+                    },
                 )
             }
         };
@@ -154,7 +180,10 @@ impl OutputCtx<'_> {
             strides: std::ptr::null(),
             byte_offset: 0,
         };
-        *slot = Some(OutputSlot { value, _abi_shape: abi_shape });
+        *slot = Some(OutputSlot {
+            value,
+            _abi_shape: abi_shape,
+        });
         Ok(t)
     }
 }
@@ -170,7 +199,9 @@ unsafe extern "C" fn alloc_output(
 ) -> OxrtStatus {
     let run = || -> Result<()> {
         if ctx.is_null() || out.is_null() || (shape.is_null() && ndim > 0) {
-            return Err(Error::invalid("output allocator called with a null pointer"));
+            return Err(Error::invalid(
+                "output allocator called with a null pointer",
+            ));
         }
         // SAFETY: `ctx` is the `OutputCtx` this host passed to `compute`,
         // alive for the duration of the call.
@@ -290,7 +321,10 @@ impl LoadedKernel {
             }
         }
         self.instance.check("compute", status)?;
-        let slots = ctx.slots.into_inner().map_err(|_| Error::invalid("poisoned"))?;
+        let slots = ctx
+            .slots
+            .into_inner()
+            .map_err(|_| Error::invalid("poisoned"))?;
         let mut out: Vec<Option<Allocated>> = (0..self.node_outputs).map(|_| None).collect();
         for (i, slot) in slots.into_iter().enumerate() {
             let slot = slot.ok_or_else(|| {
@@ -312,9 +346,11 @@ impl LoadedKernel {
         self.inputs
             .iter()
             .map(|&i| {
-                let t = inputs.get(i).copied().flatten().ok_or_else(|| {
-                    Error::invalid(format!("input #{i} is missing"))
-                })?;
+                let t = inputs
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| Error::invalid(format!("input #{i} is missing")))?;
                 view(t)
             })
             .collect()
@@ -325,7 +361,10 @@ impl Kernel for LoadedKernel {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let args = self.arguments(inputs, |t: &Tensor| {
             let bytes = t.as_bytes().ok_or_else(|| {
-                Error::NotSupported(format!("{} tensors cannot cross the provider ABI", t.dtype()))
+                Error::NotSupported(format!(
+                    "{} tensors cannot cross the provider ABI",
+                    t.dtype()
+                ))
             })?;
             // The provider only reads inputs (ABI contract).
             Ok((t.dtype(), t.shape(), bytes.as_ptr().cast_mut().cast()))
@@ -334,13 +373,20 @@ impl Kernel for LoadedKernel {
         outputs
             .into_iter()
             .map(|o| match o {
-                Some(Allocated::Host { dtype, shape, buf, len }) => {
+                Some(Allocated::Host {
+                    dtype,
+                    shape,
+                    buf,
+                    len,
+                }) => {
                     let bytes: &[u8] = bytemuck::cast_slice(&buf);
                     Tensor::from_bytes(dtype, shape, &bytes[..len])
                 }
                 // An output the node does not name.
                 None => Ok(Tensor::scalar(0f32)),
-                Some(Allocated::Device { .. }) => Err(Error::invalid("device output from a host kernel")),
+                Some(Allocated::Device { .. }) => {
+                    Err(Error::invalid("device output from a host kernel"))
+                }
             })
             .collect()
     }
@@ -380,7 +426,10 @@ impl DeviceMemory for AbiMemory {
     fn upload(&self, tensor: &Tensor) -> Result<(DeviceTensor, DeviceCost)> {
         abi_dtype(tensor.dtype())?;
         let bytes = tensor.as_bytes().ok_or_else(|| {
-            Error::NotSupported(format!("{} tensors cannot be copied to a device", tensor.dtype()))
+            Error::NotSupported(format!(
+                "{} tensors cannot be copied to a device",
+                tensor.dtype()
+            ))
         })?;
         let buf = AbiBuffer::alloc(&self.instance, bytes.len())?;
         let mut profile = OxrtProfile::default();

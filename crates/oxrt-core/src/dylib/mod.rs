@@ -62,7 +62,9 @@ pub enum ProviderLoadError {
 /// linked into this binary.
 enum Origin {
     /// Kept open while the table is in use.
-    Library { _lib: libloading::Library },
+    Library {
+        _lib: libloading::Library,
+    },
     Static,
 }
 
