@@ -110,7 +110,7 @@ pub fn single_node(
     model.encode_to_vec()
 }
 
-/// Builds the single-node model and runs it on `inputs`.
+/// Builds the single-node model and runs it on `inputs` (on the CPU provider).
 pub fn run_single(
     op: &str,
     opset: i64,
@@ -118,14 +118,33 @@ pub fn run_single(
     out_dtype: DataType,
     attrs: &[(&str, Attr)],
 ) -> oxrt::Result<SessionOutputs> {
+    run_single_on(&[], op, opset, inputs, out_dtype, attrs).map(|(o, _)| o)
+}
+
+/// Like [`run_single`] on `providers` (CPU takes what they decline); also
+/// returns the provider that ran the node.
+pub fn run_single_on(
+    providers: &[oxrt::Provider],
+    op: &str,
+    opset: i64,
+    inputs: &[&Tensor],
+    out_dtype: DataType,
+    attrs: &[(&str, Attr)],
+) -> oxrt::Result<(SessionOutputs, String)> {
     let bytes = single_node(op, opset, inputs, 1, out_dtype, attrs);
     let session = Session::builder()
+        .with_providers(providers.iter().cloned())
         .with_intra_threads(1)
         .commit_from_memory(&bytes)?;
+    let placed = session
+        .node_placement()
+        .first()
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
     let feed: Vec<(String, Tensor)> = inputs
         .iter()
         .enumerate()
         .map(|(i, t)| (format!("x{i}"), (*t).clone()))
         .collect();
-    session.run(feed)
+    Ok((session.run(feed)?, placed))
 }

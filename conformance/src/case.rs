@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use oxrt::core::ir::LowerOptions;
-use oxrt::{Error, Session, ValueInfo, ValueType};
+use oxrt::{Error, Provider, Session, ValueInfo, ValueType};
 
 use crate::compare::{compare, Tolerance};
 use crate::value::{decode, RefValue};
@@ -31,12 +31,14 @@ pub enum Status {
     Timeout(u64),
 }
 
-/// A case's name, outcome and the op types its model uses.
+/// A case's name, outcome, the op types its model uses, and the providers
+/// that ran its nodes (empty when no session was created).
 #[derive(Debug, Clone)]
 pub struct CaseResult {
     pub name: String,
     pub ops: Vec<String>,
     pub status: Status,
+    pub placed_on: Vec<String>,
 }
 
 /// All `test_*` directories holding a `model.onnx` under `root`, sorted.
@@ -65,7 +67,7 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-fn op_types(case: &NodeTestCase) -> Vec<String> {
+pub fn op_types(case: &NodeTestCase) -> Vec<String> {
     let Ok(m) = oxrt::onnx::load_model(case.dir.join("model.onnx")) else {
         return Vec::new();
     };
@@ -157,7 +159,12 @@ fn data_sets(
         .collect()
 }
 
-fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
+fn run_data_sets(
+    case: &NodeTestCase,
+    tol: Tolerance,
+    providers: &[Provider],
+    placed_on: &mut Vec<String>,
+) -> Status {
     let (inputs, outputs) = match interface(case) {
         Ok(io) => io,
         Err(status) => return status,
@@ -168,12 +175,18 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
         Err(e) => return Status::Error(e),
     };
     let session = match Session::builder()
+        .with_providers(providers.iter().cloned())
         .with_intra_threads(1)
         .commit_from_file(case.dir.join("model.onnx"))
     {
         Ok(s) => s,
         Err(e) => return status_of_error(e),
     };
+    for (_, p) in session.node_placement() {
+        if !placed_on.iter().any(|q| q == p) {
+            placed_on.push(p.to_string());
+        }
+    }
     if let Some(v) = inputs
         .iter()
         .chain(&outputs)
@@ -211,14 +224,16 @@ fn run_data_sets(case: &NodeTestCase, tol: Tolerance) -> Status {
 pub fn run_case_with_timeout(
     case: &NodeTestCase,
     tol: Tolerance,
+    providers: &[Provider],
     limit: std::time::Duration,
 ) -> CaseResult {
     let (tx, rx) = std::sync::mpsc::channel();
     let owned = case.clone();
+    let providers = providers.to_vec();
     let spawned = std::thread::Builder::new()
         .name(format!("case-{}", case.name))
         .spawn(move || {
-            let _ = tx.send(run_case(&owned, tol));
+            let _ = tx.send(run_case(&owned, tol, &providers));
         });
     let status = match spawned {
         Err(e) => Status::Error(format!("cannot start a thread: {e}")),
@@ -231,12 +246,16 @@ pub fn run_case_with_timeout(
         name: case.name.clone(),
         ops: op_types(case),
         status,
+        placed_on: Vec::new(),
     }
 }
 
-/// Runs every data set of `case`; a panic is caught and reported as an error.
-pub fn run_case(case: &NodeTestCase, tol: Tolerance) -> CaseResult {
-    let status = catch_unwind(AssertUnwindSafe(|| run_data_sets(case, tol))).unwrap_or_else(|p| {
+/// Runs every data set of `case` on `providers` (CPU takes the rest); a
+/// panic is caught and reported as an error.
+pub fn run_case(case: &NodeTestCase, tol: Tolerance, providers: &[Provider]) -> CaseResult {
+    let mut placed_on = Vec::new();
+    let run = || run_data_sets(case, tol, providers, &mut placed_on);
+    let status = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<String>()
             .cloned()
@@ -248,5 +267,6 @@ pub fn run_case(case: &NodeTestCase, tol: Tolerance) -> CaseResult {
         name: case.name.clone(),
         ops: op_types(case),
         status,
+        placed_on,
     }
 }

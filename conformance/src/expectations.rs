@@ -96,6 +96,7 @@ mod tests {
             name: name.into(),
             ops: vec![],
             status,
+            placed_on: vec![],
         }
     }
 

@@ -71,6 +71,8 @@ struct JsonCase<'a> {
     status: &'a str,
     detail: Option<String>,
     ops: &'a [String],
+    /// Providers that ran the case's nodes.
+    placed_on: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -115,6 +117,7 @@ pub fn write(
                 status: status_name(&r.status),
                 detail: reason(&r.status),
                 ops: &r.ops,
+                placed_on: &r.placed_on,
             })
             .collect(),
     };
@@ -156,11 +159,13 @@ mod tests {
                 name: "test_relu".into(),
                 ops: vec!["Relu".into()],
                 status: Status::Pass,
+                placed_on: vec!["cpu".into()],
             },
             CaseResult {
                 name: "test_relu_seq".into(),
                 ops: vec!["Relu".into(), "SequenceAt".into()],
                 status: Status::Unsupported("SequenceAt".into()),
+                placed_on: vec![],
             },
         ];
         assert_eq!(
@@ -187,6 +192,7 @@ mod tests {
         assert_eq!(json["passed"], 1);
         assert_eq!(json["cases"][1]["status"], "unsupported");
         assert_eq!(json["cases"][1]["detail"], "unsupported-op: SequenceAt");
+        assert_eq!(json["cases"][0]["placed_on"][0], "cpu");
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         assert!(
             md.contains("**1/2 passed (50.0%)**") && md.contains("| test_relu_seq | unsupported |"),

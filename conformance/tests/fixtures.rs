@@ -15,7 +15,7 @@ fn bundled_cases_pass_or_are_reported_unsupported() {
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), 8, "{names:?}");
     for case in &cases {
-        let r = run_case(case, Tolerance::default());
+        let r = run_case(case, Tolerance::default(), &[]);
         if case.name == "test_gather_elements_0" {
             match &r.status {
                 Status::Unsupported(why) => assert!(why.contains("GatherElements"), "{why}"),
@@ -52,7 +52,7 @@ fn a_corrupted_reference_is_a_failure_with_its_error() {
     std::fs::write(dst.join("test_data_set_0/output_0.pb"), t.encode_to_vec()).unwrap();
 
     let case = discover(tmp.path()).unwrap().remove(0);
-    match run_case(&case, Tolerance::default()).status {
+    match run_case(&case, Tolerance::default(), &[]).status {
         Status::Fail(msg) => {
             assert!(
                 msg.contains("1 values differ (first at flat index 0)"),

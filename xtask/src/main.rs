@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use oxrt::Provider;
 use oxrt_conformance::data::{extract_node_tests, EXPECTED_CASES, ONNX_RELEASE};
 use oxrt_conformance::{
     discover, expectations, report, run_case_with_timeout, CaseResult, Tolerance,
@@ -116,14 +117,25 @@ fn node_tests(data: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn conformance(args: ConformanceArgs) -> Result<bool> {
-    if args.provider != "cpu" {
-        bail!(
-            "provider '{}' cannot be tested yet: only the built-in cpu provider exists in this version",
-            args.provider
-        );
-    }
+    // The provider under test; nodes it declines run on the CPU fallback.
+    let (providers, ops): (Vec<Provider>, Option<Vec<&str>>) = match args.provider.as_str() {
+        "cpu" => (Vec::new(), None),
+        "fpga-sim" => (
+            vec![Provider::FpgaSim(Vec::new())],
+            Some(oxrt_provider_fpga_sim::ops::operators()),
+        ),
+        other => bail!("unknown provider '{other}': conformance runs for cpu and fpga-sim"),
+    };
     let root = node_tests(args.data)?;
     let mut cases = discover(&root).with_context(|| format!("cannot list {}", root.display()))?;
+    if let Some(ops) = &ops {
+        // A device provider runs the cases of the operators it takes.
+        cases.retain(|c| {
+            oxrt_conformance::case::op_types(c)
+                .iter()
+                .any(|op| ops.contains(&op.as_str()))
+        });
+    }
     if let Some(f) = &args.filter {
         let re = regex::Regex::new(f).with_context(|| format!("--filter '{f}'"))?;
         cases.retain(|c| re.is_match(&c.name));
@@ -152,7 +164,7 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(case) = cases.get(i) else { break };
-                let r = run_case_with_timeout(case, Tolerance::default(), limit);
+                let r = run_case_with_timeout(case, Tolerance::default(), &providers, limit);
                 bar.set_message(r.name.clone());
                 bar.inc(1);
                 if let Ok(mut v) = results.lock() {
@@ -176,6 +188,21 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
         "ran {total} cases in {:.1} s with {jobs} jobs",
         start.elapsed().as_secs_f64()
     );
+    if !providers.is_empty() {
+        let on = |pass: bool| {
+            results
+                .iter()
+                .filter(|r| r.placed_on.iter().any(|p| *p == args.provider))
+                .filter(|r| !pass || r.status == oxrt_conformance::Status::Pass)
+                .count()
+        };
+        eprintln!(
+            "{} ran nodes in {} of {total} cases ({} of them pass); the other nodes ran on cpu",
+            args.provider,
+            on(false),
+            on(true)
+        );
+    }
 
     let report_dir = args.report.unwrap_or_else(|| {
         workspace_root()

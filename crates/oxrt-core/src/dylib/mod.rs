@@ -383,7 +383,7 @@ impl ExecutionProvider for LoadedProvider {
         let model = bridge::kernel_model(node, &info, false);
         match self.query(&model.bytes, 1) {
             Ok(groups) if groups.first().is_some_and(|&g| g >= 0) => Ok(()),
-            Ok(_) => Err("declined by the provider library".into()),
+            Ok(_) => Err(format!("declined by {}", self.name())),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -306,6 +306,16 @@ pub fn bitstream() -> Vec<&'static KernelDef> {
     .concat()
 }
 
+/// Every operator the device runs (default domain), sorted.
+pub fn operators() -> Vec<&'static str> {
+    let mut ops: Vec<&'static str> = families()
+        .iter()
+        .flat_map(|f| f.ops.iter().copied())
+        .collect();
+    ops.sort_unstable();
+    ops
+}
+
 /// The family running `op` (default domain only).
 pub fn family_of(op: &str) -> Option<&'static OpFamily> {
     families().into_iter().find(|f| f.ops.contains(&op))
