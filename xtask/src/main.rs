@@ -192,7 +192,7 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
         let on = |pass: bool| {
             results
                 .iter()
-                .filter(|r| r.placed_on.iter().any(|p| *p == args.provider))
+                .filter(|r| r.placed_on.contains(&args.provider))
                 .filter(|r| !pass || r.status == oxrt_conformance::Status::Pass)
                 .count()
         };

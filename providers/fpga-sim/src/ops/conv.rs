@@ -530,6 +530,7 @@ impl DeviceOp for Conv {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn attrs(pads: [usize; 4], auto_pad: &str, ceil_mode: bool, strides: usize) -> WindowAttrs {

@@ -247,6 +247,7 @@ impl DeviceOp for Clamp {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

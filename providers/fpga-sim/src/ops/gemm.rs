@@ -214,13 +214,16 @@ impl DeviceOp for Gemm {
     }
 }
 
+/// Element offsets of the A and B operands of each output matrix.
+pub type Offsets = (Vec<i64>, Vec<i64>);
+
 /// The broadcast batch shape of two stacks of matrices and, for each
 /// output matrix, the element offsets of its A and B operands.
 pub fn batch_offsets(
     ab: &[usize],
     bb: &[usize],
     [m, n, k]: [usize; 3],
-) -> Result<(Vec<usize>, (Vec<i64>, Vec<i64>)), String> {
+) -> Result<(Vec<usize>, Offsets), String> {
     let batch = broadcast(ab, bb)?;
     let count: usize = batch.iter().product();
     let (sa, sb) = (broadcast_strides(ab, &batch), broadcast_strides(bb, &batch));

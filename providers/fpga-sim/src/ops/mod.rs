@@ -273,6 +273,9 @@ pub trait DeviceOp: Send + Sync {
 /// whose launch depends on them (e.g. Clip bounds).
 pub type Constants = HashMap<usize, (Meta, Vec<u8>)>;
 
+/// Compiles a node of a family into a device op.
+pub type CompileFn = fn(&NodeView<'_>, &Constants) -> Result<Box<dyn DeviceOp>, String>;
+
 /// How an operator family is registered: which ops it takes and how a node
 /// of them is checked and compiled.
 pub struct OpFamily {
@@ -280,7 +283,7 @@ pub struct OpFamily {
     /// `Err(reason)` when the device cannot run this node.
     pub accepts: fn(&NodeView<'_>) -> Result<(), String>,
     /// Compiles the node.
-    pub compile: fn(&NodeView<'_>, &Constants) -> Result<Box<dyn DeviceOp>, String>,
+    pub compile: CompileFn,
 }
 
 /// Every family, and the bitstream of all their kernels.
