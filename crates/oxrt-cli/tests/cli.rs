@@ -150,8 +150,77 @@ fn run_reports_wrong_inputs_and_unknown_providers() {
 }
 
 #[test]
-fn providers_lists_cpu() {
+fn providers_lists_cpu_and_fpga_sim() {
     let o = oxrt(&["providers"]);
     assert!(o.status.success());
-    assert!(text(&o).0.starts_with("cpu "));
+    let out = text(&o).0;
+    assert!(out.starts_with("cpu "), "{out}");
+    assert!(
+        out.contains("fpga-sim") && out.contains("simulated FPGA"),
+        "{out}"
+    );
+    let o = oxrt(&["providers", "--load", "/no/such/libx.so"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o)
+        .1
+        .contains("provider library /no/such/libx.so not found"));
+}
+
+#[test]
+fn profile_on_fpga_sim_prints_steps_and_writes_a_chrome_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let model = example("model.onnx");
+    let input = format!("input={}", example("samples.npy").display());
+    let o = oxrt(&[
+        "run",
+        model.to_str().unwrap(),
+        "-i",
+        &input,
+        "--provider",
+        "fpga-sim,cpu",
+        "--provider-option",
+        "mac_units=256",
+        &format!("--profile={}", trace.display()),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for needle in [
+        "conv1    Conv               fpga-sim",
+        "Upload",
+        "Download",
+        "flatten  Flatten            cpu",
+        "total",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from\n{out}");
+    }
+    let json = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        json.starts_with("{\"displayTimeUnit\"") || json.contains("\"traceEvents\""),
+        "{json}"
+    );
+    assert!(json.contains("fpga-sim device"), "{json}");
+    // Same top-1 as on CPU.
+    let cpu = text(&oxrt(&["run", model.to_str().unwrap(), "-i", &input])).0;
+    let top = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("top-3"))
+            .map(|l| l.split(',').next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(top(&out), top(&cpu));
+    // A bad option is a clear error.
+    let o = oxrt(&[
+        "run",
+        model.to_str().unwrap(),
+        "-i",
+        &input,
+        "--provider",
+        "fpga-sim",
+        "--provider-option",
+        "mac_units",
+    ]);
+    assert!(text(&o)
+        .1
+        .contains("--provider-option 'mac_units' must be KEY=VALUE"));
 }
