@@ -353,7 +353,12 @@ impl Tensor {
             Storage::Complex64(v) => m(v),
             Storage::Complex128(v) => m(v),
             Storage::Bits(v) => v,
-            Storage::String(_) => unreachable_string()?,
+            // `as_bytes` above already rejected strings.
+            Storage::String(_) => {
+                return Err(Error::NotSupported(
+                    "string tensors have no byte layout".into(),
+                ))
+            }
         };
         dst.copy_from_slice(bytes);
         Ok(t)
@@ -601,11 +606,4 @@ mod storage_tests {
         );
         assert!(Storage::concat(&[&a, &s]).is_err());
     }
-}
-
-/// String storage has no byte layout ([`Tensor::as_bytes`] rejects it first).
-fn unreachable_string<T>() -> Result<T> {
-    Err(Error::NotSupported(
-        "string tensors have no byte layout".into(),
-    ))
 }

@@ -177,17 +177,21 @@ impl TensorDesc {
         self.numel() * usize::from(self.dtype.bits).div_ceil(8) * usize::from(self.dtype.lanes)
     }
 
-    /// The data as host bytes, when the tensor lives in host memory.
-    pub fn host_bytes(&self) -> Option<&[u8]> {
+    /// The byte length of compact data in host memory (`None` for device
+    /// memory, strided data, or a null pointer to non-empty data).
+    fn host_len(&self) -> Option<usize> {
         if self.device.device_type != device_type::CPU || self.strides.is_some() {
             return None;
         }
         let len = self.byte_len();
+        (len == 0 || !self.data.is_null()).then_some(len)
+    }
+
+    /// The data as host bytes, when the tensor lives in host memory.
+    pub fn host_bytes(&self) -> Option<&[u8]> {
+        let len = self.host_len()?;
         if len == 0 {
             return Some(&[]);
-        }
-        if self.data.is_null() {
-            return None;
         }
         // SAFETY: the host's contract: a CPU tensor's data points to its
         // `byte_len` compact bytes, valid for the duration of `compute`.
@@ -197,15 +201,9 @@ impl TensorDesc {
     /// The data as writable host bytes, when the tensor lives in host memory
     /// (outputs the host allocated for this call).
     pub fn host_bytes_mut(&mut self) -> Option<&mut [u8]> {
-        if self.device.device_type != device_type::CPU || self.strides.is_some() {
-            return None;
-        }
-        let len = self.byte_len();
+        let len = self.host_len()?;
         if len == 0 {
             return Some(&mut []);
-        }
-        if self.data.is_null() {
-            return None;
         }
         // SAFETY: the host's contract: an output's data is `byte_len` bytes
         // of memory it allocated for this call and reads only afterwards.
@@ -432,6 +430,17 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Outcome<&'a [u8]> {
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Stores what a call cost where the host asked for it.
+///
+/// # Safety
+/// `profile` must be writable or null.
+unsafe fn write_profile(profile: *mut OxrtProfile, cost: OxrtProfile) {
+    if !profile.is_null() {
+        // SAFETY: non-null and writable per the caller's contract.
+        unsafe { *profile = cost };
+    }
+}
+
 /// `get_device` of the table for provider type `P`.
 ///
 /// # Safety
@@ -573,10 +582,8 @@ pub unsafe extern "C" fn compute_impl<P: ProviderImpl>(
             };
             let mut local = OxrtProfile::default();
             p.compute(kernel, &descs, &mut outs, &mut local)?;
-            if !profile.is_null() {
-                // SAFETY: non-null and writable per the contract.
-                unsafe { *profile = local };
-            }
+            // SAFETY: writable or null per the contract.
+            unsafe { write_profile(profile, local) };
             Ok(())
         })())
     })
@@ -638,10 +645,8 @@ pub unsafe extern "C" fn copy_to_device_impl<P: ProviderImpl>(
             let (p, src) = unsafe { (instance::<P>(provider)?, bytes(src, size)?) };
             let mut local = OxrtProfile::default();
             p.copy_to_device(dst, src, &mut local)?;
-            if !profile.is_null() {
-                // SAFETY: non-null and writable per the contract.
-                unsafe { *profile = local };
-            }
+            // SAFETY: writable or null per the contract.
+            unsafe { write_profile(profile, local) };
             Ok(())
         })())
     })
@@ -673,10 +678,8 @@ pub unsafe extern "C" fn copy_to_host_impl<P: ProviderImpl>(
             };
             let mut local = OxrtProfile::default();
             p.copy_to_host(dst, src, &mut local)?;
-            if !profile.is_null() {
-                // SAFETY: non-null and writable per the contract.
-                unsafe { *profile = local };
-            }
+            // SAFETY: writable or null per the contract.
+            unsafe { write_profile(profile, local) };
             Ok(())
         })())
     })

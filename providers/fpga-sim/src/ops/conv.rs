@@ -80,7 +80,8 @@ pub struct Geometry {
     pub group: usize,
 }
 
-const GEOMETRY_LEN: usize = 18;
+/// Number of kernel arguments a [`Geometry`] takes (the op's own follow).
+pub const GEOMETRY_LEN: usize = 18;
 
 impl Geometry {
     /// As kernel arguments.

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{geometry, window_attrs, Geometry, WindowAttrs};
+use super::conv::{geometry, window_attrs, Geometry, WindowAttrs, GEOMETRY_LEN};
 use super::{
     attr_int, expect_elem, input, load, precision, store, Constants, DeviceOp, Elem, Launch, Meta,
     NodeView, OpFamily,
@@ -31,8 +31,6 @@ static POOL: KernelDef = KernelDef {
     ],
     body: pool_body,
 };
-
-const GEOMETRY_LEN: usize = 18;
 
 fn pool_body(inv: &mut Invocation<'_>) -> Result<Work, String> {
     let p = inv.ints(0)?;
