@@ -1,4 +1,5 @@
-//! Elementwise iteration with numpy broadcasting.
+//! Elementwise iteration with numpy broadcasting, and the strided index
+//! helpers that dtype-generic kernels gather through.
 
 use oxrt_core::shape::broadcast;
 use oxrt_core::Result;
@@ -14,6 +15,59 @@ fn aligned_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
         acc *= shape[i];
     }
     strides
+}
+
+/// Row-major strides of `shape`.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// For every multi-index of `shape` in row-major order, the flat offset
+/// `base + sum(index[d] * strides[d])` (strides may be negative, as for a
+/// reversed slice; callers keep every offset in bounds).
+pub fn offsets(shape: &[usize], strides: &[isize], base: usize) -> Vec<usize> {
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    let rank = shape.len();
+    let mut counter = vec![0usize; rank];
+    let mut offset = base as isize;
+    for _ in 0..n {
+        out.push(offset as usize);
+        for d in (0..rank).rev() {
+            counter[d] += 1;
+            offset += strides[d];
+            if counter[d] < shape[d] {
+                break;
+            }
+            offset -= strides[d] * counter[d] as isize;
+            counter[d] = 0;
+        }
+    }
+    out
+}
+
+/// For every element of `out` (row-major), the flat index of the element
+/// of an input of `shape` that numpy broadcasting maps to it.
+pub fn broadcast_index(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let s: Vec<isize> = aligned_strides(shape, out)
+        .into_iter()
+        .map(|v| v as isize)
+        .collect();
+    offsets(out, &s, 0)
+}
+
+/// The numpy-broadcast shape of several shapes.
+pub fn broadcast_all(shapes: &[&[usize]]) -> Result<Vec<usize>> {
+    shapes
+        .iter()
+        .try_fold(Vec::new(), |acc, s| broadcast(&acc, s))
 }
 
 /// Applies `f` to broadcast pairs of `a` and `b`; returns the output shape
@@ -149,6 +203,21 @@ mod tests {
             }
             proptest::prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn strided_offsets_and_broadcast_index() {
+        assert_eq!(strides(&[2, 3, 4]), vec![12, 4, 1]);
+        // A reversed view of 4 elements.
+        assert_eq!(offsets(&[4], &[-1], 3), vec![3, 2, 1, 0]);
+        // Transpose of [2,3]: strides (1, 3).
+        assert_eq!(offsets(&[3, 2], &[1, 3], 0), vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(
+            broadcast_index(&[3, 1], &[2, 3, 2]),
+            vec![0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2]
+        );
+        assert!(offsets(&[2, 0], &[1, 1], 0).is_empty());
+        assert_eq!(broadcast_all(&[&[2, 1], &[3], &[]]).unwrap(), vec![2, 3]);
     }
 
     #[test]

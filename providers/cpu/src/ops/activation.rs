@@ -1,17 +1,20 @@
-//! Relu, LeakyRelu, Sigmoid, Tanh and Clip.
+//! Activations: Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Gelu, HardSigmoid,
+//! HardSwish, Mish, Softplus, Softsign, ThresholdedRelu, Shrink, Sigmoid,
+//! Tanh and Clip.
 
 use oxrt_core::{
     DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
 };
 
+use crate::broadcast::binary;
 use crate::kernel::{
-    cast_f32, optional, required, unsupported_type, with_float_type, with_numeric_type, Real,
+    cast_f32, optional, required, unsupported_type, with_float_type, with_numeric_type, Arith, Real,
 };
 
 /// Float element types.
 pub const FLOATS: &[D] = &[D::F32, D::F64, D::F16, D::BF16];
 /// Types of Relu since opset 14 and Clip since opset 12.
-const SIGNED_AND_FLOATS: &[D] = &[
+pub const SIGNED_AND_FLOATS: &[D] = &[
     D::F32,
     D::F64,
     D::F16,
@@ -28,38 +31,90 @@ enum Act {
     LeakyRelu(f32),
     Sigmoid,
     Tanh,
+    Elu(f32),
+    Selu { alpha: f32, gamma: f32 },
+    Celu(f32),
+    Gelu { tanh: bool },
+    HardSigmoid { alpha: f32, beta: f32 },
+    HardSwish,
+    Mish,
+    Softplus,
+    Softsign,
+    ThresholdedRelu(f32),
 }
 
 struct Activation {
     act: Act,
 }
 
+/// Softplus `ln(1 + e^v)`, without overflow for large `v`.
+fn softplus<T: Real>(v: T) -> T {
+    if v > T::zero() {
+        v + (-v).exp().ln_1p()
+    } else {
+        v.exp().ln_1p()
+    }
+}
+
 fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
-    Ok(match act {
-        Act::Relu => x
-            .iter()
-            .map(|&v| if v > T::zero() { v } else { T::zero() })
-            .collect(),
+    let zero = T::zero();
+    let one = T::one();
+    let c = cast_f32::<T>;
+    let f: Box<dyn Fn(T) -> T> = match act {
+        Act::Relu => Box::new(move |v| if v > zero { v } else { zero }),
         Act::LeakyRelu(alpha) => {
-            let a: T = cast_f32(alpha)?;
-            x.iter()
-                .map(|&v| if v >= T::zero() { v } else { v * a })
-                .collect()
+            let a = c(alpha)?;
+            Box::new(move |v| if v >= zero { v } else { v * a })
         }
-        Act::Sigmoid => x
-            .iter()
-            .map(|&v| {
-                // Stable on both tails: never exponentiates a large positive number.
-                if v >= T::zero() {
-                    T::one() / (T::one() + (-v).exp())
-                } else {
-                    let e = v.exp();
-                    e / (T::one() + e)
-                }
-            })
-            .collect(),
-        Act::Tanh => x.iter().map(|&v| v.tanh()).collect(),
-    })
+        Act::Sigmoid => Box::new(move |v| {
+            // Stable on both tails: never exponentiates a large positive number.
+            if v >= zero {
+                one / (one + (-v).exp())
+            } else {
+                let e = v.exp();
+                e / (one + e)
+            }
+        }),
+        Act::Tanh => Box::new(|v| v.tanh()),
+        Act::Elu(alpha) => {
+            let a = c(alpha)?;
+            Box::new(move |v| if v >= zero { v } else { a * v.exp_m1() })
+        }
+        Act::Selu { alpha, gamma } => {
+            let (a, g) = (c(alpha)?, c(gamma)?);
+            Box::new(move |v| if v > zero { g * v } else { g * a * v.exp_m1() })
+        }
+        Act::Celu(alpha) => {
+            let a = c(alpha)?;
+            Box::new(move |v| v.max(zero) + (a * (v / a).exp_m1()).min(zero))
+        }
+        Act::Gelu { tanh } => Box::new(move |v| {
+            let x = v.to_f64().unwrap_or(f64::NAN);
+            let y = if tanh {
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+            } else {
+                0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+            };
+            T::from(y).unwrap_or(T::nan())
+        }),
+        Act::HardSigmoid { alpha, beta } => {
+            let (a, b) = (c(alpha)?, c(beta)?);
+            Box::new(move |v| (a * v + b).max(zero).min(one))
+        }
+        Act::HardSwish => {
+            let (a, b) = (c(1.0 / 6.0)?, c(0.5)?);
+            Box::new(move |v| v * (a * v + b).max(zero).min(one))
+        }
+        Act::Mish => Box::new(|v| v * softplus(v).tanh()),
+        Act::Softplus => Box::new(softplus),
+        Act::Softsign => Box::new(move |v| v / (one + v.abs())),
+        Act::ThresholdedRelu(alpha) => {
+            let a = c(alpha)?;
+            Box::new(move |v| if v > a { v } else { zero })
+        }
+    };
+    Ok(x.iter().map(|&v| f(v)).collect())
 }
 
 impl Kernel for Activation {
@@ -82,13 +137,93 @@ impl Kernel for Activation {
 }
 
 fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let f = |name: &str, default: f32| node.float_or(name, default);
     let act = match node.op_type.as_str() {
         "Relu" => Act::Relu,
-        "LeakyRelu" => Act::LeakyRelu(node.float_or("alpha", 0.01)?),
+        "LeakyRelu" => Act::LeakyRelu(f("alpha", 0.01)?),
         "Sigmoid" => Act::Sigmoid,
-        _ => Act::Tanh,
+        "Tanh" => Act::Tanh,
+        "Elu" => Act::Elu(f("alpha", 1.0)?),
+        "Selu" => Act::Selu {
+            alpha: f("alpha", 1.673_263_2)?,
+            gamma: f("gamma", 1.050_701)?,
+        },
+        "Celu" => Act::Celu(f("alpha", 1.0)?),
+        "Gelu" => Act::Gelu {
+            tanh: match node.string_or("approximate", "none")? {
+                "none" => false,
+                "tanh" => true,
+                other => {
+                    return Err(Error::invalid(format!(
+                        "Gelu approximate must be 'none' or 'tanh', got '{other}'"
+                    )))
+                }
+            },
+        },
+        "HardSigmoid" => Act::HardSigmoid {
+            alpha: f("alpha", 0.2)?,
+            beta: f("beta", 0.5)?,
+        },
+        "HardSwish" => Act::HardSwish,
+        "Mish" => Act::Mish,
+        "Softplus" => Act::Softplus,
+        "Softsign" => Act::Softsign,
+        "ThresholdedRelu" => Act::ThresholdedRelu(f("alpha", 1.0)?),
+        other => return Err(Error::NotSupported(format!("activation {other}"))),
     };
     Ok(Box::new(Activation { act }))
+}
+
+/// PRelu: `x` where positive, else `slope * x`, the slope broadcast to `x`.
+struct PRelu;
+
+impl Kernel for PRelu {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (x, slope) = (required(inputs, 0)?, required(inputs, 1)?);
+        with_numeric_type!(x.dtype(), T => {
+            let zero = <T as Arith>::zero();
+            let (shape, out) = binary(x.as_slice::<T>()?, x.shape(), slope.as_slice::<T>()?, slope.shape(),
+                |v, s| Ok(if v < zero { v.mul(s) } else { v }))?;
+            if shape != x.shape() {
+                return Err(Error::invalid(format!(
+                    "PRelu slope of shape {:?} does not broadcast to X of shape {:?}", slope.shape(), x.shape()
+                )));
+            }
+            Ok(vec![Tensor::from_vec(shape, out)?])
+        }, _ => Err(unsupported_type("PRelu", x)))
+    }
+}
+
+fn create_prelu(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(PRelu))
+}
+
+/// Shrink: `x - bias` above `lambd`, `x + bias` below `-lambd`, else 0.
+struct Shrink {
+    bias: f64,
+    lambd: f64,
+}
+
+impl Kernel for Shrink {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let (bias, lambd) = (self.bias, self.lambd);
+        with_numeric_type!(x.dtype(), T => {
+            let out: Vec<T> = x.as_slice::<T>()?.iter().map(|&v| {
+                let f = num_traits::cast::<T, f64>(v).unwrap_or(f64::NAN);
+                let y = if f < -lambd { f + bias } else if f > lambd { f - bias } else { 0.0 };
+                num_traits::cast::<f64, T>(y).unwrap_or(v)
+            }).collect();
+            Ok(vec![Tensor::from_vec(x.shape(), out)?])
+        }, _ => Err(unsupported_type("Shrink", x)))
+    }
+}
+
+fn create_shrink(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(Shrink {
+        bias: node.float_or("bias", 0.0)?.into(),
+        lambd: node.float_or("lambd", 0.5)?.into(),
+    }))
 }
 
 /// Clip: bounds from attributes (opset < 11) or optional inputs (11+).
@@ -150,9 +285,35 @@ fn create_clip(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("Relu", 6..=13, FLOATS, create));
     reg.add(KernelDef::new("Relu", 14.., SIGNED_AND_FLOATS, create));
-    for op in ["LeakyRelu", "Sigmoid", "Tanh"] {
-        reg.add(KernelDef::new(op, 6.., FLOATS, create));
+    for op in [
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "Elu",
+        "Selu",
+        "Celu",
+        "Gelu",
+        "HardSigmoid",
+        "HardSwish",
+        "Mish",
+        "Softplus",
+        "Softsign",
+        "ThresholdedRelu",
+    ] {
+        reg.add(KernelDef::new(op, 1.., FLOATS, create));
     }
+    reg.add(KernelDef::new(
+        "PRelu",
+        7..,
+        crate::ops::elementwise::NUMERIC,
+        create_prelu,
+    ));
+    reg.add(KernelDef::new(
+        "Shrink",
+        9..,
+        crate::ops::elementwise::NUMERIC,
+        create_shrink,
+    ));
     reg.add(KernelDef::new("Clip", 6..=11, FLOATS, create_clip));
     reg.add(KernelDef::new(
         "Clip",
@@ -166,6 +327,23 @@ pub fn register(reg: &mut KernelRegistry) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn prelu_and_shrink() {
+        let x = Tensor::from_vec(vec![2, 2], vec![-1.0f32, 2.0, -3.0, 4.0]).unwrap();
+        let slope = Tensor::from_vec(vec![2], vec![0.5f32, 0.25]).unwrap();
+        let y = PRelu.compute(&[Some(&x), Some(&slope)]).unwrap();
+        assert_eq!(y[0].as_slice::<f32>().unwrap(), &[-0.5, 2.0, -1.5, 4.0]);
+        let big = Tensor::from_vec(vec![3], vec![1.0f32, 1.0, 1.0]).unwrap();
+        assert!(PRelu.compute(&[Some(&slope), Some(&big)]).is_err());
+        let s = Shrink {
+            bias: 1.5,
+            lambd: 1.0,
+        };
+        let i = Tensor::from_vec(vec![3], vec![-3i32, 0, 3]).unwrap();
+        let y = s.compute(&[Some(&i)]).unwrap();
+        assert_eq!(y[0].as_slice::<i32>().unwrap(), &[-1, 0, 1]);
+    }
 
     #[test]
     fn activations_match_reference_values() {
@@ -184,6 +362,32 @@ mod tests {
         assert!((s[3] - 0.731_058_6).abs() < 1e-6);
         let t = apply(Act::Tanh, &[0.5f64]).unwrap();
         assert!((t[0] - 0.5f64.tanh()).abs() < 1e-15);
+        let y = apply(
+            Act::Selu {
+                alpha: 2.0,
+                gamma: 3.0,
+            },
+            &[-1.0f64, 1.0],
+        )
+        .unwrap();
+        assert!((y[0] - 3.0 * 2.0 * ((-1.0f64).exp() - 1.0)).abs() < 1e-12);
+        assert_eq!(y[1], 3.0);
+        let g = apply(Act::Gelu { tanh: false }, &[1.0f64]).unwrap();
+        assert!((g[0] - 0.841_344_746_068_542_9).abs() < 1e-12);
+        let g = apply(Act::Gelu { tanh: true }, &[1.0f64]).unwrap();
+        assert!((g[0] - 0.841_191_990_607_477_6).abs() < 1e-12);
+        let sp = apply(Act::Softplus, &[1000.0f32, -1000.0, 0.0]).unwrap();
+        assert_eq!(sp[0], 1000.0);
+        assert_eq!(sp[1], 0.0);
+        assert!((sp[2] - std::f32::consts::LN_2).abs() < 1e-7);
+        let hs = apply(Act::HardSwish, &[-4.0f32, 1.0, 4.0]).unwrap();
+        assert_eq!(hs[0], 0.0);
+        assert!((hs[1] - 1.0 * (1.0 / 6.0 + 0.5)).abs() < 1e-7);
+        assert_eq!(hs[2], 4.0);
+        assert_eq!(
+            apply(Act::ThresholdedRelu(1.0), &[0.5f32, 1.0, 2.0]).unwrap(),
+            vec![0.0, 0.0, 2.0]
+        );
         assert_eq!(clip_slice(&[-3, 0, 7], Some(-1), Some(5)), vec![-1, 0, 5]);
         assert_eq!(clip_slice(&[-3.0, 9.0], None, Some(5.0)), vec![-3.0, 5.0]);
     }

@@ -1,11 +1,13 @@
-//! Add, Sub, Mul, Div with numpy broadcasting, for every numeric type.
+//! Binary and variadic arithmetic with numpy broadcasting: Add, Sub, Mul,
+//! Div, Pow, Mod, Max, Min, Sum, Mean, BitShift, BitwiseAnd/Or/Xor.
 
 use oxrt_core::{
-    DataType as D, Error, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
+    DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
 };
 
 use crate::broadcast::binary;
-use crate::kernel::{required, unsupported_type, with_numeric_type, Arith};
+use crate::kernel::{required, unsupported_type, with_float_type, with_numeric_type, Arith};
+use crate::ops::cast::cast;
 
 /// Element types of the arithmetic operators.
 pub const NUMERIC: &[D] = &[
@@ -23,65 +25,327 @@ pub const NUMERIC: &[D] = &[
     D::U64,
 ];
 
-#[derive(Clone, Copy, Debug)]
+/// Integer element types.
+pub const INTEGERS: &[D] = &[D::I8, D::I16, D::I32, D::I64, D::U8, D::U16, D::U32, D::U64];
+
+const UNSIGNED: &[D] = &[D::U8, D::U16, D::U32, D::U64];
+
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Op {
     Add,
     Sub,
     Mul,
     Div,
+    /// Max and Min propagate NaN, as numpy's `maximum`/`minimum` do.
+    Max,
+    Min,
+    Mod {
+        fmod: bool,
+    },
+    BitwiseAnd,
+    BitwiseOr,
+    BitwiseXor,
+    ShiftLeft,
+    ShiftRight,
 }
 
-struct Binary {
-    op: Op,
-    name: &'static str,
+/// Remainder with ONNX `Mod` semantics: `fmod` takes the dividend's sign
+/// (C `fmod`), otherwise the divisor's (Python `%`).
+trait Modulo: Sized {
+    fn modulo(self, o: Self, fmod: bool) -> Result<Self>;
 }
 
-fn apply<T: Arith>(op: Op, x: T, y: T) -> Result<T> {
+macro_rules! modulo_int {
+    ($($t:ty),*) => {$(
+        impl Modulo for $t {
+            fn modulo(self, o: Self, fmod: bool) -> Result<Self> {
+                if o == 0 {
+                    return Err(Error::invalid("integer modulo by zero"));
+                }
+                let r = self.wrapping_rem(o);
+                #[allow(unused_comparisons)]
+                let adjust = !fmod && r != 0 && ((r < 0) != (o < 0));
+                Ok(if adjust { r.wrapping_add(o) } else { r })
+            }
+        }
+    )*};
+}
+modulo_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+macro_rules! modulo_float {
+    ($($t:ty),*) => {$(
+        impl Modulo for $t {
+            fn modulo(self, o: Self, fmod: bool) -> Result<Self> {
+                let (x, y) = (f64::from(self), f64::from(o));
+                let r = x % y;
+                let r = if !fmod && r != 0.0 && ((r < 0.0) != (y < 0.0)) { r + y } else { r };
+                Ok(<$t as num_traits::NumCast>::from(r).unwrap_or(<$t as num_traits::Float>::nan()))
+            }
+        }
+    )*};
+}
+modulo_float!(f32, f64, oxrt_core::f16, oxrt_core::bf16);
+
+/// Bit operations of the integer types.
+trait Bitwise: Sized {
+    fn bit(self, o: Self, op: Op) -> Self;
+}
+
+macro_rules! bitwise {
+    ($($t:ty),*) => {$(
+        impl Bitwise for $t {
+            fn bit(self, o: Self, op: Op) -> Self {
+                // Shifting by the bit width or more gives 0, as in ONNX Runtime.
+                let shift = u32::try_from(o).ok().filter(|&s| s < <$t>::BITS);
+                match op {
+                    Op::BitwiseAnd => self & o,
+                    Op::BitwiseOr => self | o,
+                    Op::BitwiseXor => self ^ o,
+                    Op::ShiftLeft => shift.map_or(0, |s| self << s),
+                    _ => shift.map_or(0, |s| self >> s),
+                }
+            }
+        }
+    )*};
+}
+bitwise!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+fn arith<T: Arith + PartialOrd + Modulo>(op: Op, x: T, y: T) -> Result<T> {
+    // `v != v` holds only for NaN, so integers never take those branches.
+    #[allow(clippy::eq_op)]
+    let nan = |v: T| v != v;
     Ok(match op {
         Op::Add => x.add(y),
         Op::Sub => x.sub(y),
         Op::Mul => x.mul(y),
         Op::Div => x.div(y)?,
+        Op::Max if nan(x) || x >= y => x,
+        Op::Min if nan(x) || x <= y => x,
+        Op::Max | Op::Min => y,
+        Op::Mod { fmod } => x.modulo(y, fmod)?,
+        _ => return Err(Error::NotSupported(format!("{op:?} on this type"))),
     })
 }
 
-impl oxrt_core::Kernel for Binary {
+/// Applies `op` to two broadcast tensors of one element type.
+fn apply(op: Op, name: &str, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.dtype() != b.dtype() {
+        return Err(Error::invalid(format!(
+            "{name} needs inputs of one element type, got {} and {}",
+            a.dtype(),
+            b.dtype()
+        )));
+    }
+    let bitwise = matches!(
+        op,
+        Op::BitwiseAnd | Op::BitwiseOr | Op::BitwiseXor | Op::ShiftLeft | Op::ShiftRight
+    );
+    macro_rules! bits {
+        ($($t:ty),*) => {$(
+            if bitwise && a.dtype() == <$t as oxrt_core::Element>::DTYPE {
+                let (shape, out) = binary(a.as_slice::<$t>()?, a.shape(), b.as_slice::<$t>()?, b.shape(), |x, y| Ok(x.bit(y, op)))?;
+                return Tensor::from_vec(shape, out);
+            }
+        )*};
+    }
+    bits!(i8, i16, i32, i64, u8, u16, u32, u64);
+    if bitwise {
+        return Err(unsupported_type(name, a));
+    }
+    with_numeric_type!(a.dtype(), T => {
+        let (shape, out) = binary(a.as_slice::<T>()?, a.shape(), b.as_slice::<T>()?, b.shape(), |x, y| arith(op, x, y))?;
+        Tensor::from_vec(shape, out)
+    }, _ => Err(unsupported_type(name, a)))
+}
+
+/// A binary operator, or a variadic one folded over its inputs.
+struct Elementwise {
+    op: Op,
+    name: &'static str,
+    /// Mean: divide the sum by the input count.
+    mean: bool,
+}
+
+impl Kernel for Elementwise {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let (a, b) = (required(inputs, 0)?, required(inputs, 1)?);
-        if a.dtype() != b.dtype() {
-            return Err(Error::invalid(format!(
-                "{} needs inputs of one element type, got {} and {}",
-                self.name,
-                a.dtype(),
-                b.dtype()
-            )));
+        let parts: Vec<&Tensor> = inputs.iter().flatten().copied().collect();
+        let (first, rest) = parts
+            .split_first()
+            .ok_or_else(|| Error::invalid(format!("{} needs at least one input", self.name)))?;
+        let mut acc = (*first).clone();
+        for p in rest {
+            acc = apply(self.op, self.name, &acc, p)?;
         }
-        let op = self.op;
-        with_numeric_type!(a.dtype(), T => {
-            let (shape, out) = binary(a.as_slice::<T>()?, a.shape(), b.as_slice::<T>()?, b.shape(), |x, y| apply(op, x, y))?;
-            Ok(vec![Tensor::from_vec(shape, out)?])
-        }, _ => Err(unsupported_type(self.name, a)))
+        if self.mean {
+            with_float_type!(acc.dtype(), T => {
+                let n: T = num_traits::cast(parts.len()).ok_or_else(|| Error::invalid("too many inputs"))?;
+                let v: Vec<T> = acc.as_slice::<T>()?.iter().map(|&x| x / n).collect();
+                acc = Tensor::from_vec(acc.shape(), v)?;
+            }, _ => return Err(unsupported_type("Mean", &acc)));
+        }
+        Ok(vec![acc])
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn oxrt_core::Kernel>> {
-    let (op, name) = match node.op_type.as_str() {
-        "Add" => (Op::Add, "Add"),
-        "Sub" => (Op::Sub, "Sub"),
-        "Mul" => (Op::Mul, "Mul"),
-        _ => (Op::Div, "Div"),
-    };
+/// `Pow`: the base's element type, any numeric exponent type.
+struct Pow;
+
+impl Kernel for Pow {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (x, y) = (required(inputs, 0)?, required(inputs, 1)?);
+        let as_int = |t: &Tensor| cast(t, D::I64).and_then(|c| c.into_vec::<i64>());
+        let out = if x.dtype().is_integer() && y.dtype().is_integer() {
+            let (shape, v) = binary(&as_int(x)?, x.shape(), &as_int(y)?, y.shape(), |b, e| {
+                u32::try_from(e)
+                    .map(|e| b.wrapping_pow(e))
+                    .map_err(|_| Error::invalid(format!("integer Pow with negative exponent {e}")))
+            })?;
+            Tensor::from_vec(shape, v)?
+        } else {
+            let f = |t: &Tensor| t.to_f64_vec().ok_or_else(|| unsupported_type("Pow", t));
+            let (shape, v) = binary(&f(x)?, x.shape(), &f(y)?, y.shape(), |b, e| Ok(b.powf(e)))?;
+            Tensor::from_vec(shape, v)?
+        };
+        Ok(vec![cast(&out, x.dtype())?])
+    }
+}
+
+fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     if node.int_or("broadcast", 0)? != 0 || node.attributes.contains_key("axis") {
         return Err(Error::NotSupported(
             "the legacy 'broadcast'/'axis' attributes (opset < 7)".into(),
         ));
     }
-    Ok(Box::new(Binary { op, name }))
+    let (op, name, mean) = match node.op_type.as_str() {
+        "Add" => (Op::Add, "Add", false),
+        "Sub" => (Op::Sub, "Sub", false),
+        "Mul" => (Op::Mul, "Mul", false),
+        "Div" => (Op::Div, "Div", false),
+        "Max" => (Op::Max, "Max", false),
+        "Min" => (Op::Min, "Min", false),
+        "Sum" => (Op::Add, "Sum", false),
+        "Mean" => (Op::Add, "Mean", true),
+        "Mod" => (
+            Op::Mod {
+                fmod: node.int_or("fmod", 0)? != 0,
+            },
+            "Mod",
+            false,
+        ),
+        "BitwiseAnd" => (Op::BitwiseAnd, "BitwiseAnd", false),
+        "BitwiseOr" => (Op::BitwiseOr, "BitwiseOr", false),
+        "BitwiseXor" => (Op::BitwiseXor, "BitwiseXor", false),
+        "BitShift" => match node.string_or("direction", "")? {
+            "LEFT" => (Op::ShiftLeft, "BitShift", false),
+            "RIGHT" => (Op::ShiftRight, "BitShift", false),
+            other => {
+                return Err(Error::invalid(format!(
+                    "BitShift direction must be LEFT or RIGHT, got '{other}'"
+                )))
+            }
+        },
+        other => return Err(Error::NotSupported(format!("elementwise operator {other}"))),
+    };
+    Ok(Box::new(Elementwise { op, name, mean }))
 }
 
-/// Registers the arithmetic operators (numpy broadcasting since opset 7).
+fn create_pow(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(Pow))
+}
+
+/// Registers the arithmetic operators (numpy broadcasting since opset 7;
+/// variadic ones since opset 8).
 pub fn register(reg: &mut KernelRegistry) {
-    for op in ["Add", "Sub", "Mul", "Div"] {
+    for op in ["Add", "Sub", "Mul", "Div", "Mod"] {
         reg.add(KernelDef::new(op, 7.., NUMERIC, create));
+    }
+    for op in ["Max", "Min", "Sum", "Mean"] {
+        reg.add(KernelDef::new(op, 8.., NUMERIC, create));
+    }
+    for op in ["BitwiseAnd", "BitwiseOr", "BitwiseXor"] {
+        reg.add(KernelDef::new(op, 18.., INTEGERS, create));
+    }
+    reg.add(KernelDef::new("BitShift", 11.., UNSIGNED, create));
+    reg.add(KernelDef::new("Pow", 7.., NUMERIC, create_pow));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn t<T: oxrt_core::Element>(v: Vec<T>) -> Tensor {
+        Tensor::from_vec(vec![v.len()], v).unwrap()
+    }
+
+    #[test]
+    fn modulo_follows_divisor_or_dividend_sign() {
+        let (a, b) = (t(vec![-4i32, 7, 5, -5]), t(vec![3i32, -3, 3, -3]));
+        let m = apply(Op::Mod { fmod: false }, "Mod", &a, &b).unwrap();
+        assert_eq!(m.as_slice::<i32>().unwrap(), &[2, -2, 2, -2]);
+        let f = apply(Op::Mod { fmod: true }, "Mod", &a, &b).unwrap();
+        assert_eq!(f.as_slice::<i32>().unwrap(), &[-1, 1, 2, -2]);
+        let x = apply(
+            Op::Mod { fmod: true },
+            "Mod",
+            &t(vec![-4.5f32]),
+            &t(vec![2.0f32]),
+        )
+        .unwrap();
+        assert_eq!(x.as_slice::<f32>().unwrap(), &[-0.5]);
+        assert!(apply(Op::Mod { fmod: false }, "Mod", &t(vec![1u8]), &t(vec![0u8])).is_err());
+    }
+
+    #[test]
+    fn variadic_max_min_mean_and_nan() {
+        let k = Elementwise {
+            op: Op::Max,
+            name: "Max",
+            mean: false,
+        };
+        let (a, b, c) = (
+            t(vec![1.0f32, f32::NAN, 3.0]),
+            t(vec![2.0f32, 1.0, 0.0]),
+            t(vec![0.5f32]),
+        );
+        let out = k.compute(&[Some(&a), Some(&b), Some(&c)]).unwrap();
+        let v = out[0].as_slice::<f32>().unwrap();
+        assert_eq!((v[0], v[2]), (2.0, 3.0));
+        assert!(v[1].is_nan());
+        let mean = Elementwise {
+            op: Op::Add,
+            name: "Mean",
+            mean: true,
+        };
+        let m = mean.compute(&[Some(&b), Some(&c)]).unwrap();
+        assert_eq!(m[0].as_slice::<f32>().unwrap(), &[1.25, 0.75, 0.25]);
+    }
+
+    #[test]
+    fn bits_and_pow() {
+        let s = apply(
+            Op::ShiftLeft,
+            "BitShift",
+            &t(vec![16u8, 1, 1]),
+            &t(vec![1u8, 7, 8]),
+        )
+        .unwrap();
+        assert_eq!(s.as_slice::<u8>().unwrap(), &[32, 128, 0]);
+        let x = apply(
+            Op::BitwiseXor,
+            "BitwiseXor",
+            &t(vec![0b1100i16]),
+            &t(vec![0b1010i16]),
+        )
+        .unwrap();
+        assert_eq!(x.as_slice::<i16>().unwrap(), &[0b0110]);
+        let p = Pow
+            .compute(&[Some(&t(vec![2i64, 3])), Some(&t(vec![10i32, 3]))])
+            .unwrap();
+        assert_eq!(p[0].as_slice::<i64>().unwrap(), &[1024, 27]);
+        let p = Pow
+            .compute(&[Some(&t(vec![4.0f32])), Some(&t(vec![0.5f64]))])
+            .unwrap();
+        assert_eq!(p[0].as_slice::<f32>().unwrap(), &[2.0]);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod cast;
+pub mod compare;
 pub mod constant;
 pub mod conv;
 pub mod elementwise;
@@ -11,7 +12,9 @@ pub mod layout;
 pub mod matmul;
 pub mod normalization;
 pub mod pool;
+pub mod reduce;
 pub mod softmax;
+pub mod unary;
 pub mod window;
 
 use oxrt_core::KernelRegistry;
@@ -20,6 +23,7 @@ use oxrt_core::KernelRegistry;
 pub fn register_all(reg: &mut KernelRegistry) {
     activation::register(reg);
     cast::register(reg);
+    compare::register(reg);
     constant::register(reg);
     conv::register(reg);
     elementwise::register(reg);
@@ -28,5 +32,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     matmul::register(reg);
     normalization::register(reg);
     pool::register(reg);
+    reduce::register(reg);
     softmax::register(reg);
+    unary::register(reg);
 }
