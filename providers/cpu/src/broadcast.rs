@@ -63,6 +63,31 @@ pub fn broadcast_index(shape: &[usize], out: &[usize]) -> Vec<usize> {
     offsets(out, &s, 0)
 }
 
+/// Marks an output element that takes no input element (padding).
+pub const OUTSIDE: usize = usize::MAX;
+
+/// Flat input indices of an output whose axis `d` takes input positions
+/// `sel[d]` (the output has shape `sel[d].len()` per axis). A position of
+/// [`OUTSIDE`] on any axis makes the element [`OUTSIDE`].
+pub fn select_index(in_shape: &[usize], sel: &[Vec<usize>]) -> Vec<usize> {
+    let st = strides(in_shape);
+    let mut flat = vec![0usize];
+    for (d, axis_sel) in sel.iter().enumerate() {
+        let mut next = Vec::with_capacity(flat.len() * axis_sel.len());
+        for &base in &flat {
+            for &p in axis_sel {
+                next.push(if base == OUTSIDE || p == OUTSIDE {
+                    OUTSIDE
+                } else {
+                    base + p * st[d]
+                });
+            }
+        }
+        flat = next;
+    }
+    flat
+}
+
 /// The numpy-broadcast shape of several shapes.
 pub fn broadcast_all(shapes: &[&[usize]]) -> Result<Vec<usize>> {
     shapes
@@ -218,6 +243,10 @@ mod tests {
         );
         assert!(offsets(&[2, 0], &[1, 1], 0).is_empty());
         assert_eq!(broadcast_all(&[&[2, 1], &[3], &[]]).unwrap(), vec![2, 3]);
+        // Rows 1,0 and columns 2,pad of a 2x3.
+        let sel = vec![vec![1, 0], vec![2, OUTSIDE]];
+        assert_eq!(select_index(&[2, 3], &sel), vec![5, OUTSIDE, 2, OUTSIDE]);
+        assert_eq!(select_index(&[], &[]), vec![0]);
     }
 
     #[test]

@@ -159,3 +159,44 @@ impl<T: Element + num_traits::Float> Real for T {}
 pub fn cast_f32<T: num_traits::NumCast>(v: f32) -> Result<T> {
     num_traits::cast(v).ok_or_else(|| Error::invalid(format!("{v} does not fit the element type")))
 }
+
+/// A tensor of `shape` holding `x`'s elements at flat indices `idx`, and
+/// `fill`'s first element where an index is [`crate::broadcast::OUTSIDE`].
+pub fn gather_fill(
+    x: &Tensor,
+    shape: Vec<usize>,
+    mut idx: Vec<usize>,
+    fill: &Tensor,
+) -> Result<Tensor> {
+    if fill.dtype() != x.dtype() || fill.is_empty() {
+        return Err(Error::invalid(format!(
+            "the fill value must be one {} element, got {} of shape {:?}",
+            x.dtype(),
+            fill.dtype(),
+            fill.shape()
+        )));
+    }
+    let storage = if idx.contains(&crate::broadcast::OUTSIDE) {
+        let at = x.len();
+        for i in &mut idx {
+            if *i == crate::broadcast::OUTSIDE {
+                *i = at;
+            }
+        }
+        oxrt_core::Storage::concat(&[x.storage(), fill.storage()])?.gather(&idx)?
+    } else {
+        x.storage().gather(&idx)?
+    };
+    Tensor::from_storage(x.dtype(), shape, storage)
+}
+
+/// Input `i` as one integer (a scalar or 1-element int64/int32 tensor).
+pub fn read_scalar_int(inputs: &[Option<&Tensor>], i: usize, what: &str) -> Result<i64> {
+    match read_ints(required(inputs, i)?, what)?.as_slice() {
+        [v] => Ok(*v),
+        other => Err(Error::invalid(format!(
+            "{what} must hold one value, got {}",
+            other.len()
+        ))),
+    }
+}

@@ -47,7 +47,8 @@ fn axes_input(inputs: &[Option<&Tensor>], attr: &Option<Vec<i64>>) -> Result<Opt
     }
 }
 
-fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+/// Permutes the axes of `x`.
+pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     let shape = x.shape();
     let rank = shape.len();
     let mut seen = vec![false; rank];
