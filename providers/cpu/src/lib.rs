@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod gemm;
 pub mod kernel;
+pub mod minifloat;
 pub mod ops;
 
 use oxrt_core::{

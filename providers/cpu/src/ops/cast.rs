@@ -1,7 +1,9 @@
-//! Cast between numeric types, bool, f16/bf16 and strings.
+//! Cast and CastLike between numeric types, bool, f16/bf16, strings and
+//! the 8-, 4- and 2-bit formats (float8, float4, int4, int2...).
 //!
 //! Float to integer saturates (NaN becomes 0); integer narrowing wraps, as a
-//! C++ `static_cast` does in ONNX Runtime.
+//! C++ `static_cast` does in ONNX Runtime. Float8 targets saturate unless
+//! `saturate = 0`.
 
 use oxrt_core::{
     bf16, f16, DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result,
@@ -9,6 +11,7 @@ use oxrt_core::{
 };
 
 use crate::kernel::required;
+use crate::minifloat::{self, RoundMode, Value};
 
 /// One source element, widened without loss where possible.
 #[derive(Clone, Copy)]
@@ -35,6 +38,14 @@ fn widen(t: &Tensor) -> Result<Vec<Wide>> {
         Storage::U64(v) => v.iter().map(|&x| Wide::U(x)).collect(),
         Storage::Bool(v) => v.iter().map(|&x| Wide::B(x)).collect(),
         Storage::String(v) => v.iter().map(|s| parse(s)).collect::<Result<_>>()?,
+        Storage::Bits(v) if minifloat::handles(t.dtype()) => v
+            .iter()
+            .map(|&c| match minifloat::decode(t.dtype(), c) {
+                Some(Value::I(i)) => Wide::I(i),
+                Some(Value::F(f)) => Wide::F(f),
+                None => Wide::F(f64::NAN),
+            })
+            .collect(),
         _ => return Err(Error::NotSupported(format!("Cast from {}", t.dtype()))),
     })
 }
@@ -115,8 +126,46 @@ fn convert<T>(w: &[Wide], f: fn(Wide) -> T) -> Vec<T> {
     w.iter().copied().map(f).collect()
 }
 
+/// How values are rounded and bounded when the target is a small format.
+#[derive(Clone, Copy, Debug)]
+pub struct CastOptions {
+    /// Float8 targets clamp out-of-range values to the largest finite value.
+    pub saturate: bool,
+    /// Rounding for float8 E8M0 targets.
+    pub round_mode: RoundMode,
+}
+
+impl Default for CastOptions {
+    fn default() -> Self {
+        Self {
+            saturate: true,
+            round_mode: RoundMode::Up,
+        }
+    }
+}
+
+fn to_bits(w: &[Wide], to: D, opts: CastOptions) -> Result<Vec<u8>> {
+    w.iter()
+        .map(|&x| {
+            let code = match x {
+                Wide::I(v) => minifloat::encode_int(to, v),
+                Wide::U(v) => minifloat::encode_int(to, v as i64),
+                Wide::B(b) => minifloat::encode_int(to, i64::from(b)),
+                Wide::F(v) => minifloat::encode_float(to, v, opts.saturate, opts.round_mode),
+            };
+            code.ok_or_else(|| Error::NotSupported(format!("Cast to {to}")))
+        })
+        .collect()
+}
+
 /// Converts `t` to `to`.
 pub fn cast(t: &Tensor, to: D) -> Result<Tensor> {
+    cast_with(t, to, CastOptions::default())
+}
+
+/// Converts `t` to `to` with explicit saturation and rounding for small
+/// float targets.
+pub fn cast_with(t: &Tensor, to: D, opts: CastOptions) -> Result<Tensor> {
     if t.dtype() == to {
         return Ok(t.clone());
     }
@@ -136,19 +185,49 @@ pub fn cast(t: &Tensor, to: D) -> Result<Tensor> {
         D::U64 => Storage::U64(convert(&w, to_u64)),
         D::Bool => Storage::Bool(w.iter().map(|&x| to_f64(x) != 0.0).collect()),
         D::String => Storage::String(convert(&w, to_string)),
+        other if minifloat::handles(other) => Storage::Bits(to_bits(&w, other, opts)?),
         other => return Err(Error::NotSupported(format!("Cast to {other}"))),
     };
     Tensor::from_storage(to, t.shape().to_vec(), storage)
 }
 
 struct Cast {
-    to: D,
+    /// The target type; `None` for CastLike (input 1's type).
+    to: Option<D>,
+    opts: CastOptions,
 }
 
 impl Kernel for Cast {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Ok(vec![cast(required(inputs, 0)?, self.to)?])
+        let to = match self.to {
+            Some(t) => t,
+            None => required(inputs, 1)?.dtype(),
+        };
+        Ok(vec![cast_with(required(inputs, 0)?, to, self.opts)?])
     }
+}
+
+fn options(node: &Node) -> Result<CastOptions> {
+    Ok(CastOptions {
+        saturate: node.int_or("saturate", 1)? != 0,
+        round_mode: match node.string_or("round_mode", "up")? {
+            "up" => RoundMode::Up,
+            "down" => RoundMode::Down,
+            "nearest" => RoundMode::Nearest,
+            other => {
+                return Err(Error::invalid(format!(
+                    "round_mode must be up, down or nearest, got '{other}'"
+                )))
+            }
+        },
+    })
+}
+
+fn create_cast_like(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(Cast {
+        to: None,
+        opts: options(node)?,
+    }))
 }
 
 fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
@@ -172,17 +251,16 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
                 ))
             })?
     };
-    if node.int_or("saturate", 1)? == 0 {
-        return Err(Error::NotSupported(
-            "Cast with saturate=0 (float8 targets)".into(),
-        ));
-    }
-    Ok(Box::new(Cast { to }))
+    Ok(Box::new(Cast {
+        to: Some(to),
+        opts: options(node)?,
+    }))
 }
 
-/// Registers Cast.
+/// Registers Cast and CastLike.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("Cast", 1.., &[], create));
+    reg.add(KernelDef::new("CastLike", 15.., &[], create_cast_like));
 }
 
 #[cfg(test)]
@@ -214,6 +292,27 @@ mod tests {
         );
         let i = Tensor::from_vec(vec![1], vec![300i32]).unwrap();
         assert_eq!(cast(&i, D::I8).unwrap().as_slice::<i8>().unwrap(), &[44]);
+    }
+
+    #[test]
+    fn small_formats_round_trip() {
+        let x = Tensor::from_vec(vec![4], vec![0.3f32, -2.5, 1e6, f32::NAN]).unwrap();
+        let f8 = cast(&x, D::F8E4M3FN).unwrap();
+        let back = cast(&f8, D::F32).unwrap();
+        let v = back.as_slice::<f32>().unwrap();
+        assert_eq!(&v[..3], &[0.3125, -2.5, 448.0]);
+        assert!(v[3].is_nan());
+        let strict = CastOptions {
+            saturate: false,
+            ..CastOptions::default()
+        };
+        let nan = cast_with(&x, D::F8E4M3FN, strict).unwrap();
+        assert!(cast(&nan, D::F32).unwrap().as_slice::<f32>().unwrap()[2].is_nan());
+        let i4 = cast(&Tensor::from_vec(vec![2], vec![-3i32, 9]).unwrap(), D::I4).unwrap();
+        assert_eq!(
+            cast(&i4, D::I8).unwrap().as_slice::<i8>().unwrap(),
+            &[-3, -7]
+        );
     }
 
     #[test]
