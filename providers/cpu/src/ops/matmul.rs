@@ -1,12 +1,16 @@
-//! MatMul (numpy semantics, batched with broadcasting) and Gemm.
+//! MatMul (numpy semantics, batched with broadcasting), MatMulInteger
+//! and Gemm.
 
 use oxrt_core::infer::matmul_shape;
 use oxrt_core::shape::broadcast;
-use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+use oxrt_core::{
+    DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
+};
 
 use crate::broadcast::binary;
 use crate::gemm::{gemm, MatRef};
 use crate::kernel::{cast_f32, optional, required, unsupported_type, with_numeric_type, Arith};
+use crate::ops::cast::cast;
 use crate::ops::elementwise::NUMERIC;
 
 struct MatMul;
@@ -71,6 +75,64 @@ impl Kernel for MatMul {
 
 fn create_matmul(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(MatMul))
+}
+
+/// MatMulInteger: 8-bit operands minus their zero points (scalar, per row
+/// of A or per column of B), multiplied exactly in i32.
+struct MatMulInteger;
+
+/// `x` as i32 minus its zero point; `per` is the axis the zero point runs
+/// along when it is a vector (rows of A: rank-2, columns of B: rank-1).
+fn shifted(x: &Tensor, zero: Option<&Tensor>, per_row: bool) -> Result<Tensor> {
+    let v = cast(x, D::I32)?.into_vec::<i32>()?;
+    let z = match zero {
+        Some(z) => {
+            if z.dtype() != x.dtype() {
+                return Err(Error::invalid(format!(
+                    "zero point is {}, its operand {}",
+                    z.dtype(),
+                    x.dtype()
+                )));
+            }
+            cast(z, D::I32)?.into_vec::<i32>()?
+        }
+        None => vec![0],
+    };
+    let s = x.shape();
+    let cols = s.last().copied().unwrap_or(1);
+    let rows = if s.len() >= 2 { s[s.len() - 2] } else { 1 };
+    let want = if per_row { rows } else { cols };
+    if z.len() != 1 && z.len() != want {
+        return Err(Error::invalid(format!(
+            "zero point has {} values, expected 1 or {want}",
+            z.len()
+        )));
+    }
+    let out: Vec<i32> = v
+        .iter()
+        .enumerate()
+        .map(|(i, &e)| {
+            let at = if per_row {
+                (i / cols.max(1)) % rows.max(1)
+            } else {
+                i % cols.max(1)
+            };
+            e - z[if z.len() == 1 { 0 } else { at }]
+        })
+        .collect();
+    Tensor::from_vec(s, out)
+}
+
+impl Kernel for MatMulInteger {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let a = shifted(required(inputs, 0)?, optional(inputs, 2), true)?;
+        let b = shifted(required(inputs, 1)?, optional(inputs, 3), false)?;
+        Ok(vec![matmul::<i32>(&a, &b)?])
+    }
+}
+
+fn create_matmul_integer(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(MatMulInteger))
 }
 
 struct Gemm {
@@ -147,9 +209,15 @@ fn create_gemm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-/// Registers MatMul and Gemm.
+/// Registers MatMul, MatMulInteger and Gemm.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("MatMul", 1.., NUMERIC, create_matmul));
+    reg.add(KernelDef::new(
+        "MatMulInteger",
+        10..,
+        &[D::U8, D::I8],
+        create_matmul_integer,
+    ));
     reg.add(KernelDef::new("Gemm", 1.., NUMERIC, create_gemm));
 }
 
@@ -157,6 +225,26 @@ pub fn register(reg: &mut KernelRegistry) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn matmul_integer_subtracts_zero_points() {
+        let a = Tensor::from_vec(vec![2, 2], vec![10u8, 20, 30, 40]).unwrap();
+        let b = Tensor::from_vec(vec![2, 1], vec![1u8, 2]).unwrap();
+        let za = Tensor::from_vec(vec![2], vec![10u8, 30]).unwrap();
+        let zb = Tensor::scalar(1u8);
+        let y = MatMulInteger
+            .compute(&[Some(&a), Some(&b), Some(&za), Some(&zb)])
+            .unwrap();
+        // rows [0,10] and [0,10] times [0,1]ᵀ.
+        assert_eq!(y[0].as_slice::<i32>().unwrap(), &[10, 10]);
+        let i8a = Tensor::from_vec(vec![1, 1], vec![-128i8]).unwrap();
+        let i8b = Tensor::from_vec(vec![1, 1], vec![-128i8]).unwrap();
+        let y = MatMulInteger.compute(&[Some(&i8a), Some(&i8b)]).unwrap();
+        assert_eq!(y[0].as_slice::<i32>().unwrap(), &[16384]);
+        assert!(MatMulInteger
+            .compute(&[Some(&a), Some(&b), Some(&zb.clone()), Some(&za)])
+            .is_err());
+    }
 
     #[test]
     fn batched_matmul_broadcasts_batch_dims() {
