@@ -1,9 +1,10 @@
 //! Matrix multiplication: the `gemm` crate (packed, SIMD, run-time ISA
-//! dispatch) for f32/f64/f16, a plain loop for the other element types.
+//! dispatch) for f32/f64, f16/bf16 widened to f32, a plain loop for the
+//! integer types.
 
 use std::any::TypeId;
 
-use oxrt_core::{f16, Error, Result};
+use oxrt_core::{bf16, f16, Error, Result};
 
 use crate::kernel::Arith;
 
@@ -84,7 +85,37 @@ pub fn gemm<T: Arith>(
         return Ok(());
     }
     let id = TypeId::of::<T>();
-    if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() || id == TypeId::of::<f16>() {
+    if id == TypeId::of::<f16>() || id == TypeId::of::<bf16>() {
+        // Half precision is multiplied in f32 and rounded once at the end,
+        // as numpy (and so the ONNX reference) does.
+        let widen = |x: MatRef<'_, T>| -> Vec<f32> {
+            let mut v = Vec::with_capacity(x.rows * x.cols);
+            for r in 0..x.rows {
+                for c in 0..x.cols {
+                    v.push(x.data[r * x.row_stride + c * x.col_stride].to_f32());
+                }
+            }
+            v
+        };
+        let (wa, wb) = (widen(a), widen(b));
+        let mut wc: Vec<f32> = if accumulate {
+            c.iter().map(|&v| v.to_f32()).collect()
+        } else {
+            vec![0.0; m * n]
+        };
+        gemm(
+            MatRef::row_major(&wa, m, k, false),
+            MatRef::row_major(&wb, k, n, false),
+            &mut wc,
+            alpha.to_f32(),
+            accumulate,
+        )?;
+        for (d, s) in c.iter_mut().zip(wc) {
+            *d = T::from_f32(s);
+        }
+        return Ok(());
+    }
+    if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() {
         let threads = rayon::current_num_threads();
         let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
             gemm::Parallelism::Rayon(threads)
@@ -94,7 +125,7 @@ pub fn gemm<T: Arith>(
         // SAFETY: `fits()` checked that every element addressed through the
         // given strides lies inside `a.data` and `b.data`; `c` has exactly
         // m*n elements addressed row-major (rs = n, cs = 1) and is exclusively
-        // borrowed. T is f32, f64 or f16, the types gemm supports. With
+        // borrowed. T is f32 or f64, types gemm supports. With
         // read_dst=false gemm ignores `alpha` (its dst scale) and writes dst.
         // Exercised by the gemm tests below and every MatMul/Gemm/Conv test.
         unsafe {

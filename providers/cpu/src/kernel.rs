@@ -116,6 +116,10 @@ pub trait Arith: Element {
     fn zero() -> Self;
     /// The multiplicative identity.
     fn one() -> Self;
+    /// The value as f32 (rounded; used to widen half-precision math).
+    fn to_f32(self) -> f32;
+    /// An f32 converted to this type (rounded, saturating for integers).
+    fn from_f32(v: f32) -> Self;
 }
 
 macro_rules! arith_int {
@@ -132,6 +136,8 @@ macro_rules! arith_int {
             }
             fn zero() -> Self { 0 }
             fn one() -> Self { 1 }
+            fn to_f32(self) -> f32 { self as f32 }
+            fn from_f32(v: f32) -> Self { v as $t }
         }
     )*};
 }
@@ -146,6 +152,8 @@ macro_rules! arith_float {
             fn div(self, o: Self) -> Result<Self> { Ok(self / o) }
             fn zero() -> Self { <$t as num_traits::Zero>::zero() }
             fn one() -> Self { <$t as num_traits::One>::one() }
+            fn to_f32(self) -> f32 { num_traits::ToPrimitive::to_f32(&self).unwrap_or(f32::NAN) }
+            fn from_f32(v: f32) -> Self { <$t as num_traits::NumCast>::from(v).unwrap_or(<$t as num_traits::Float>::nan()) }
         }
     )*};
 }
