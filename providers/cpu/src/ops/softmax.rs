@@ -36,12 +36,15 @@ fn softmax<T: Real>(x: &[T], outer: usize, len: usize, stride: usize, mode: Mode
                 }
                 continue;
             }
-            let mut sum = T::zero();
+            // Exponentials round to T; their sum is accumulated wide and
+            // rounded once (as numpy sums half precision).
+            let mut wide = 0.0f64;
             for i in 0..len {
                 let e = (x[idx(i)] - max).exp();
                 y[idx(i)] = e;
-                sum = sum + e;
+                wide += e.to_f64().unwrap_or(f64::NAN);
             }
+            let sum = T::from(wide).unwrap_or(T::nan());
             for i in 0..len {
                 y[idx(i)] = if mode == Mode::LogSoftmax {
                     x[idx(i)] - max - sum.ln()
