@@ -194,6 +194,7 @@ fn run_data_sets(
     {
         return Status::Unsupported(format!("non-tensor value '{}' of type {}", v.name, v.ty));
     }
+    let mut last = None;
     for (fed, expected) in sets {
         let feed = inputs
             .iter()
@@ -214,8 +215,45 @@ fn run_data_sets(
                 return Status::Fail(format!("output '{name}': {m}"));
             }
         }
+        last = Some(got);
+    }
+    if let Some(got) = last {
+        if let Err(m) = check_inference(&session, &got) {
+            return Status::Fail(m);
+        }
     }
     Status::Pass
+}
+
+/// Runs shape inference afresh from the graph inputs alone and checks that
+/// every output type it derives agrees with what the run produced: the
+/// element type, the rank and each dimension it claims to know.
+fn check_inference(session: &Session, got: &oxrt::SessionOutputs) -> Result<(), String> {
+    let model = session.model();
+    let mut graph = model.graph.clone();
+    graph.value_types.clear();
+    oxrt::core::infer::infer_graph(&mut graph, &model.opsets);
+    for (name, actual) in got.iter() {
+        let Some(ty) = graph.value_types.get(name) else {
+            continue;
+        };
+        let dtype_ok = ty.dtype().is_none_or(|d| d == actual.dtype());
+        let dims_ok = ty.dims().is_none_or(|dims| {
+            dims.len() == actual.rank()
+                && dims
+                    .iter()
+                    .zip(actual.shape())
+                    .all(|(d, &n)| !matches!(d, oxrt::Dim::Known(k) if *k != n))
+        });
+        if !dtype_ok || !dims_ok {
+            return Err(format!(
+                "inference: output '{name}' inferred as {ty}, but the run gave {} {:?}",
+                actual.dtype(),
+                actual.shape()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `case` on its own thread and gives up after `limit`: the case is

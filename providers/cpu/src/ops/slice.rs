@@ -65,16 +65,22 @@ pub fn slice(
     Tensor::from_storage(x.dtype(), out_shape, x.storage().gather(&idx)?)
 }
 
+/// Slice parameters given as attributes (opset < 10).
+struct SliceAttrs {
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    axes: Option<Vec<i64>>,
+}
+
 struct Slice {
-    /// starts, ends, axes from attributes (opset < 10).
-    attrs: Option<(Vec<i64>, Vec<i64>, Option<Vec<i64>>)>,
+    attrs: Option<SliceAttrs>,
 }
 
 impl Kernel for Slice {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
         let (starts, ends, axes, steps) = match &self.attrs {
-            Some((s, e, a)) => (s.clone(), e.clone(), a.clone(), None),
+            Some(a) => (a.starts.clone(), a.ends.clone(), a.axes.clone(), None),
             None => {
                 let get = |i: usize, what: &str| {
                     optional(inputs, i).map(|t| read_ints(t, what)).transpose()
@@ -100,11 +106,11 @@ fn create_slice(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
                 .map(<[i64]>::to_vec)
                 .ok_or_else(|| Error::invalid(format!("attribute '{name}' is required")))
         };
-        Some((
-            req("starts")?,
-            req("ends")?,
-            node.get_ints("axes")?.map(<[i64]>::to_vec),
-        ))
+        Some(SliceAttrs {
+            starts: req("starts")?,
+            ends: req("ends")?,
+            axes: node.get_ints("axes")?.map(<[i64]>::to_vec),
+        })
     } else {
         None
     };

@@ -71,7 +71,7 @@ impl Kernel for Unique {
             }
         };
         let n = rows.shape().first().copied().unwrap_or(1);
-        let len = if n == 0 { 0 } else { rows.len() / n };
+        let len = rows.len().checked_div(n).unwrap_or(0);
         let (first, inverse, counts) = match rows.dtype() {
             D::String => distinct_rows(rows.as_strings()?, n, len, self.sorted),
             D::Bool => distinct_rows(rows.as_slice::<bool>()?, n, len, self.sorted),

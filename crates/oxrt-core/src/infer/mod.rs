@@ -4,6 +4,9 @@
 //! unknown and kernels validate actual shapes at run time. Inferred types
 //! fill `Graph::value_types`, where providers read them to choose kernels.
 
+mod math;
+mod shape_ops;
+
 use std::collections::BTreeMap;
 
 use crate::dtype::DataType;
@@ -67,7 +70,43 @@ fn tensor(dtype: DataType, dims: Option<Vec<Dim>>) -> Option<ValueType> {
 }
 
 fn ints_of(t: &Tensor) -> Option<Vec<i64>> {
+    if let Ok(v) = t.as_slice::<i32>() {
+        return Some(v.iter().map(|&x| i64::from(x)).collect());
+    }
     t.as_slice::<i64>().map(<[i64]>::to_vec).ok()
+}
+
+/// What inference sees of a node's inputs: their types and the constant
+/// (initializer) values among them.
+pub(crate) struct Inputs<'t, 'c> {
+    types: &'t [Option<&'t ValueType>],
+    constant: &'t dyn Fn(usize) -> Option<&'c Tensor>,
+}
+
+impl<'t, 'c> Inputs<'t, 'c> {
+    fn len(&self) -> usize {
+        self.types.len()
+    }
+
+    fn ty(&self, i: usize) -> Option<&'t ValueType> {
+        self.types.get(i).copied().flatten()
+    }
+
+    fn dtype(&self, i: usize) -> Option<DataType> {
+        self.ty(i).and_then(ValueType::dtype)
+    }
+
+    fn dims(&self, i: usize) -> Option<&'t [Dim]> {
+        self.ty(i).and_then(ValueType::dims)
+    }
+
+    fn concrete(&self, i: usize) -> Option<Vec<usize>> {
+        self.ty(i).and_then(ValueType::concrete_shape)
+    }
+
+    fn constant(&self, i: usize) -> Option<&'c Tensor> {
+        (self.constant)(i)
+    }
 }
 
 /// Infers the output types of one node of the ONNX domain.
@@ -225,7 +264,9 @@ pub fn infer_node<'a>(
             } else {
                 node.get_ints("axes").ok().flatten().map(<[i64]>::to_vec)
             };
-            let out = concrete(0).and_then(|s| {
+            // Axes fed at run time (not a constant) leave the shape open.
+            let runtime_axes = opset >= 13 && axes.is_none() && node.input(1).is_some();
+            let out = concrete(0).filter(|_| !runtime_axes).and_then(|s| {
                 if node.op_type == "Unsqueeze" {
                     unsqueeze_shape(&s, &axes?).map(|s| known(&s))
                 } else {
@@ -234,7 +275,15 @@ pub fn infer_node<'a>(
             });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
-        _ => Vec::new(),
+        _ => {
+            let ins = Inputs {
+                types: inputs,
+                constant,
+            };
+            math::infer(node, opset, &ins)
+                .or_else(|| shape_ops::infer(node, opset, &ins))
+                .unwrap_or_default()
+        }
     }
 }
 

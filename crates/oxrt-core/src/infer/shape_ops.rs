@@ -1,0 +1,217 @@
+//! Inference for shape, layout, generator and indexing operators.
+
+use super::math::broadcast_dims;
+use super::{ints_of, tensor, Inputs};
+use crate::dtype::DataType;
+use crate::ir::{Dim, Node, ValueType};
+use crate::shape::normalize_axis;
+
+fn dims_of(values: &[i64]) -> Option<Vec<Dim>> {
+    values
+        .iter()
+        .map(|&v| usize::try_from(v).ok().map(Dim::Known))
+        .collect()
+}
+
+fn unknown(rank: usize) -> Vec<Dim> {
+    vec![Dim::Unknown; rank]
+}
+
+/// Output types of the shape and indexing operators; `None` when `node` is
+/// not one.
+pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option<ValueType>>> {
+    let op = node.op_type.as_str();
+    let dtype0 = ins.dtype(0);
+    let with = |d: Option<DataType>, dims: Option<Vec<Dim>>| d.and_then(|d| tensor(d, dims));
+    let dims0 = ins.dims(0).map(<[Dim]>::to_vec);
+    let const_ints = |i: usize| ins.constant(i).and_then(ints_of);
+    Some(match op {
+        "CastLike" => vec![with(ins.dtype(1), dims0)],
+        "Size" => vec![tensor(DataType::I64, Some(Vec::new()))],
+        "Scatter" | "ScatterElements" | "ScatterND" => vec![ins.ty(0).cloned()],
+        "GatherElements" => vec![with(dtype0, ins.dims(1).map(<[Dim]>::to_vec))],
+        "Expand" => {
+            let out = match (ins.dims(0), const_ints(1).and_then(|s| dims_of(&s))) {
+                (Some(d), Some(t)) => broadcast_dims(d, &t),
+                _ => None,
+            };
+            vec![with(dtype0, out)]
+        }
+        "Tile" => {
+            let out = dims0.as_ref().map(|d| match const_ints(1) {
+                Some(r) if r.len() == d.len() => d
+                    .iter()
+                    .zip(&r)
+                    .map(|(x, &k)| match (x, usize::try_from(k)) {
+                        (Dim::Known(n), Ok(k)) => Dim::Known(n * k),
+                        _ => Dim::Unknown,
+                    })
+                    .collect(),
+                _ => unknown(d.len()),
+            });
+            vec![with(dtype0, out)]
+        }
+        "Slice" | "Pad" | "Compress" => {
+            // Exact sizes need the data's shape and constant parameters;
+            // the rank is always known.
+            let rank = if op == "Compress" && node.get_int("axis").ok().flatten().is_none() {
+                Some(1)
+            } else {
+                dims0.as_ref().map(Vec::len)
+            };
+            vec![with(dtype0, rank.map(unknown))]
+        }
+        "Split" => {
+            let n = node
+                .get_int("num_outputs")
+                .ok()
+                .flatten()
+                .map_or(node.outputs.len(), |n| n.max(0) as usize);
+            let axis = node.int_or("axis", 0).unwrap_or(0);
+            let sizes: Option<Vec<i64>> = if opset < 13 {
+                node.get_ints("split").ok().flatten().map(<[i64]>::to_vec)
+            } else {
+                const_ints(1)
+            };
+            // Sizes fed at run time leave the split dimension open.
+            let runtime_sizes = sizes.is_none() && opset >= 13 && node.input(1).is_some();
+            (0..n)
+                .map(|i| {
+                    let d = dims0.clone()?;
+                    let a = normalize_axis(axis, d.len()).ok()?;
+                    let mut o = d.clone();
+                    o[a] = match (&sizes, &d[a]) {
+                        (Some(s), _) => s
+                            .get(i)
+                            .and_then(|&v| usize::try_from(v).ok())
+                            .map_or(Dim::Unknown, Dim::Known),
+                        _ if runtime_sizes => Dim::Unknown,
+                        (None, Dim::Known(total)) if total % n.max(1) == 0 => {
+                            Dim::Known(total / n.max(1))
+                        }
+                        _ => Dim::Unknown,
+                    };
+                    with(dtype0, Some(o))
+                })
+                .collect()
+        }
+        "DepthToSpace" | "SpaceToDepth" => {
+            let b = node
+                .int_or("blocksize", 1)
+                .ok()
+                .and_then(|b| usize::try_from(b).ok())
+                .filter(|&b| b > 0)?;
+            let out = dims0.map(|d| match d.as_slice() {
+                [n, Dim::Known(c), Dim::Known(h), Dim::Known(w)] => {
+                    if op == "DepthToSpace" {
+                        vec![
+                            n.clone(),
+                            Dim::Known(c / (b * b)),
+                            Dim::Known(h * b),
+                            Dim::Known(w * b),
+                        ]
+                    } else {
+                        vec![
+                            n.clone(),
+                            Dim::Known(c * b * b),
+                            Dim::Known(h / b),
+                            Dim::Known(w / b),
+                        ]
+                    }
+                }
+                _ => unknown(d.len()),
+            });
+            vec![with(dtype0, out)]
+        }
+        "ConstantOfShape" => {
+            let dtype = match node.get_tensor("value").ok().flatten() {
+                Some(t) => t.dtype(),
+                None => DataType::F32,
+            };
+            let out = const_ints(0)
+                .and_then(|s| dims_of(&s))
+                .or_else(|| ins.concrete(0).and_then(|s| s.first().map(|&r| unknown(r))));
+            vec![tensor(dtype, out)]
+        }
+        "Range" => {
+            let scalar = |i: usize| {
+                ins.constant(i)
+                    .and_then(|t| t.to_f64_vec())
+                    .and_then(|v| v.first().copied())
+            };
+            let len = match (scalar(0), scalar(1), scalar(2)) {
+                (Some(s), Some(l), Some(d)) if d != 0.0 => {
+                    Dim::Known(((l - s) / d).ceil().max(0.0) as usize)
+                }
+                _ => Dim::Unknown,
+            };
+            vec![with(dtype0, Some(vec![len]))]
+        }
+        "EyeLike" => {
+            let dtype = node
+                .get_int("dtype")
+                .ok()
+                .flatten()
+                .and_then(|c| DataType::from_onnx(c as i32))
+                .or(dtype0);
+            vec![with(dtype, dims0)]
+        }
+        "GatherND" => {
+            let b = node
+                .int_or("batch_dims", 0)
+                .ok()
+                .and_then(|b| usize::try_from(b).ok())?;
+            let out = match (ins.dims(0), ins.dims(1)) {
+                (Some(d), Some(i)) => match i.last() {
+                    Some(Dim::Known(q)) if b + q <= d.len() => {
+                        let mut o = i[..i.len() - 1].to_vec();
+                        o.extend_from_slice(&d[b + q..]);
+                        Some(o)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            vec![with(dtype0, out)]
+        }
+        "NonZero" => {
+            let rank = dims0.map(|d| d.len());
+            vec![tensor(
+                DataType::I64,
+                rank.map(|r| vec![Dim::Known(r), Dim::Unknown]),
+            )]
+        }
+        "OneHot" => {
+            let depth = ins
+                .constant(1)
+                .and_then(|t| t.to_f64_vec())
+                .and_then(|v| v.first().copied());
+            let out = ins.dims(0).and_then(|d| {
+                let axis = normalize_axis(node.int_or("axis", -1).ok()?, d.len() + 1).ok()?;
+                let mut o = d.to_vec();
+                o.insert(axis, depth.map_or(Dim::Unknown, |v| Dim::Known(v as usize)));
+                Some(o)
+            });
+            vec![with(ins.dtype(2), out)]
+        }
+        "Unique" => {
+            let y = match node.get_int("axis").ok().flatten() {
+                None => Some(vec![Dim::Unknown]),
+                Some(a) => dims0.and_then(|d| {
+                    let a = normalize_axis(a, d.len()).ok()?;
+                    let mut o = d;
+                    o[a] = Dim::Unknown;
+                    Some(o)
+                }),
+            };
+            let vec1 = Some(vec![Dim::Unknown]);
+            vec![
+                with(dtype0, y),
+                tensor(DataType::I64, vec1.clone()),
+                tensor(DataType::I64, vec1.clone()),
+                tensor(DataType::I64, vec1),
+            ]
+        }
+        _ => return None,
+    })
+}
