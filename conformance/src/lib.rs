@@ -13,6 +13,7 @@
 
 pub mod build;
 pub mod case;
+pub mod check;
 pub mod compare;
 pub mod data;
 pub mod expectations;

@@ -306,3 +306,132 @@ pub fn gather(
         .collect();
     (out, v)
 }
+
+/// Reduces `axes` of `x` (all axes when empty) with `fold` from `init`,
+/// then maps each result with `finish(acc, count)`; keeps reduced axes as
+/// size 1 when `keepdims`.
+pub fn reduce(
+    x: &[f64],
+    shape: &[usize],
+    axes: &[usize],
+    keepdims: bool,
+    init: f64,
+    fold: impl Fn(f64, f64) -> f64,
+    finish: impl Fn(f64, usize) -> f64,
+) -> (Vec<usize>, Vec<f64>) {
+    let reduced = |d: usize| axes.is_empty() || axes.contains(&d);
+    let kept: Vec<usize> = (0..shape.len())
+        .map(|d| if reduced(d) { 1 } else { shape[d] })
+        .collect();
+    let count: usize = (0..shape.len())
+        .filter(|&d| reduced(d))
+        .map(|d| shape[d])
+        .product();
+    let mut acc = vec![init; kept.iter().product()];
+    let ks = strides(&kept);
+    for (i, &v) in x.iter().enumerate() {
+        let idx = unravel(i, shape);
+        let o: usize = (0..shape.len())
+            .map(|d| if reduced(d) { 0 } else { idx[d] * ks[d] })
+            .sum();
+        acc[o] = fold(acc[o], v);
+    }
+    let out_shape = if keepdims {
+        kept
+    } else {
+        (0..shape.len())
+            .filter(|&d| !reduced(d))
+            .map(|d| shape[d])
+            .collect()
+    };
+    (
+        out_shape,
+        acc.into_iter().map(|a| finish(a, count)).collect(),
+    )
+}
+
+/// numpy-style slicing: `ranges[d]` lists the positions kept on axis `d`.
+pub fn select(x: &[f64], shape: &[usize], ranges: &[Vec<usize>]) -> (Vec<usize>, Vec<f64>) {
+    let out: Vec<usize> = ranges.iter().map(Vec::len).collect();
+    let st = strides(shape);
+    let n = out.iter().product();
+    let v = (0..n)
+        .map(|i| {
+            let idx = unravel(i, &out);
+            x[(0..shape.len())
+                .map(|d| ranges[d][idx[d]] * st[d])
+                .sum::<usize>()]
+        })
+        .collect();
+    (out, v)
+}
+
+/// Positions `start, start+step, ...` of a Python slice `[start:end:step]`
+/// over an axis of size `dim` (numpy's clamping).
+pub fn py_slice(dim: usize, start: i64, end: i64, step: i64) -> Vec<usize> {
+    let d = dim as i64;
+    let fix = |v: i64, lo: i64, hi: i64| {
+        let v = if v < 0 { v + d } else { v };
+        v.clamp(lo, hi)
+    };
+    let (s, e) = if step > 0 {
+        (fix(start, 0, d), fix(end, 0, d))
+    } else {
+        (fix(start, -1, d - 1), fix(end, -1, d - 1))
+    };
+    let mut v = Vec::new();
+    let mut p = s;
+    while (step > 0 && p < e) || (step < 0 && p > e) {
+        v.push(p as usize);
+        p += step;
+    }
+    v
+}
+
+/// numpy.pad positions for one axis: `mode` is constant (None for padding),
+/// edge, reflect or wrap.
+pub fn pad_positions(dim: usize, before: usize, after: usize, mode: &str) -> Vec<Option<usize>> {
+    let n = dim as i64;
+    (0..(dim + before + after) as i64)
+        .map(|k| {
+            let mut p = k - before as i64;
+            if (0..n).contains(&p) {
+                return Some(p as usize);
+            }
+            match mode {
+                "edge" => Some(p.clamp(0, n - 1) as usize),
+                "wrap" => Some(p.rem_euclid(n) as usize),
+                "reflect" if n == 1 => Some(0),
+                "reflect" => {
+                    // Bounce off the ends until inside.
+                    while !(0..n).contains(&p) {
+                        p = if p < 0 { -p } else { 2 * (n - 1) - p };
+                    }
+                    Some(p as usize)
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Running sums along `axis`, optionally exclusive and/or reversed.
+pub fn cumsum(x: &[f64], shape: &[usize], axis: usize, exclusive: bool, reverse: bool) -> Vec<f64> {
+    let st = strides(shape);
+    (0..x.len())
+        .map(|i| {
+            let idx = unravel(i, shape);
+            let base = i - idx[axis] * st[axis];
+            let pos = idx[axis];
+            (0..shape[axis])
+                .filter(|&j| match (reverse, exclusive) {
+                    (false, false) => j <= pos,
+                    (false, true) => j < pos,
+                    (true, false) => j >= pos,
+                    (true, true) => j > pos,
+                })
+                .map(|j| x[base + j * st[axis]])
+                .sum()
+        })
+        .collect()
+}

@@ -4,34 +4,10 @@
 
 use oxrt::{DataType, Tensor};
 use oxrt_conformance::build::{run_single, Attr};
+use oxrt_conformance::check::{close, f64s, small_ints};
 use oxrt_conformance::reference as r;
 use oxrt_conformance::strategies::{broadcastable_pair, f32_tensor, nonempty_shape, values};
 use proptest::prelude::*;
-
-fn f64s(t: &Tensor) -> Vec<f64> {
-    t.to_f64_vec().unwrap()
-}
-
-/// `|got - want| <= atol + rtol * |want|` everywhere, and equal shapes.
-fn close(
-    got: &Tensor,
-    shape: &[usize],
-    want: &[f64],
-    atol: f64,
-    rtol: f64,
-) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.shape(), shape);
-    for (i, (g, w)) in f64s(got).iter().zip(want).enumerate() {
-        prop_assert!(
-            (g - w).abs() <= atol + rtol * w.abs(),
-            "element {}: got {}, want {}",
-            i,
-            g,
-            w
-        );
-    }
-    Ok(())
-}
 
 /// An activation: op name, attributes and the scalar reference function.
 type UnaryCase = (
@@ -261,26 +237,6 @@ proptest! {
         let out = run_single("Reshape", 14, &[&x, &t], DataType::F32, &[]).unwrap();
         close(&out[0], &[shape[0], total / shape[0]], &(0..total).map(|i| i as f64).collect::<Vec<_>>(), 0.0, 0.0)?;
     }
-}
-
-/// Small non-negative integers as a tensor of `dtype` (exact in every type).
-fn small_ints(shape: &[usize], dtype: DataType, salt: usize) -> Tensor {
-    let n: usize = shape.iter().product();
-    let ints = Tensor::from_vec(
-        shape.to_vec(),
-        (0..n).map(|i| ((i * 7 + salt) % 11) as i64).collect(),
-    )
-    .unwrap();
-    let bytes = oxrt_conformance::build::single_node(
-        "Cast",
-        13,
-        &[&ints],
-        1,
-        dtype,
-        &[("to", Attr::Int(i64::from(dtype.onnx_code())))],
-    );
-    let s = oxrt::Session::builder().commit_from_memory(&bytes).unwrap();
-    s.run([("x0", ints)]).unwrap()[0].clone()
 }
 
 proptest! {

@@ -19,7 +19,9 @@ pub fn slice_positions(dim: usize, start: i64, end: i64, step: i64) -> Result<Ve
     let (start, end) = if step > 0 {
         (start.clamp(0, d), end.clamp(0, d))
     } else {
-        (start.clamp(0, d - 1), end.clamp(-1, d - 1))
+        // A start before the first element selects nothing, as in numpy
+        // (the ONNX reference slices with numpy).
+        (start.clamp(-1, d - 1), end.clamp(-1, d - 1))
     };
     let mut out = Vec::new();
     let mut p = start;
@@ -218,6 +220,7 @@ mod tests {
         assert_eq!(slice_positions(5, 100, -100, -2).unwrap(), vec![4, 2, 0]);
         assert_eq!(slice_positions(5, 0, i64::MAX, 3).unwrap(), vec![0, 3]);
         assert!(slice_positions(5, 3, 1, 1).unwrap().is_empty());
+        assert!(slice_positions(1, -2, -2, -1).unwrap().is_empty());
         assert!(slice_positions(5, 0, 1, 0).is_err());
     }
 
