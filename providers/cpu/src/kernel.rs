@@ -168,6 +168,12 @@ pub fn cast_f32<T: num_traits::NumCast>(v: f32) -> Result<T> {
     num_traits::cast(v).ok_or_else(|| Error::invalid(format!("{v} does not fit the element type")))
 }
 
+/// A tensor of `shape` holding `x`'s elements at flat indices `idx` (any
+/// element type; an index out of bounds is an error).
+pub fn take(x: &Tensor, shape: Vec<usize>, idx: &[usize]) -> Result<Tensor> {
+    Tensor::from_storage(x.dtype(), shape, x.storage().gather(idx)?)
+}
+
 /// A tensor of `shape` holding `x`'s elements at flat indices `idx`, and
 /// `fill`'s first element where an index is [`crate::broadcast::OUTSIDE`].
 pub fn gather_fill(

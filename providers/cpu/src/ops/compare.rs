@@ -149,26 +149,11 @@ fn create_where(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(Where))
 }
 
-const COMPARABLE: &[D] = &[
-    D::F32,
-    D::F64,
-    D::F16,
-    D::BF16,
-    D::I8,
-    D::I16,
-    D::I32,
-    D::I64,
-    D::U8,
-    D::U16,
-    D::U32,
-    D::U64,
-    D::Bool,
-    D::String,
-];
-
 /// Registers the comparison and logic operators.
 pub fn register(reg: &mut KernelRegistry) {
-    reg.add(KernelDef::new("Equal", 7.., COMPARABLE, create));
+    reg.add(KernelDef::new("Equal", 7.., NUMERIC, create));
+    reg.add(KernelDef::new("Equal", 7.., &[D::Bool], create));
+    reg.add(KernelDef::new("Equal", 19.., &[D::String], create));
     for op in ["Less", "LessOrEqual", "Greater", "GreaterOrEqual"] {
         reg.add(KernelDef::new(op, 7.., NUMERIC, create));
     }

@@ -5,7 +5,7 @@ use oxrt_core::shape::normalize_axis;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
 use crate::broadcast::{offsets, strides};
-use crate::kernel::{read_ints, required};
+use crate::kernel::{read_ints, required, take};
 
 struct Gather {
     axis: i64,
@@ -69,7 +69,7 @@ fn gather(data: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor> {
     let mut shape = ds[..axis].to_vec();
     shape.extend(indices.shape());
     shape.extend(&ds[axis + 1..]);
-    Tensor::from_storage(data.dtype(), shape, data.storage().gather(&flat)?)
+    take(data, shape, &flat)
 }
 
 impl Kernel for Gather {
@@ -92,11 +92,7 @@ impl Kernel for GatherElements {
         let (data, indices) = (required(inputs, 0)?, required(inputs, 1)?);
         let axis = normalize_axis(self.axis, data.rank())?;
         let idx = element_targets(data.shape(), indices, axis)?;
-        Ok(vec![Tensor::from_storage(
-            data.dtype(),
-            indices.shape().to_vec(),
-            data.storage().gather(&idx)?,
-        )?])
+        Ok(vec![take(data, indices.shape().to_vec(), &idx)?])
     }
 }
 
@@ -171,11 +167,7 @@ impl Kernel for GatherNd {
         let q = indices.shape().last().copied().unwrap_or(0);
         let mut shape = t.tuple_shape.clone();
         shape.extend(&data.shape()[self.batch_dims + q..]);
-        Ok(vec![Tensor::from_storage(
-            data.dtype(),
-            shape,
-            data.storage().gather(&idx)?,
-        )?])
+        Ok(vec![take(data, shape, &idx)?])
     }
 }
 

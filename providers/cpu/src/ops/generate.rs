@@ -8,7 +8,7 @@ use oxrt_core::{
 
 use crate::broadcast::OUTSIDE;
 use crate::kernel::{
-    gather_fill, optional, read_ints, read_scalar_int, required, unsupported_type,
+    gather_fill, optional, read_ints, read_scalar_int, required, take, unsupported_type,
     with_numeric_type, Arith,
 };
 use crate::ops::cast::cast;
@@ -43,11 +43,7 @@ impl Kernel for ConstantOfShape {
             .ok_or_else(|| Error::invalid(format!("shape {shape:?} has too many elements")))?;
         let mut idx = try_vec(n, "ConstantOfShape")?;
         idx.resize(n, 0usize);
-        Ok(vec![Tensor::from_storage(
-            self.value.dtype(),
-            shape,
-            self.value.storage().gather(&idx)?,
-        )?])
+        Ok(vec![take(&self.value, shape, &idx)?])
     }
 }
 

@@ -7,7 +7,7 @@ use oxrt_core::{
     Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Storage, Tensor,
 };
 
-use crate::kernel::{optional, read_ints, required};
+use crate::kernel::{optional, read_ints, required, take};
 
 /// How a kernel of this family computes its output.
 enum Layout {
@@ -83,7 +83,7 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
             counter[d] = 0;
         }
     }
-    Tensor::from_storage(x.dtype(), out_shape, x.storage().gather(&idx)?)
+    take(x, out_shape, &idx)
 }
 
 fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {

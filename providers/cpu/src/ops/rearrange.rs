@@ -4,7 +4,7 @@
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
 use crate::broadcast::{broadcast_all, broadcast_index, select_index};
-use crate::kernel::{read_ints, required};
+use crate::kernel::{read_ints, required, take};
 use crate::ops::layout::transpose;
 
 fn dims(values: &[i64], what: &str) -> Result<Vec<usize>> {
@@ -26,11 +26,7 @@ impl Kernel for Expand {
         let target = dims(&read_ints(required(inputs, 1)?, "shape")?, "shape")?;
         let shape = broadcast_all(&[x.shape(), &target])?;
         let idx = broadcast_index(x.shape(), &shape);
-        Ok(vec![Tensor::from_storage(
-            x.dtype(),
-            shape,
-            x.storage().gather(&idx)?,
-        )?])
+        Ok(vec![take(x, shape, &idx)?])
     }
 }
 
@@ -56,11 +52,7 @@ impl Kernel for Tile {
             .collect();
         let shape: Vec<usize> = sel.iter().map(Vec::len).collect();
         let idx = select_index(x.shape(), &sel);
-        Ok(vec![Tensor::from_storage(
-            x.dtype(),
-            shape,
-            x.storage().gather(&idx)?,
-        )?])
+        Ok(vec![take(x, shape, &idx)?])
     }
 }
 

@@ -291,22 +291,6 @@ fn create_arg(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-const NUMERIC_AND_BOOL: &[D] = &[
-    D::F32,
-    D::F64,
-    D::F16,
-    D::BF16,
-    D::I8,
-    D::I16,
-    D::I32,
-    D::I64,
-    D::U8,
-    D::U16,
-    D::U32,
-    D::U64,
-    D::Bool,
-];
-
 /// Registers the reductions and ArgMax/ArgMin.
 pub fn register(reg: &mut KernelRegistry) {
     for op in [
@@ -322,7 +306,8 @@ pub fn register(reg: &mut KernelRegistry) {
         reg.add(KernelDef::new(op, 1.., NUMERIC, create));
     }
     for op in ["ReduceMax", "ReduceMin"] {
-        reg.add(KernelDef::new(op, 1.., NUMERIC_AND_BOOL, create));
+        reg.add(KernelDef::new(op, 1.., NUMERIC, create));
+        reg.add(KernelDef::new(op, 20.., &[D::Bool], create));
     }
     for op in ["ArgMax", "ArgMin"] {
         reg.add(KernelDef::new(op, 1.., NUMERIC, create_arg));

@@ -6,7 +6,7 @@ use oxrt_core::{
 };
 
 use crate::broadcast::select_index;
-use crate::kernel::{required, unsupported_type, with_numeric_type};
+use crate::kernel::{required, take, unsupported_type, with_numeric_type};
 use crate::ops::cast::cast;
 
 /// Compress: the slices along `axis` (or elements of the flattened input)
@@ -35,11 +35,7 @@ impl Kernel for Compress {
         sel[axis] = (0..cond.len()).filter(|&i| cond[i]).collect();
         let shape: Vec<usize> = sel.iter().map(Vec::len).collect();
         let idx = select_index(x.shape(), &sel);
-        Ok(vec![Tensor::from_storage(
-            x.dtype(),
-            shape,
-            x.storage().gather(&idx)?,
-        )?])
+        Ok(vec![take(&x, shape, &idx)?])
     }
 }
 
@@ -116,11 +112,7 @@ impl Kernel for OneHot {
         }
         let mut shape = indices.shape().to_vec();
         shape.insert(axis, depth);
-        Ok(vec![Tensor::from_storage(
-            values.dtype(),
-            shape,
-            values.storage().gather(&pick)?,
-        )?])
+        Ok(vec![take(values, shape, &pick)?])
     }
 }
 

@@ -5,7 +5,7 @@ use oxrt_core::shape::normalize_axis;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
 use crate::broadcast::select_index;
-use crate::kernel::{optional, read_ints, required};
+use crate::kernel::{optional, read_ints, required, take};
 
 /// Positions `start, start+step, ...` an axis of size `dim` keeps, with
 /// ONNX's clamping of out-of-range starts and ends.
@@ -64,7 +64,7 @@ pub fn slice(
     }
     let out_shape: Vec<usize> = sel.iter().map(Vec::len).collect();
     let idx = select_index(shape, &sel);
-    Tensor::from_storage(x.dtype(), out_shape, x.storage().gather(&idx)?)
+    take(x, out_shape, &idx)
 }
 
 /// Slice parameters given as attributes (opset < 10).

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use oxrt_core::shape::normalize_axis;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{read_scalar_int, required, unsupported_type, with_numeric_type};
+use crate::kernel::{read_scalar_int, required, take, unsupported_type, with_numeric_type};
 use crate::ops::elementwise::NUMERIC;
 
 struct TopK {
@@ -70,7 +70,7 @@ impl Kernel for TopK {
         shape[axis] = k;
         let indices: Vec<i64> = picks.iter().map(|&p| ((p / inner) % len) as i64).collect();
         Ok(vec![
-            Tensor::from_storage(x.dtype(), shape.clone(), x.storage().gather(&picks)?)?,
+            take(x, shape.clone(), &picks)?,
             Tensor::from_vec(shape, indices)?,
         ])
     }

@@ -8,7 +8,7 @@ use oxrt_core::{
     DataType as D, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
 };
 
-use crate::kernel::{required, unsupported_type, with_numeric_type};
+use crate::kernel::{required, take, unsupported_type, with_numeric_type};
 use crate::ops::layout::transpose;
 
 /// The distinct rows of `data` (`n` rows of `len` elements): for each, its
@@ -85,7 +85,7 @@ impl Kernel for Unique {
         if let Some(d) = shape.first_mut() {
             *d = first.len();
         }
-        let y = Tensor::from_storage(x.dtype(), shape, rows.storage().gather(&idx)?)?;
+        let y = take(&rows, shape, &idx)?;
         let y = match self.axis {
             None => y,
             Some(_) => {
