@@ -214,3 +214,21 @@ pub fn read_scalar_int(inputs: &[Option<&Tensor>], i: usize, what: &str) -> Resu
         ))),
     }
 }
+
+/// Checks that an output of `shape` whose size comes from input *values*
+/// (a target shape, repeats, pads, a depth) can be held: its element count
+/// must not overflow and the memory must be obtainable. A clear error
+/// instead of an abort on hostile sizes.
+pub fn ensure_allocatable(shape: &[usize], what: &str) -> Result<()> {
+    let too_big = || {
+        Error::invalid(format!(
+            "{what} of shape {shape:?} is too large to allocate"
+        ))
+    };
+    let n = oxrt_core::tensor::checked_numel(shape).ok_or_else(too_big)?;
+    // Room for the element and its gather index.
+    let bytes = n.checked_mul(16).ok_or_else(too_big)?;
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).map_err(|_| too_big())?;
+    Ok(())
+}

@@ -5,7 +5,7 @@ use oxrt_core::shape::normalize_axis;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
 use crate::broadcast::{select_index, OUTSIDE};
-use crate::kernel::{gather_fill, optional, read_ints, required};
+use crate::kernel::{ensure_allocatable, gather_fill, optional, read_ints, required};
 use crate::ops::cast::cast;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -18,7 +18,7 @@ enum Mode {
 
 /// Input positions of one padded axis of size `n`.
 fn axis_positions(n: usize, begin: i64, end: i64, mode: Mode) -> Result<Vec<usize>> {
-    let len = n as i64 + begin + end;
+    let len = (n as i64).saturating_add(begin).saturating_add(end);
     if len < 0 {
         return Err(Error::invalid(format!(
             "pads {begin}, {end} crop an axis of size {n} below zero"
@@ -82,6 +82,14 @@ impl Kernel for Pad {
             )));
         }
         let mut sel: Vec<Vec<usize>> = x.shape().iter().map(|&d| (0..d).collect()).collect();
+        let mut padded = x.shape().to_vec();
+        for (i, &a) in axes.iter().enumerate() {
+            let len = (padded[a] as i64)
+                .saturating_add(pads[i])
+                .saturating_add(pads[i + axes.len()]);
+            padded[a] = usize::try_from(len).unwrap_or(0);
+        }
+        ensure_allocatable(&padded, "Pad output")?;
         for (i, &a) in axes.iter().enumerate() {
             sel[a] = axis_positions(x.shape()[a], pads[i], pads[i + axes.len()], self.mode)?;
         }

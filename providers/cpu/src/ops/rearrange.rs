@@ -4,7 +4,7 @@
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
 use crate::broadcast::{broadcast_all, broadcast_index, select_index};
-use crate::kernel::{read_ints, required, take};
+use crate::kernel::{ensure_allocatable, read_ints, required, take};
 use crate::ops::layout::transpose;
 
 fn dims(values: &[i64], what: &str) -> Result<Vec<usize>> {
@@ -25,6 +25,7 @@ impl Kernel for Expand {
         let x = required(inputs, 0)?;
         let target = dims(&read_ints(required(inputs, 1)?, "shape")?, "shape")?;
         let shape = broadcast_all(&[x.shape(), &target])?;
+        ensure_allocatable(&shape, "Expand output")?;
         let idx = broadcast_index(x.shape(), &shape);
         Ok(vec![take(x, shape, &idx)?])
     }
@@ -44,6 +45,13 @@ impl Kernel for Tile {
                 x.rank()
             )));
         }
+        let out: Vec<usize> = x
+            .shape()
+            .iter()
+            .zip(&repeats)
+            .map(|(&d, &r)| d.saturating_mul(r))
+            .collect();
+        ensure_allocatable(&out, "Tile output")?;
         let sel: Vec<Vec<usize>> = x
             .shape()
             .iter()
@@ -159,6 +167,16 @@ mod tests {
         let t = Tile.compute(&[Some(&x), Some(&r)]).unwrap();
         assert_eq!(t[0].shape(), &[4, 2]);
         assert_eq!(t[0].as_slice::<i32>().unwrap(), &[1, 1, 2, 2, 1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn hostile_sizes_are_errors() {
+        let x = Tensor::from_vec(vec![1], vec![1u8]).unwrap();
+        let huge = Tensor::from_vec(vec![3], vec![1i64 << 40, 1 << 40, 1 << 40]).unwrap();
+        let err = Expand.compute(&[Some(&x), Some(&huge)]).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        let reps = Tensor::from_vec(vec![1], vec![i64::MAX]).unwrap();
+        assert!(Tile.compute(&[Some(&x), Some(&reps)]).is_err());
     }
 
     #[test]

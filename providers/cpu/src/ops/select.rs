@@ -6,7 +6,7 @@ use oxrt_core::{
 };
 
 use crate::broadcast::select_index;
-use crate::kernel::{required, take, unsupported_type, with_numeric_type};
+use crate::kernel::{ensure_allocatable, required, take, unsupported_type, with_numeric_type};
 use crate::ops::cast::cast;
 
 /// Compress: the slices along `axis` (or elements of the flattened input)
@@ -95,6 +95,9 @@ impl Kernel for OneHot {
                 values.len()
             )));
         }
+        let mut out_shape = indices.shape().to_vec();
+        out_shape.push(depth);
+        ensure_allocatable(&out_shape, "OneHot output")?;
         let idx = cast(indices, D::I64)?.into_vec::<i64>()?;
         let out_rank = indices.rank() + 1;
         let axis = normalize_axis(self.axis, out_rank)?;
