@@ -314,31 +314,29 @@ pub fn register(reg: &mut KernelRegistry) {
     }
 }
 
-/// Converts a reduction's output to a tensor of `T` (used by tests).
-#[cfg(test)]
-fn reduce_tensor<T: oxrt_core::Element>(
-    red: Red,
-    x: &Tensor,
-    axes: &[i64],
-    keepdims: bool,
-) -> Tensor {
-    #![allow(clippy::unwrap_used)]
-    let k = Reduce {
-        red,
-        name: format!("{red:?}"),
-        keepdims,
-        noop_with_empty_axes: false,
-        attr_axes: Some(axes.to_vec()),
-    };
-    let out = k.compute(&[Some(x)]).unwrap().remove(0);
-    assert_eq!(out.dtype(), T::DTYPE);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Runs a reduction over attribute axes and checks the output type.
+    fn reduce_tensor<T: oxrt_core::Element>(
+        red: Red,
+        x: &Tensor,
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Tensor {
+        let k = Reduce {
+            red,
+            name: format!("{red:?}"),
+            keepdims,
+            noop_with_empty_axes: false,
+            attr_axes: Some(axes.to_vec()),
+        };
+        let out = k.compute(&[Some(x)]).unwrap().remove(0);
+        assert_eq!(out.dtype(), T::DTYPE);
+        out
+    }
 
     #[test]
     fn reductions_over_axes() {
