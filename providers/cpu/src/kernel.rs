@@ -58,8 +58,9 @@ macro_rules! with_float_type {
 }
 pub(crate) use with_float_type;
 
-/// Like [`with_float_type`] for every float and integer type.
-macro_rules! with_numeric_type {
+/// Runs `$body` with `$T` bound to the Rust type of an integer `DataType`
+/// (i8..i64, u8..u64); other types evaluate `$other`.
+macro_rules! with_int_type {
     ($dtype:expr, $T:ident => $body:expr, _ => $other:expr) => {
         match $dtype {
             oxrt_core::DataType::I8 => {
@@ -94,9 +95,19 @@ macro_rules! with_numeric_type {
                 type $T = u64;
                 $body
             }
-            d => $crate::kernel::with_float_type!(d, $T => $body, _ => $other),
+            _ => $other,
         }
     };
+}
+pub(crate) use with_int_type;
+
+/// Like [`with_float_type`] for every float and integer type.
+macro_rules! with_numeric_type {
+    ($dtype:expr, $T:ident => $body:expr, _ => $other:expr) => {{
+        let dtype = $dtype;
+        $crate::kernel::with_int_type!(dtype, $T => $body,
+            _ => $crate::kernel::with_float_type!(dtype, $T => $body, _ => $other))
+    }};
 }
 pub(crate) use with_numeric_type;
 

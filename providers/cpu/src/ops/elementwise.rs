@@ -6,7 +6,9 @@ use oxrt_core::{
 };
 
 use crate::broadcast::binary;
-use crate::kernel::{required, unsupported_type, with_float_type, with_numeric_type, Arith};
+use crate::kernel::{
+    required, unsupported_type, with_float_type, with_int_type, with_numeric_type, Arith,
+};
 use crate::ops::cast::cast;
 
 /// Element types of the arithmetic operators.
@@ -140,17 +142,11 @@ fn apply(op: Op, name: &str, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         op,
         Op::BitwiseAnd | Op::BitwiseOr | Op::BitwiseXor | Op::ShiftLeft | Op::ShiftRight
     );
-    macro_rules! bits {
-        ($($t:ty),*) => {$(
-            if bitwise && a.dtype() == <$t as oxrt_core::Element>::DTYPE {
-                let (shape, out) = binary(a.as_slice::<$t>()?, a.shape(), b.as_slice::<$t>()?, b.shape(), |x, y| Ok(x.bit(y, op)))?;
-                return Tensor::from_vec(shape, out);
-            }
-        )*};
-    }
-    bits!(i8, i16, i32, i64, u8, u16, u32, u64);
     if bitwise {
-        return Err(unsupported_type(name, a));
+        return with_int_type!(a.dtype(), T => {
+            let (shape, out) = binary(a.as_slice::<T>()?, a.shape(), b.as_slice::<T>()?, b.shape(), |x, y| Ok(x.bit(y, op)))?;
+            Tensor::from_vec(shape, out)
+        }, _ => Err(unsupported_type(name, a)));
     }
     with_numeric_type!(a.dtype(), T => {
         let (shape, out) = binary(a.as_slice::<T>()?, a.shape(), b.as_slice::<T>()?, b.shape(), |x, y| arith(op, x, y))?;
