@@ -109,6 +109,18 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
     let with = |d: Option<DataType>, dims: Option<Vec<Dim>>| d.and_then(|d| tensor(d, dims));
     Some(if SAME_TYPE_UNARY.contains(&op) {
         vec![ins.ty(0).cloned()]
+    } else if op == "LayerNormalization" {
+        let stats = ins.dims(0).and_then(|d| {
+            let axis = normalize_axis(node.int_or("axis", -1).ok()?, d.len()).ok()?;
+            let mut s = d[..axis].to_vec();
+            s.resize(d.len(), Dim::Known(1));
+            Some(s)
+        });
+        vec![
+            ins.ty(0).cloned(),
+            with(dtype0, stats.clone()),
+            with(dtype0, stats),
+        ]
     } else if matches!(op, "IsNaN" | "IsInf") {
         vec![tensor(DataType::Bool, ins.dims(0).map(<[Dim]>::to_vec))]
     } else if BROADCAST_SAME_TYPE.contains(&op) {

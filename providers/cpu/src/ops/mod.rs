@@ -11,6 +11,7 @@ pub mod einsum;
 pub mod elementwise;
 pub mod gather;
 pub mod generate;
+pub mod lane_norm;
 pub mod layout;
 pub mod linalg;
 pub mod matmul;
@@ -42,6 +43,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     elementwise::register(reg);
     gather::register(reg);
     generate::register(reg);
+    lane_norm::register(reg);
     layout::register(reg);
     linalg::register(reg);
     matmul::register(reg);
