@@ -121,6 +121,12 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             with(dtype0, stats.clone()),
             with(dtype0, stats),
         ]
+    } else if matches!(op, "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss") {
+        let loss = match node.string_or("reduction", "mean").unwrap_or("mean") {
+            "none" => ins.dims(1).map(<[Dim]>::to_vec),
+            _ => Some(Vec::new()),
+        };
+        vec![with(dtype0, loss), ins.ty(0).cloned()]
     } else if matches!(op, "IsNaN" | "IsInf") {
         vec![tensor(DataType::Bool, ins.dims(0).map(<[Dim]>::to_vec))]
     } else if BROADCAST_SAME_TYPE.contains(&op) {

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod lane_norm;
 pub mod layout;
 pub mod linalg;
+pub mod loss;
 pub mod matmul;
 pub mod normalization;
 pub mod pad;
@@ -46,6 +47,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     lane_norm::register(reg);
     layout::register(reg);
     linalg::register(reg);
+    loss::register(reg);
     matmul::register(reg);
     normalization::register(reg);
     pad::register(reg);
