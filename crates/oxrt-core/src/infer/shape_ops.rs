@@ -27,6 +27,24 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
     let const_ints = |i: usize| ins.constant(i).and_then(ints_of);
     Some(match op {
         "CastLike" => vec![with(ins.dtype(1), dims0)],
+        "QuantizeLinear" | "DequantizeLinear" => {
+            let attr = node
+                .get_int("output_dtype")
+                .ok()
+                .flatten()
+                .and_then(|c| DataType::from_onnx(c as i32));
+            let dtype = if op == "QuantizeLinear" {
+                ins.dtype(2).or(attr).or(Some(DataType::U8))
+            } else {
+                attr.or(ins.dtype(1))
+            };
+            vec![with(dtype, dims0)]
+        }
+        "DynamicQuantizeLinear" => vec![
+            tensor(DataType::U8, dims0),
+            tensor(DataType::F32, Some(Vec::new())),
+            tensor(DataType::U8, Some(Vec::new())),
+        ],
         "Size" => vec![tensor(DataType::I64, Some(Vec::new()))],
         "Scatter" | "ScatterElements" | "ScatterND" => vec![ins.ty(0).cloned()],
         "GatherElements" => vec![with(dtype0, ins.dims(1).map(<[Dim]>::to_vec))],

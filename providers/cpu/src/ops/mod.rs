@@ -19,6 +19,7 @@ pub mod matmul;
 pub mod normalization;
 pub mod pad;
 pub mod pool;
+pub mod quantize;
 pub mod rearrange;
 pub mod reduce;
 pub mod scatter;
@@ -52,6 +53,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     normalization::register(reg);
     pad::register(reg);
     pool::register(reg);
+    quantize::register(reg);
     rearrange::register(reg);
     reduce::register(reg);
     scatter::register(reg);
