@@ -190,6 +190,15 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             _ => None,
         };
         vec![tensor(DataType::I32, out)]
+    } else if op == "Attention" {
+        let rank = ins.dims(0).map(<[Dim]>::len);
+        let unknown = |r: usize| vec![Dim::Unknown; r];
+        vec![
+            with(dtype0, rank.map(unknown)),
+            with(ins.dtype(1), Some(unknown(4))),
+            with(ins.dtype(2), Some(unknown(4))),
+            with(dtype0, Some(unknown(4))),
+        ]
     } else if op == "Einsum" {
         vec![with(dtype0, None)]
     } else {

@@ -2,6 +2,7 @@
 //! registers its own kernels; [`register_all`] lists the families.
 
 pub mod activation;
+pub mod attention;
 pub mod cast;
 pub mod compare;
 pub mod constant;
@@ -36,6 +37,7 @@ use oxrt_core::KernelRegistry;
 /// Registers every operator family.
 pub fn register_all(reg: &mut KernelRegistry) {
     activation::register(reg);
+    attention::register(reg);
     cast::register(reg);
     compare::register(reg);
     constant::register(reg);
