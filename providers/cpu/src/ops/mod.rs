@@ -23,6 +23,7 @@ pub mod pool;
 pub mod quantize;
 pub mod rearrange;
 pub mod reduce;
+pub mod rotary;
 pub mod scatter;
 pub mod select;
 pub mod slice;
@@ -58,6 +59,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     quantize::register(reg);
     rearrange::register(reg);
     reduce::register(reg);
+    rotary::register(reg);
     scatter::register(reg);
     select::register(reg);
     slice::register(reg);
