@@ -27,6 +27,25 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
     let const_ints = |i: usize| ins.constant(i).and_then(ints_of);
     Some(match op {
         "CastLike" => vec![with(ins.dtype(1), dims0)],
+        "RegexFullMatch" => vec![tensor(DataType::Bool, dims0)],
+        "StringConcat" => {
+            let out = match (ins.dims(0), ins.dims(1)) {
+                (Some(a), Some(b)) => broadcast_dims(a, b),
+                _ => None,
+            };
+            vec![tensor(DataType::String, out)]
+        }
+        "StringSplit" => vec![
+            tensor(
+                DataType::String,
+                dims0.clone().map(|mut d| {
+                    d.push(Dim::Unknown);
+                    d
+                }),
+            ),
+            tensor(DataType::I64, dims0),
+        ],
+        "StringNormalizer" => vec![tensor(DataType::String, dims0.map(|d| unknown(d.len())))],
         "QuantizeLinear" | "DequantizeLinear" => {
             let attr = node
                 .get_int("output_dtype")

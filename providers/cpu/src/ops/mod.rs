@@ -28,6 +28,7 @@ pub mod scatter;
 pub mod select;
 pub mod slice;
 pub mod softmax;
+pub mod strings;
 pub mod topk;
 pub mod unary;
 pub mod unique;
@@ -64,6 +65,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     select::register(reg);
     slice::register(reg);
     softmax::register(reg);
+    strings::register(reg);
     topk::register(reg);
     unary::register(reg);
     unique::register(reg);
