@@ -27,6 +27,14 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
     let const_ints = |i: usize| ins.constant(i).and_then(ints_of);
     Some(match op {
         "CastLike" => vec![with(ins.dtype(1), dims0)],
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => {
+            let dtype = DataType::from_onnx(node.int_or("output_datatype", 1).unwrap_or(1) as i32);
+            let len = const_ints(0).and_then(|v| v.first().and_then(|&n| usize::try_from(n).ok()));
+            vec![with(
+                dtype,
+                Some(vec![len.map_or(Dim::Unknown, Dim::Known)]),
+            )]
+        }
         "RegexFullMatch" => vec![tensor(DataType::Bool, dims0)],
         "StringConcat" => {
             let out = match (ins.dims(0), ins.dims(1)) {

@@ -26,6 +26,7 @@ pub mod reduce;
 pub mod rotary;
 pub mod scatter;
 pub mod select;
+pub mod signal;
 pub mod slice;
 pub mod softmax;
 pub mod strings;
@@ -63,6 +64,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     rotary::register(reg);
     scatter::register(reg);
     select::register(reg);
+    signal::register(reg);
     slice::register(reg);
     softmax::register(reg);
     strings::register(reg);
