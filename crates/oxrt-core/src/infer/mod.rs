@@ -158,7 +158,7 @@ pub fn infer_node<'a>(
             vec![tensor(DataType::I64, len.map(|l| known(&[l])))]
         }
         "Constant" => vec![constant_type(node)],
-        "Conv" | "MaxPool" | "AveragePool" => {
+        "Conv" | "MaxPool" | "AveragePool" | "LpPool" => {
             let out = window_output(node, dims0.as_deref(), concrete(1));
             let mut v = vec![dtype0.and_then(|d| tensor(d, out.clone()))];
             if node.op_type == "MaxPool" {
@@ -166,7 +166,7 @@ pub fn infer_node<'a>(
             }
             v
         }
-        "GlobalAveragePool" | "GlobalMaxPool" => {
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
             let out = dims0.map(|d| {
                 d.iter()
                     .enumerate()

@@ -1,5 +1,5 @@
-//! MaxPool (with the optional indices output), AveragePool,
-//! GlobalAveragePool and GlobalMaxPool.
+//! MaxPool (with the optional indices output), AveragePool, LpPool,
+//! GlobalAveragePool, GlobalMaxPool and GlobalLpPool.
 
 use oxrt_core::shape::WindowAttrs;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
@@ -17,6 +17,10 @@ enum Kind {
     },
     Average {
         count_include_pad: bool,
+    },
+    /// `(sum |x|^p)^(1/p)` over the window (padding adds nothing).
+    Lp {
+        p: f32,
     },
 }
 
@@ -98,6 +102,14 @@ impl Pool {
                         let div: T = cast_f32(count.max(1) as f32)?;
                         y.push(sum / div);
                     }
+                    Kind::Lp { p } => {
+                        let pt: T = cast_f32(p)?;
+                        let sum = window
+                            .iter()
+                            .filter(|&&t| t >= 0)
+                            .fold(T::zero(), |a, &t| a + plane[t as usize].abs().powf(pt));
+                        y.push(sum.powf(T::one() / pt));
+                    }
                 }
             }
         }
@@ -121,15 +133,15 @@ impl Kernel for Pool {
 }
 
 fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
-    let kind = if node.op_type == "MaxPool" {
-        Kind::Max {
+    let kind = match node.op_type.as_str() {
+        "MaxPool" => Kind::Max {
             column_major: node.int_or("storage_order", 0)? != 0,
             indices: node.outputs.get(1).is_some_and(|o| !o.is_empty()),
-        }
-    } else {
-        Kind::Average {
+        },
+        "LpPool" => Kind::Lp { p: lp_order(node)? },
+        _ => Kind::Average {
             count_include_pad: node.int_or("count_include_pad", 0)? != 0,
-        }
+        },
     };
     Ok(Box::new(Pool {
         attrs: WindowAttrs::from_node(node)?,
@@ -137,12 +149,24 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-/// Global pooling: one value per (image, channel) plane.
-struct Global {
-    max: bool,
+/// LpPool's `p` (an integer attribute; 2 by default).
+fn lp_order(node: &Node) -> Result<f32> {
+    let p = node.int_or("p", 2)?;
+    if p < 1 {
+        return Err(Error::invalid(format!("p must be at least 1, got {p}")));
+    }
+    Ok(p as f32)
 }
 
-fn global<T: Real>(x: &Tensor, max: bool) -> Result<Tensor> {
+/// Global pooling: one value per (image, channel) plane.
+#[derive(Clone, Copy)]
+enum Global {
+    Average,
+    Max,
+    Lp(f32),
+}
+
+fn global<T: Real>(x: &Tensor, kind: Global) -> Result<Tensor> {
     let xs = x.shape();
     if xs.len() < 2 {
         return Err(Error::invalid(format!(
@@ -155,14 +179,16 @@ fn global<T: Real>(x: &Tensor, max: bool) -> Result<Tensor> {
     let y: Vec<T> = xd
         .chunks(in_len.max(1))
         .take(xs[0] * xs[1])
-        .map(|plane| {
-            if max {
-                plane.iter().copied().fold(T::neg_infinity(), T::max)
-            } else {
-                plane.iter().fold(T::zero(), |a, &b| a + b) / n
+        .map(|plane| match kind {
+            Global::Max => Ok(plane.iter().copied().fold(T::neg_infinity(), T::max)),
+            Global::Average => Ok(plane.iter().fold(T::zero(), |a, &b| a + b) / n),
+            Global::Lp(p) => {
+                let pt: T = cast_f32(p)?;
+                let sum = plane.iter().fold(T::zero(), |a, &b| a + b.abs().powf(pt));
+                Ok(sum.powf(T::one() / pt))
             }
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut shape = xs[..2].to_vec();
     shape.extend(std::iter::repeat_n(1, xs.len() - 2));
     Tensor::from_vec(shape, y)
@@ -171,14 +197,16 @@ fn global<T: Real>(x: &Tensor, max: bool) -> Result<Tensor> {
 impl Kernel for Global {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
-        with_float_type!(x.dtype(), T => Ok(vec![global::<T>(x, self.max)?]),
+        with_float_type!(x.dtype(), T => Ok(vec![global::<T>(x, *self)?]),
             _ => Err(unsupported_type("global pooling", x)))
     }
 }
 
 fn create_global(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
-    Ok(Box::new(Global {
-        max: node.op_type == "GlobalMaxPool",
+    Ok(Box::new(match node.op_type.as_str() {
+        "GlobalMaxPool" => Global::Max,
+        "GlobalLpPool" => Global::Lp(lp_order(node)?),
+        _ => Global::Average,
     }))
 }
 
@@ -193,6 +221,8 @@ pub fn register(reg: &mut KernelRegistry) {
         create_global,
     ));
     reg.add(KernelDef::new("GlobalMaxPool", 1.., FLOATS, create_global));
+    reg.add(KernelDef::new("LpPool", 11.., FLOATS, create));
+    reg.add(KernelDef::new("GlobalLpPool", 2.., FLOATS, create_global));
 }
 
 #[cfg(test)]
@@ -257,8 +287,22 @@ mod tests {
     #[test]
     fn global_average() {
         let x = Tensor::from_vec(vec![1, 2, 2, 1], vec![1.0f32, 3.0, 10.0, 20.0]).unwrap();
-        let y = global::<f32>(&x, false).unwrap();
+        let y = global::<f32>(&x, Global::Average).unwrap();
         assert_eq!(y.shape(), &[1, 2, 1, 1]);
         assert_eq!(y.as_slice::<f32>().unwrap(), &[2.0, 15.0]);
+        let y = global::<f32>(&x, Global::Lp(2.0)).unwrap();
+        assert!((y.as_slice::<f32>().unwrap()[0] - 10f32.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn lp_pool_ignores_padding() {
+        let x = Tensor::from_vec(vec![1, 1, 1, 2], vec![3.0f32, -4.0]).unwrap();
+        let lp = Pool {
+            attrs: attrs(&[1, 2], &[1, 1], &[0, 1, 0, 0], false),
+            kind: Kind::Lp { p: 2.0 },
+        };
+        let (y, _) = lp.run::<f32>(&x).unwrap();
+        // Windows [pad, 3] and [3, -4].
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[3.0, 5.0]);
     }
 }
