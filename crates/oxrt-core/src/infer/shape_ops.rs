@@ -96,7 +96,7 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             });
             vec![with(dtype0, out)]
         }
-        "Slice" | "Pad" | "Compress" => {
+        "Slice" | "Pad" | "Compress" | "ConvTranspose" => {
             // Exact sizes need the data's shape and constant parameters;
             // the rank is always known.
             let rank = if op == "Compress" && node.get_int("axis").ok().flatten().is_none() {

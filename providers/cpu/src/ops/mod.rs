@@ -7,6 +7,7 @@ pub mod cast;
 pub mod compare;
 pub mod constant;
 pub mod conv;
+pub mod conv_transpose;
 pub mod cumulative;
 pub mod einsum;
 pub mod elementwise;
@@ -45,6 +46,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     compare::register(reg);
     constant::register(reg);
     conv::register(reg);
+    conv_transpose::register(reg);
     cumulative::register(reg);
     einsum::register(reg);
     elementwise::register(reg);
