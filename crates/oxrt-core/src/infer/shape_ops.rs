@@ -73,7 +73,7 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             tensor(DataType::U8, Some(Vec::new())),
         ],
         "Size" => vec![tensor(DataType::I64, Some(Vec::new()))],
-        "Scatter" | "ScatterElements" | "ScatterND" => vec![ins.ty(0).cloned()],
+        "Scatter" | "ScatterElements" | "ScatterND" | "ReverseSequence" => vec![ins.ty(0).cloned()],
         "GatherElements" => vec![with(dtype0, ins.dims(1).map(<[Dim]>::to_vec))],
         "Expand" => {
             let out = match (ins.dims(0), const_ints(1).and_then(|s| dims_of(&s))) {
@@ -96,7 +96,7 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             });
             vec![with(dtype0, out)]
         }
-        "Slice" | "Pad" | "Compress" | "ConvTranspose" => {
+        "Slice" | "Pad" | "Compress" | "ConvTranspose" | "CenterCropPad" => {
             // Exact sizes need the data's shape and constant parameters;
             // the rank is always known.
             let rank = if op == "Compress" && node.get_int("axis").ok().flatten().is_none() {

@@ -1,5 +1,5 @@
 //! Pad: constant, reflect, edge and wrap modes, negative pads (cropping),
-//! and the `axes` input (opset 18).
+//! and the `axes` input (opset 18); CenterCropPad.
 
 use oxrt_core::shape::normalize_axis;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
@@ -127,9 +127,82 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(Pad { mode, attrs }))
 }
 
-/// Registers Pad.
+/// CenterCropPad: each listed axis cropped or zero-padded to its target
+/// size around the center (the extra element of an odd difference goes to
+/// the end).
+struct CenterCropPad {
+    axes: Option<Vec<i64>>,
+}
+
+/// Input positions of an axis of size `dim` centered in `target`.
+fn centered(dim: usize, target: usize) -> Vec<usize> {
+    if target <= dim {
+        let start = (dim - target) / 2;
+        (start..start + target).collect()
+    } else {
+        let begin = (target - dim) / 2;
+        (0..target)
+            .map(|k| {
+                if (begin..begin + dim).contains(&k) {
+                    k - begin
+                } else {
+                    OUTSIDE
+                }
+            })
+            .collect()
+    }
+}
+
+impl Kernel for CenterCropPad {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let target = read_ints(required(inputs, 1)?, "shape")?;
+        let rank = x.rank();
+        let axes: Vec<usize> = match &self.axes {
+            Some(a) => a
+                .iter()
+                .map(|&v| normalize_axis(v, rank))
+                .collect::<Result<_>>()?,
+            None => (0..rank).collect(),
+        };
+        if target.len() != axes.len() {
+            return Err(Error::invalid(format!(
+                "shape has {} sizes for {} axes",
+                target.len(),
+                axes.len()
+            )));
+        }
+        let mut sel: Vec<Vec<usize>> = x.shape().iter().map(|&d| (0..d).collect()).collect();
+        let mut out = x.shape().to_vec();
+        for (&a, &t) in axes.iter().zip(&target) {
+            out[a] = usize::try_from(t)
+                .map_err(|_| Error::invalid(format!("target size {t} is negative")))?;
+        }
+        ensure_allocatable(&out, "CenterCropPad output")?;
+        for &a in &axes {
+            sel[a] = centered(x.shape()[a], out[a]);
+        }
+        let idx = select_index(x.shape(), &sel);
+        let zero = Tensor::zeros(x.dtype(), vec![1])?;
+        Ok(vec![gather_fill(x, out, idx, &zero)?])
+    }
+}
+
+fn create_center_crop_pad(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(CenterCropPad {
+        axes: node.get_ints("axes")?.map(<[i64]>::to_vec),
+    }))
+}
+
+/// Registers Pad and CenterCropPad.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("Pad", 1.., &[], create));
+    reg.add(KernelDef::new(
+        "CenterCropPad",
+        18..,
+        &[],
+        create_center_crop_pad,
+    ));
 }
 
 #[cfg(test)]
@@ -157,6 +230,19 @@ mod tests {
             vec![1, 2, OUTSIDE]
         );
         assert!(axis_positions(3, -2, -2, Mode::Constant).is_err());
+    }
+
+    #[test]
+    fn center_crop_and_pad() {
+        assert_eq!(centered(5, 2), vec![1, 2]);
+        assert_eq!(centered(2, 5), vec![OUTSIDE, 0, 1, OUTSIDE, OUTSIDE]);
+        let x = Tensor::from_vec(vec![3, 1], vec![1i32, 2, 3]).unwrap();
+        let shape = Tensor::from_vec(vec![2], vec![1i64, 2]).unwrap();
+        let y = CenterCropPad { axes: None }
+            .compute(&[Some(&x), Some(&shape)])
+            .unwrap();
+        assert_eq!(y[0].shape(), &[1, 2]);
+        assert_eq!(y[0].as_slice::<i32>().unwrap(), &[2, 0]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Operators that replicate or rearrange elements: Expand, Tile,
-//! DepthToSpace and SpaceToDepth.
+//! DepthToSpace, SpaceToDepth and ReverseSequence.
 
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
@@ -113,9 +113,56 @@ impl Kernel for BlockMove {
     }
 }
 
+/// ReverseSequence: the first `sequence_lens[b]` steps of each batch entry
+/// reversed along the time axis, the rest unchanged.
+struct ReverseSequence {
+    time_axis: usize,
+    batch_axis: usize,
+}
+
+impl Kernel for ReverseSequence {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let lens = read_ints(required(inputs, 1)?, "sequence_lens")?;
+        let s = x.shape();
+        let (t_ax, b_ax) = (self.time_axis, self.batch_axis);
+        if s.len() < 2 || t_ax >= s.len() || b_ax >= s.len() || lens.len() != s[b_ax] {
+            return Err(Error::invalid(format!(
+                "ReverseSequence: input {s:?}, time axis {t_ax}, batch axis {b_ax}, {} lengths",
+                lens.len()
+            )));
+        }
+        let st = crate::broadcast::strides(s);
+        let idx: Vec<usize> = (0..x.len())
+            .map(|i| {
+                let (b, t) = ((i / st[b_ax]) % s[b_ax], (i / st[t_ax]) % s[t_ax]);
+                let len = usize::try_from(lens[b]).unwrap_or(0).min(s[t_ax]);
+                if t < len {
+                    i - t * st[t_ax] + (len - 1 - t) * st[t_ax]
+                } else {
+                    i
+                }
+            })
+            .collect();
+        Ok(vec![take(x, s.to_vec(), &idx)?])
+    }
+}
+
 fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(match node.op_type.as_str() {
         "Expand" => Box::new(Expand),
+        "ReverseSequence" => {
+            let axis = |name: &str, default: i64| -> Result<usize> {
+                usize::try_from(node.int_or(name, default)?)
+                    .ok()
+                    .filter(|&a| a < 2)
+                    .ok_or_else(|| Error::invalid(format!("{name} must be 0 or 1")))
+            };
+            Box::new(ReverseSequence {
+                time_axis: axis("time_axis", 0)?,
+                batch_axis: axis("batch_axis", 1)?,
+            })
+        }
         "Tile" => Box::new(Tile),
         op => {
             let block = node
@@ -143,12 +190,13 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     })
 }
 
-/// Registers Expand, Tile, DepthToSpace and SpaceToDepth.
+/// Registers Expand, Tile, DepthToSpace, SpaceToDepth and ReverseSequence.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("Expand", 8.., &[], create));
     reg.add(KernelDef::new("Tile", 6.., &[], create));
     reg.add(KernelDef::new("DepthToSpace", 1.., &[], create));
     reg.add(KernelDef::new("SpaceToDepth", 1.., &[], create));
+    reg.add(KernelDef::new("ReverseSequence", 10.., &[], create));
 }
 
 #[cfg(test)]
@@ -177,6 +225,19 @@ mod tests {
         assert!(err.to_string().contains("too large"), "{err}");
         let reps = Tensor::from_vec(vec![1], vec![i64::MAX]).unwrap();
         assert!(Tile.compute(&[Some(&x), Some(&reps)]).is_err());
+    }
+
+    #[test]
+    fn reverse_sequence_per_batch() {
+        // time x batch = 3 x 2; lengths 3 and 1.
+        let x = Tensor::from_vec(vec![3, 2], vec![0i32, 10, 1, 11, 2, 12]).unwrap();
+        let lens = Tensor::from_vec(vec![2], vec![3i64, 1]).unwrap();
+        let k = ReverseSequence {
+            time_axis: 0,
+            batch_axis: 1,
+        };
+        let y = k.compute(&[Some(&x), Some(&lens)]).unwrap();
+        assert_eq!(y[0].as_slice::<i32>().unwrap(), &[2, 10, 1, 11, 0, 12]);
     }
 
     #[test]
