@@ -199,6 +199,12 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             with(ins.dtype(2), Some(unknown(4))),
             with(dtype0, Some(unknown(4))),
         ]
+    } else if op == "QLinearMatMul" {
+        let out = match (ins.concrete(0), ins.concrete(3)) {
+            (Some(a), Some(b)) => matmul_shape(&a, &b).map(|s| known(&s)),
+            _ => None,
+        };
+        vec![with(ins.dtype(7).or(dtype0), out)]
     } else if op == "Einsum" {
         vec![with(dtype0, None)]
     } else {

@@ -35,6 +35,14 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
                 Some(vec![len.map_or(Dim::Unknown, Dim::Known)]),
             )]
         }
+        "BitCast" => {
+            let to = node
+                .get_int("to")
+                .ok()
+                .flatten()
+                .and_then(|c| DataType::from_onnx(c as i32));
+            vec![with(to, dims0)]
+        }
         "RegexFullMatch" => vec![tensor(DataType::Bool, dims0)],
         "StringConcat" => {
             let out = match (ins.dims(0), ins.dims(1)) {

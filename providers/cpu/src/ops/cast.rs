@@ -223,6 +223,48 @@ fn options(node: &Node) -> Result<CastOptions> {
     })
 }
 
+/// BitCast: the same bytes read as another element type of equal width.
+struct BitCast {
+    to: D,
+}
+
+impl Kernel for BitCast {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let bytes = x
+            .as_bytes()
+            .filter(|_| self.to != D::String)
+            .ok_or_else(|| {
+                Error::NotSupported(format!("BitCast from {} to {}", x.dtype(), self.to))
+            })?;
+        if x.dtype().bits() != self.to.bits() {
+            return Err(Error::invalid(format!(
+                "BitCast needs types of one width: {} has {} bits, {} has {}",
+                x.dtype(),
+                x.dtype().bits(),
+                self.to,
+                self.to.bits()
+            )));
+        }
+        Ok(vec![Tensor::from_bytes(self.to, x.shape(), bytes)?])
+    }
+}
+
+fn create_bit_cast(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let code = node
+        .get_int("to")?
+        .ok_or_else(|| Error::invalid("attribute 'to' is required"))?;
+    let to = i32::try_from(code)
+        .ok()
+        .and_then(D::from_onnx)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "attribute 'to' = {code} is not an ONNX element type"
+            ))
+        })?;
+    Ok(Box::new(BitCast { to }))
+}
+
 fn create_cast_like(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(Cast {
         to: None,
@@ -257,10 +299,11 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-/// Registers Cast and CastLike.
+/// Registers Cast, CastLike and BitCast.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("Cast", 1.., &[], create));
     reg.add(KernelDef::new("CastLike", 15.., &[], create_cast_like));
+    reg.add(KernelDef::new("BitCast", 26.., &[], create_bit_cast));
 }
 
 #[cfg(test)]
@@ -312,6 +355,21 @@ mod tests {
         assert_eq!(
             cast(&i4, D::I8).unwrap().as_slice::<i8>().unwrap(),
             &[-3, -7]
+        );
+    }
+
+    #[test]
+    fn bit_cast_reinterprets() {
+        let x = Tensor::from_vec(vec![2], vec![1.0f32, -0.0]).unwrap();
+        let y = BitCast { to: D::I32 }.compute(&[Some(&x)]).unwrap();
+        assert_eq!(y[0].as_slice::<i32>().unwrap(), &[0x3F80_0000, i32::MIN]);
+        assert!(BitCast { to: D::I64 }.compute(&[Some(&x)]).is_err());
+        let b = Tensor::from_vec(vec![1], vec![true]).unwrap();
+        assert_eq!(
+            BitCast { to: D::U8 }.compute(&[Some(&b)]).unwrap()[0]
+                .as_slice::<u8>()
+                .unwrap(),
+            &[1]
         );
     }
 

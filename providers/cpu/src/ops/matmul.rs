@@ -1,5 +1,5 @@
-//! MatMul (numpy semantics, batched with broadcasting), MatMulInteger
-//! and Gemm.
+//! MatMul (numpy semantics, batched with broadcasting), MatMulInteger,
+//! QLinearMatMul and Gemm.
 
 use oxrt_core::infer::matmul_shape;
 use oxrt_core::shape::broadcast;
@@ -131,6 +131,73 @@ impl Kernel for MatMulInteger {
     }
 }
 
+/// QLinearMatMul: MatMulInteger, rescaled by `a_scale * b_scale / y_scale`,
+/// rounded half to even, plus `y_zero_point`, saturated (per-tensor scales).
+struct QLinearMatMul;
+
+/// A one-element scale as f64 (`what` names it in errors).
+fn scalar_scale(t: &Tensor, what: &str) -> Result<f64> {
+    match t.to_f64_vec().as_deref() {
+        Some([v]) => Ok(*v),
+        _ => Err(Error::NotSupported(format!(
+            "QLinearMatMul with a non-scalar {what} (shape {:?})",
+            t.shape()
+        ))),
+    }
+}
+
+impl Kernel for QLinearMatMul {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let a = shifted(required(inputs, 0)?, optional(inputs, 2), true)?;
+        let b = shifted(required(inputs, 3)?, optional(inputs, 5), false)?;
+        let c = matmul::<i32>(&a, &b)?;
+        let scale_t = required(inputs, 1)?;
+        let (sa, sb, sy) = (
+            scalar_scale(scale_t, "a_scale")?,
+            scalar_scale(required(inputs, 4)?, "b_scale")?,
+            scalar_scale(required(inputs, 6)?, "y_scale")?,
+        );
+        // The multiplier is computed in the scales' type, as numpy does.
+        let round = |v: f64| {
+            cast(&Tensor::scalar(v), scale_t.dtype())
+                .ok()
+                .and_then(|t| t.to_f64_vec())
+                .map_or(v, |v| v[0])
+        };
+        let m = round(round(sa * sb) / sy);
+        let zp = optional(inputs, 7);
+        let out_type = zp.map_or(required(inputs, 0)?.dtype(), |z| z.dtype());
+        let zero = zp
+            .map(|z| scalar_scale(z, "y_zero_point"))
+            .transpose()?
+            .unwrap_or(0.0);
+        let (lo, hi) = match out_type {
+            D::U8 => (0.0, 255.0),
+            D::I8 => (-128.0, 127.0),
+            other => return Err(Error::NotSupported(format!("QLinearMatMul to {other}"))),
+        };
+        let y: Vec<f64> = c
+            .as_slice::<i32>()?
+            .iter()
+            .map(|&v| {
+                let d = f64::from(v) * m + zero;
+                let r = d.round();
+                let even = if (d - d.trunc()).abs() == 0.5 {
+                    2.0 * (d / 2.0).round()
+                } else {
+                    r
+                };
+                even.clamp(lo, hi)
+            })
+            .collect();
+        Ok(vec![cast(&Tensor::from_vec(c.shape(), y)?, out_type)?])
+    }
+}
+
+fn create_qlinear_matmul(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(QLinearMatMul))
+}
+
 fn create_matmul_integer(_: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(MatMulInteger))
 }
@@ -209,7 +276,7 @@ fn create_gemm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-/// Registers MatMul, MatMulInteger and Gemm.
+/// Registers MatMul, MatMulInteger, QLinearMatMul and Gemm.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("MatMul", 1.., NUMERIC, create_matmul));
     reg.add(KernelDef::new(
@@ -219,12 +286,40 @@ pub fn register(reg: &mut KernelRegistry) {
         create_matmul_integer,
     ));
     reg.add(KernelDef::new("Gemm", 1.., NUMERIC, create_gemm));
+    reg.add(KernelDef::new(
+        "QLinearMatMul",
+        10..,
+        &[D::U8, D::I8],
+        create_qlinear_matmul,
+    ));
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn qlinear_matmul_requantizes() {
+        let a = Tensor::from_vec(vec![1, 2], vec![12u8, 14]).unwrap();
+        let b = Tensor::from_vec(vec![2, 1], vec![3u8, 5]).unwrap();
+        let s = |v: f32| Tensor::scalar(v);
+        let z = |v: u8| Tensor::scalar(v);
+        // (2*2 + 4*4) * 0.5 * 1 / 4 + 100 = 102.5 -> 102 (ties to even).
+        let y = QLinearMatMul
+            .compute(&[
+                Some(&a),
+                Some(&s(0.5)),
+                Some(&z(10)),
+                Some(&b),
+                Some(&s(1.0)),
+                Some(&z(1)),
+                Some(&s(4.0)),
+                Some(&z(100)),
+            ])
+            .unwrap();
+        assert_eq!(y[0].as_slice::<u8>().unwrap(), &[102]);
+    }
 
     #[test]
     fn matmul_integer_subtracts_zero_points() {
