@@ -43,6 +43,10 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
                 .and_then(|c| DataType::from_onnx(c as i32));
             vec![with(to, dims0)]
         }
+        "NonMaxSuppression" => vec![tensor(
+            DataType::I64,
+            Some(vec![Dim::Unknown, Dim::Known(3)]),
+        )],
         "RegexFullMatch" => vec![tensor(DataType::Bool, dims0)],
         "StringConcat" => {
             let out = match (ins.dims(0), ins.dims(1)) {

@@ -9,6 +9,7 @@ pub mod constant;
 pub mod conv;
 pub mod conv_transpose;
 pub mod cumulative;
+pub mod detection;
 pub mod einsum;
 pub mod elementwise;
 pub mod gather;
@@ -48,6 +49,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     conv::register(reg);
     conv_transpose::register(reg);
     cumulative::register(reg);
+    detection::register(reg);
     einsum::register(reg);
     elementwise::register(reg);
     gather::register(reg);
