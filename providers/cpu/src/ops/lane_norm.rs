@@ -1,6 +1,6 @@
 //! Normalizations over groups of elements: LayerNormalization,
 //! RMSNormalization, InstanceNormalization, GroupNormalization,
-//! MeanVarianceNormalization and LpNormalization. Statistics are computed
+//! MeanVarianceNormalization, LpNormalization and LRN. Statistics are computed
 //! in f64 and results rounded once to the input's type.
 
 use oxrt_core::shape::normalize_axis;
@@ -257,7 +257,54 @@ fn create_axes_norm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> 
     }))
 }
 
-/// Registers the group and axis normalizations.
+/// LRN: each element divided by `(bias + alpha / size * sum of squares
+/// over `size` neighbouring channels)^beta`.
+struct Lrn {
+    alpha: f64,
+    beta: f64,
+    bias: f64,
+    size: usize,
+}
+
+impl Kernel for Lrn {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let s = x.shape();
+        if s.len() < 2 {
+            return Err(Error::invalid(format!("LRN needs N x C x ..., got {s:?}")));
+        }
+        let v = floats(x, "LRN")?;
+        let (c, inner) = (s[1], s[2..].iter().product::<usize>());
+        let (before, after) = ((self.size - 1) / 2, self.size.div_ceil(2) - 1);
+        let y: Vec<f64> = (0..v.len())
+            .map(|i| {
+                let ch = (i / inner.max(1)) % c;
+                let base = i - ch * inner;
+                let lo = ch.saturating_sub(before);
+                let hi = (ch + after).min(c - 1);
+                let sq: f64 = (lo..=hi).map(|k| v[base + k * inner].powi(2)).sum();
+                v[i] / (self.bias + self.alpha / self.size as f64 * sq).powf(self.beta)
+            })
+            .collect();
+        Ok(vec![back(y, s, x.dtype())?])
+    }
+}
+
+fn create_lrn(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let size = node
+        .get_int("size")?
+        .and_then(|s| usize::try_from(s).ok())
+        .filter(|&s| s > 0)
+        .ok_or_else(|| Error::invalid("attribute 'size' must be a positive integer"))?;
+    Ok(Box::new(Lrn {
+        alpha: node.float_or("alpha", 1e-4)?.into(),
+        beta: node.float_or("beta", 0.75)?.into(),
+        bias: node.float_or("bias", 1.0)?.into(),
+        size,
+    }))
+}
+
+/// Registers the group and axis normalizations and LRN.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("LayerNormalization", 17.., FLOATS, create));
     reg.add(KernelDef::new("RMSNormalization", 23.., FLOATS, create));
@@ -275,6 +322,7 @@ pub fn register(reg: &mut KernelRegistry) {
         FLOATS,
         create_axes_norm,
     ));
+    reg.add(KernelDef::new("LRN", 1.., FLOATS, create_lrn));
 }
 
 #[cfg(test)]
@@ -306,6 +354,25 @@ mod tests {
         let r0 = (5.0f32).sqrt();
         let got = out[0].as_slice::<f32>().unwrap();
         assert!((got[0] - 1.0 / r0).abs() < 1e-6 && (got[1] - 6.0 / r0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn lrn_over_neighbouring_channels() {
+        // One pixel, channels [1, 2, 3], size 3: sums 1+4, 1+4+9, 4+9.
+        let x = Tensor::from_vec(vec![1, 3, 1, 1], vec![1.0f64, 2.0, 3.0]).unwrap();
+        let k = Lrn {
+            alpha: 3.0,
+            beta: 1.0,
+            bias: 1.0,
+            size: 3,
+        };
+        let y = k
+            .compute(&[Some(&x)])
+            .unwrap()
+            .remove(0)
+            .into_vec::<f64>()
+            .unwrap();
+        assert_eq!(y, vec![1.0 / 6.0, 2.0 / 15.0, 3.0 / 14.0]);
     }
 
     #[test]
