@@ -12,6 +12,7 @@ use crate::gemm::{gemm, MatRef};
 use crate::kernel::{cast_f32, optional, required, unsupported_type, with_numeric_type, Arith};
 use crate::ops::cast::cast;
 use crate::ops::elementwise::NUMERIC;
+use crate::ops::quantize::round_half_even;
 
 struct MatMul;
 
@@ -179,16 +180,7 @@ impl Kernel for QLinearMatMul {
         let y: Vec<f64> = c
             .as_slice::<i32>()?
             .iter()
-            .map(|&v| {
-                let d = f64::from(v) * m + zero;
-                let r = d.round();
-                let even = if (d - d.trunc()).abs() == 0.5 {
-                    2.0 * (d / 2.0).round()
-                } else {
-                    r
-                };
-                even.clamp(lo, hi)
-            })
+            .map(|&v| round_half_even(f64::from(v) * m + zero).clamp(lo, hi))
             .collect();
         Ok(vec![cast(&Tensor::from_vec(c.shape(), y)?, out_type)?])
     }

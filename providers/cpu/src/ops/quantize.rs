@@ -138,7 +138,8 @@ impl Kernel for Quantize {
     }
 }
 
-fn round_half_even(v: f64) -> f64 {
+/// Rounds half to even (numpy's `rint`).
+pub(crate) fn round_half_even(v: f64) -> f64 {
     let r = v.round();
     if (v - v.trunc()).abs() == 0.5 {
         2.0 * (v / 2.0).round()
