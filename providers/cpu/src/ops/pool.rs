@@ -2,10 +2,13 @@
 //! GlobalAveragePool, GlobalMaxPool and GlobalLpPool.
 
 use oxrt_core::shape::WindowAttrs;
-use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+use oxrt_core::{
+    DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
+};
 
 use crate::kernel::{cast_f32, required, unsupported_type, with_float_type, Real};
 use crate::ops::activation::FLOATS;
+use crate::ops::cast::cast;
 use crate::ops::window::{taps, OUTSIDE};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -126,6 +129,11 @@ impl Pool {
 impl Kernel for Pool {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
+        if matches!(self.kind, Kind::Max { .. }) && matches!(x.dtype(), D::I8 | D::U8) {
+            // 8-bit MaxPool: exact through f64, cast back.
+            let (y, idx) = self.run::<f64>(&cast(x, D::F64)?)?;
+            return Ok(std::iter::once(cast(&y, x.dtype())?).chain(idx).collect());
+        }
         let (y, idx) = with_float_type!(x.dtype(), T => self.run::<T>(x)?,
             _ => return Err(unsupported_type("pooling", x)));
         Ok(std::iter::once(y).chain(idx).collect())
@@ -213,6 +221,7 @@ fn create_global(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
 /// Registers the pooling operators.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("MaxPool", 1.., FLOATS, create));
+    reg.add(KernelDef::new("MaxPool", 12.., &[D::I8, D::U8], create));
     reg.add(KernelDef::new("AveragePool", 1.., FLOATS, create));
     reg.add(KernelDef::new(
         "GlobalAveragePool",
@@ -292,6 +301,20 @@ mod tests {
         assert_eq!(y.as_slice::<f32>().unwrap(), &[2.0, 15.0]);
         let y = global::<f32>(&x, Global::Lp(2.0)).unwrap();
         assert!((y.as_slice::<f32>().unwrap()[0] - 10f32.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn max_pool_on_bytes() {
+        let x = Tensor::from_vec(vec![1, 1, 1, 3], vec![3u8, 250, 7]).unwrap();
+        let k = Pool {
+            attrs: attrs(&[1, 2], &[1, 1], &[0, 0, 0, 0], false),
+            kind: Kind::Max {
+                column_major: false,
+                indices: false,
+            },
+        };
+        let y = k.compute(&[Some(&x)]).unwrap();
+        assert_eq!(y[0].as_slice::<u8>().unwrap(), &[250, 250]);
     }
 
     #[test]
