@@ -108,7 +108,7 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             });
             vec![with(dtype0, out)]
         }
-        "Slice" | "Pad" | "Compress" | "ConvTranspose" | "CenterCropPad" => {
+        "Slice" | "Pad" | "Compress" | "ConvTranspose" | "CenterCropPad" | "MaxUnpool" => {
             // Exact sizes need the data's shape and constant parameters;
             // the rank is always known.
             let rank = if op == "Compress" && node.get_int("axis").ok().flatten().is_none() {

@@ -157,6 +157,102 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
+/// MaxUnpool: each value written back to the position its index names in
+/// the un-pooled tensor (zeros elsewhere), optionally placed into a larger
+/// `output_shape`.
+struct MaxUnpool {
+    kernel: Vec<i64>,
+    pads: Option<Vec<i64>>,
+    strides: Option<Vec<i64>>,
+}
+
+impl Kernel for MaxUnpool {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (x, idx) = (required(inputs, 0)?, required(inputs, 1)?);
+        let xs = x.shape();
+        let n = self.kernel.len();
+        if xs.len() != n + 2 || idx.shape() != xs {
+            return Err(Error::invalid(format!(
+                "X {xs:?} and indices {:?} must match a {n}-D kernel",
+                idx.shape()
+            )));
+        }
+        let pads = self.pads.clone().unwrap_or_else(|| vec![0; 2 * n]);
+        let strides = self.strides.clone().unwrap_or_else(|| vec![1; n]);
+        let mut inferred = xs[..2].to_vec();
+        for d in 0..n {
+            let size = (xs[d + 2] as i64 - 1) * strides[d] - pads[d] - pads[d + n] + self.kernel[d];
+            inferred.push(
+                usize::try_from(size)
+                    .map_err(|_| Error::invalid(format!("unpooled size {size} is negative")))?,
+            );
+        }
+        let out: Vec<usize> = match crate::kernel::optional(inputs, 2) {
+            Some(t) => crate::kernel::read_ints(t, "output_shape")?
+                .iter()
+                .map(|&v| {
+                    usize::try_from(v)
+                        .map_err(|_| Error::invalid("output_shape has a negative size"))
+                })
+                .collect::<Result<_>>()?,
+            None => inferred.clone(),
+        };
+        if out.len() != inferred.len() || out.iter().zip(&inferred).any(|(o, i)| o < i) {
+            return Err(Error::invalid(format!(
+                "output_shape {out:?} is smaller than the unpooled shape {inferred:?}"
+            )));
+        }
+        crate::kernel::ensure_allocatable(&out, "MaxUnpool output")?;
+        let total: usize = inferred.iter().product();
+        let values = x
+            .to_f64_vec()
+            .ok_or_else(|| unsupported_type("MaxUnpool", x))?;
+        let mut y = vec![0.0f64; total];
+        for (&v, &i) in values
+            .iter()
+            .zip(&crate::kernel::read_ints(idx, "indices")?)
+        {
+            let at = usize::try_from(i)
+                .ok()
+                .filter(|&a| a < total)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "index {i} is outside the {total} unpooled elements"
+                    ))
+                })?;
+            y[at] = v;
+        }
+        let sel: Vec<Vec<usize>> = out
+            .iter()
+            .zip(&inferred)
+            .map(|(&o, &i)| {
+                (0..o)
+                    .map(|k| if k < i { k } else { crate::broadcast::OUTSIDE })
+                    .collect()
+            })
+            .collect();
+        let y = Tensor::from_vec(inferred.clone(), y)?;
+        let placed = crate::kernel::gather_fill(
+            &y,
+            out,
+            crate::broadcast::select_index(&inferred, &sel),
+            &Tensor::from_vec(vec![1], vec![0.0f64])?,
+        )?;
+        Ok(vec![cast(&placed, x.dtype())?])
+    }
+}
+
+fn create_unpool(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let ints =
+        |name: &str| -> Result<Option<Vec<i64>>> { Ok(node.get_ints(name)?.map(<[i64]>::to_vec)) };
+    Ok(Box::new(MaxUnpool {
+        kernel: ints("kernel_shape")?
+            .ok_or_else(|| Error::invalid("attribute 'kernel_shape' is required"))?,
+        pads: ints("pads")?,
+        strides: ints("strides")?,
+    }))
+}
+
 /// LpPool's `p` (an integer attribute; 2 by default).
 fn lp_order(node: &Node) -> Result<f32> {
     let p = node.int_or("p", 2)?;
@@ -222,6 +318,7 @@ fn create_global(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("MaxPool", 1.., FLOATS, create));
     reg.add(KernelDef::new("MaxPool", 12.., &[D::I8, D::U8], create));
+    reg.add(KernelDef::new("MaxUnpool", 9.., FLOATS, create_unpool));
     reg.add(KernelDef::new("AveragePool", 1.., FLOATS, create));
     reg.add(KernelDef::new(
         "GlobalAveragePool",
@@ -301,6 +398,22 @@ mod tests {
         assert_eq!(y.as_slice::<f32>().unwrap(), &[2.0, 15.0]);
         let y = global::<f32>(&x, Global::Lp(2.0)).unwrap();
         assert!((y.as_slice::<f32>().unwrap()[0] - 10f32.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn max_unpool_scatters_back() {
+        let x = Tensor::from_vec(vec![1, 1, 1, 2], vec![5.0f32, 7.0]).unwrap();
+        let i = Tensor::from_vec(vec![1, 1, 1, 2], vec![1i64, 2]).unwrap();
+        let k = MaxUnpool {
+            kernel: vec![1, 2],
+            pads: None,
+            strides: Some(vec![1, 2]),
+        };
+        let y = k.compute(&[Some(&x), Some(&i)]).unwrap();
+        assert_eq!(y[0].shape(), &[1, 1, 1, 4]);
+        assert_eq!(y[0].as_slice::<f32>().unwrap(), &[0.0, 5.0, 7.0, 0.0]);
+        let bad = Tensor::from_vec(vec![1, 1, 1, 2], vec![1i64, 9]).unwrap();
+        assert!(k.compute(&[Some(&x), Some(&bad)]).is_err());
     }
 
     #[test]
