@@ -43,6 +43,18 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
                 .and_then(|c| DataType::from_onnx(c as i32));
             vec![with(to, dims0)]
         }
+        "Col2Im" => {
+            let image = const_ints(1).and_then(|s| dims_of(&s));
+            let out = match (ins.dims(0), image) {
+                (Some(d), Some(img)) if !d.is_empty() => {
+                    let mut o = vec![d[0].clone(), Dim::Unknown];
+                    o.extend(img);
+                    Some(o)
+                }
+                _ => None,
+            };
+            vec![with(dtype0, out)]
+        }
         "NonMaxSuppression" => vec![tensor(
             DataType::I64,
             Some(vec![Dim::Unknown, Dim::Known(3)]),

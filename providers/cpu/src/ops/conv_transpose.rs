@@ -1,6 +1,7 @@
 //! ConvTranspose (N-d, groups, strides, dilations, pads, auto_pad,
 //! output_padding, output_shape), as the ONNX reference resolves its
-//! padding; accumulated in f64.
+//! padding, and Col2Im (sliding blocks summed back into an image);
+//! accumulated in f64.
 
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
@@ -175,9 +176,113 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-/// Registers ConvTranspose.
+/// Col2Im: `[N, C * prod(block), L]` columns summed back into
+/// `[N, C, image...]`, the inverse layout of im2col.
+struct Col2Im {
+    dilations: Option<Vec<i64>>,
+    pads: Option<Vec<i64>>,
+    strides: Option<Vec<i64>>,
+}
+
+impl Kernel for Col2Im {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        let dims = |i: usize, what: &str| -> Result<Vec<usize>> {
+            crate::kernel::read_ints(required(inputs, i)?, what)?
+                .iter()
+                .map(|&v| {
+                    usize::try_from(v)
+                        .map_err(|_| Error::invalid(format!("{what} has a negative size")))
+                })
+                .collect()
+        };
+        let (image, block) = (dims(1, "image_shape")?, dims(2, "block_shape")?);
+        let n = image.len();
+        let &[batch, cols, l] = x.shape() else {
+            return Err(Error::invalid(format!(
+                "input must be [N, C * block, L], got {:?}",
+                x.shape()
+            )));
+        };
+        let b_len: usize = block.iter().product();
+        if block.len() != n || b_len == 0 || cols % b_len != 0 {
+            return Err(Error::invalid(format!(
+                "{cols} columns do not divide into blocks of {block:?}"
+            )));
+        }
+        let c = cols / b_len;
+        let dil = self.dilations.clone().unwrap_or_else(|| vec![1; n]);
+        let st = self.strides.clone().unwrap_or_else(|| vec![1; n]);
+        let pads = self.pads.clone().unwrap_or_else(|| vec![0; 2 * n]);
+        // Sliding positions per axis.
+        let slides: Vec<usize> = (0..n)
+            .map(|d| {
+                let span = dil[d] * (block[d] as i64 - 1) + 1;
+                let room = image[d] as i64 + pads[d] + pads[d + n] - span;
+                if room < 0 || st[d] <= 0 {
+                    return Err(Error::invalid(format!(
+                        "block {block:?} does not fit image {image:?}"
+                    )));
+                }
+                Ok((room / st[d] + 1) as usize)
+            })
+            .collect::<Result<_>>()?;
+        if slides.iter().product::<usize>() != l {
+            return Err(Error::invalid(format!(
+                "{l} columns, but the blocks slide {slides:?} times"
+            )));
+        }
+        let mut shape = vec![batch, c];
+        shape.extend(&image);
+        ensure_allocatable(&shape, "Col2Im output")?;
+        let v = x
+            .to_f64_vec()
+            .ok_or_else(|| unsupported_type("Col2Im", x))?;
+        let img_len: usize = image.iter().product();
+        let (b_st, s_st, i_st) = (strides(&block), strides(&slides), strides(&image));
+        let mut y = vec![0.0f64; batch * c * img_len];
+        for bp in 0..b_len {
+            for sp in 0..l {
+                let mut at = 0usize;
+                let mut inside = true;
+                for d in 0..n {
+                    let (bk, sk) = ((bp / b_st[d]) % block[d], (sp / s_st[d]) % slides[d]);
+                    let pos = sk as i64 * st[d] - pads[d] + bk as i64 * dil[d];
+                    if pos < 0 || pos >= image[d] as i64 {
+                        inside = false;
+                        break;
+                    }
+                    at += pos as usize * i_st[d];
+                }
+                if !inside {
+                    continue;
+                }
+                for bi in 0..batch {
+                    for ci in 0..c {
+                        y[(bi * c + ci) * img_len + at] +=
+                            v[(bi * cols + ci * b_len + bp) * l + sp];
+                    }
+                }
+            }
+        }
+        Ok(vec![cast(&Tensor::from_vec(shape, y)?, x.dtype())?])
+    }
+}
+
+fn create_col2im(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let ints =
+        |name: &str| -> Result<Option<Vec<i64>>> { Ok(node.get_ints(name)?.map(<[i64]>::to_vec)) };
+    Ok(Box::new(Col2Im {
+        dilations: ints("dilations")?,
+        pads: ints("pads")?,
+        strides: ints("strides")?,
+    }))
+}
+
+/// Registers ConvTranspose and Col2Im.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("ConvTranspose", 1.., FLOATS, create));
+    reg.add(KernelDef::new("Col2Im", 18.., FLOATS, create_col2im));
 }
 
 #[cfg(test)]
@@ -195,6 +300,22 @@ mod tests {
             output_padding: None,
             output_shape: None,
         }
+    }
+
+    #[test]
+    fn col2im_sums_overlapping_blocks() {
+        // 1-D image of 3, blocks of 2, stride 1: two columns overlap at the middle.
+        let x = Tensor::from_vec(vec![1, 2, 2], vec![1.0f32, 10.0, 2.0, 20.0]).unwrap();
+        let image = Tensor::from_vec(vec![1], vec![3i64]).unwrap();
+        let block = Tensor::from_vec(vec![1], vec![2i64]).unwrap();
+        let k = Col2Im {
+            dilations: None,
+            pads: None,
+            strides: None,
+        };
+        let y = k.compute(&[Some(&x), Some(&image), Some(&block)]).unwrap();
+        assert_eq!(y[0].shape(), &[1, 1, 3]);
+        assert_eq!(y[0].as_slice::<f32>().unwrap(), &[1.0, 12.0, 20.0]);
     }
 
     #[test]
