@@ -158,9 +158,14 @@ pub fn infer_node<'a>(
             vec![tensor(DataType::I64, len.map(|l| known(&[l])))]
         }
         "Constant" => vec![constant_type(node)],
-        "Conv" | "MaxPool" | "AveragePool" | "LpPool" => {
+        "Conv" | "ConvInteger" | "MaxPool" | "AveragePool" | "LpPool" => {
             let out = window_output(node, dims0.as_deref(), concrete(1));
-            let mut v = vec![dtype0.and_then(|d| tensor(d, out.clone()))];
+            let dtype = if node.op_type == "ConvInteger" {
+                Some(DataType::I32)
+            } else {
+                dtype0
+            };
+            let mut v = vec![dtype.and_then(|d| tensor(d, out.clone()))];
             if node.op_type == "MaxPool" {
                 v.push(tensor(DataType::I64, out));
             }
@@ -319,7 +324,7 @@ fn window_output(node: &Node, x: Option<&[Dim]>, w: Option<Vec<usize>>) -> Optio
             _ => None,
         })
         .collect::<Option<_>>()?;
-    let is_conv = node.op_type == "Conv";
+    let is_conv = matches!(node.op_type.as_str(), "Conv" | "ConvInteger");
     let attrs = shape::WindowAttrs::from_node(node).ok()?;
     let kernel = w.as_ref().and_then(|w| w.get(2..)).filter(|_| is_conv);
     let win = attrs.resolve(&spatial, kernel).ok()?;

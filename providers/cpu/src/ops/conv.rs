@@ -1,12 +1,15 @@
 //! Conv (1-D, 2-D, 3-D...): im2col through the window tap table, then GEMM
-//! per image and group.
+//! per image and group; ConvInteger runs the same path exactly in i32.
 
 use oxrt_core::shape::WindowAttrs;
-use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+use oxrt_core::{
+    DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
+};
 
 use crate::gemm::{gemm, MatRef};
 use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith};
 use crate::ops::activation::FLOATS;
+use crate::ops::cast::cast;
 use crate::ops::window::taps;
 
 struct Conv {
@@ -106,21 +109,73 @@ impl Kernel for Conv {
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+/// ConvInteger: 8-bit operands minus their zero points (x: one value; w:
+/// one value or one per output channel), convolved exactly in i32.
+struct ConvInteger(Conv);
+
+/// `t` as i32 minus `zero` (one value, or one per slice along axis 0).
+fn minus_zero_point(t: &Tensor, zero: Option<&Tensor>) -> Result<Tensor> {
+    let v = cast(t, D::I32)?.into_vec::<i32>()?;
+    let z = match zero {
+        Some(z) => cast(z, D::I32)?.into_vec::<i32>()?,
+        None => vec![0],
+    };
+    let rows = t.shape().first().copied().unwrap_or(1);
+    if z.len() != 1 && z.len() != rows {
+        return Err(Error::invalid(format!(
+            "zero point has {} values for {rows} channels",
+            z.len()
+        )));
+    }
+    let per = v.len() / rows.max(1);
+    let out = v
+        .iter()
+        .enumerate()
+        .map(|(i, &e)| e - z[if z.len() == 1 { 0 } else { i / per.max(1) }])
+        .collect();
+    Tensor::from_vec(t.shape(), out)
+}
+
+impl Kernel for ConvInteger {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x_zero = optional(inputs, 2);
+        if let Some(z) = x_zero.filter(|z| z.len() != 1) {
+            return Err(Error::invalid(format!(
+                "x_zero_point must be one value, got shape {:?}",
+                z.shape()
+            )));
+        }
+        let x = minus_zero_point(required(inputs, 0)?, x_zero)?;
+        let w = minus_zero_point(required(inputs, 1)?, optional(inputs, 3))?;
+        Ok(vec![self.0.run::<i32>(&x, &w, None)?])
+    }
+}
+
+fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let conv = create_conv(node, info)?;
+    Ok(if node.op_type == "ConvInteger" {
+        Box::new(ConvInteger(conv))
+    } else {
+        Box::new(conv)
+    })
+}
+
+fn create_conv(node: &Node, _: &KernelInfo<'_>) -> Result<Conv> {
     let group = node.int_or("group", 1)?;
     let group = usize::try_from(group)
         .ok()
         .filter(|&g| g > 0)
         .ok_or_else(|| Error::invalid(format!("group must be positive, got {group}")))?;
-    Ok(Box::new(Conv {
+    Ok(Conv {
         attrs: WindowAttrs::from_node(node)?,
         group,
-    }))
+    })
 }
 
-/// Registers Conv.
+/// Registers Conv and ConvInteger.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("Conv", 1.., FLOATS, create));
+    reg.add(KernelDef::new("ConvInteger", 10.., &[D::U8, D::I8], create));
 }
 
 #[cfg(test)]
@@ -174,6 +229,25 @@ mod tests {
         let b = Tensor::from_vec(vec![2], vec![1.0f32, -1.0]).unwrap();
         let y = conv(attrs(&[0, 0, 0, 0], &[1, 1]), 2, x, w, Some(b));
         assert_eq!(y.as_slice::<f32>().unwrap(), &[3.0, 5.0, 8.0, 11.0]);
+    }
+
+    #[test]
+    fn conv_integer_shifts_by_zero_points() {
+        let k = ConvInteger(Conv {
+            attrs: attrs(&[0, 0, 0, 0], &[1, 1]),
+            group: 1,
+        });
+        let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![10u8, 11, 12, 13]).unwrap();
+        let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![3u8, 5]).unwrap();
+        let xz = Tensor::scalar(10u8);
+        let wz = Tensor::from_vec(vec![2], vec![1u8, 5]).unwrap();
+        let y = k
+            .compute(&[Some(&x), Some(&w), Some(&xz), Some(&wz)])
+            .unwrap();
+        // Channel 0: [0,1,2,3] * 2; channel 1: * 0.
+        assert_eq!(y[0].as_slice::<i32>().unwrap(), &[0, 2, 4, 6, 0, 0, 0, 0]);
+        let bad = Tensor::from_vec(vec![2], vec![1u8, 2]).unwrap();
+        assert!(k.compute(&[Some(&x), Some(&w), Some(&bad)]).is_err());
     }
 
     #[test]
