@@ -12,6 +12,7 @@ use crate::broadcast::{broadcast_all, broadcast_index};
 use crate::kernel::{optional, read_ints, required, unsupported_type};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
+use crate::ops::softmax::{softmax, Mode};
 
 struct Attention {
     scale: Option<f64>,
@@ -197,16 +198,9 @@ impl Kernel for Attention {
                         qk[row + j] = s;
                         probs[row + j] = s + bias[row + j];
                     }
-                    let lane = &mut probs[row..row + t];
-                    let max = lane.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let mut sum = 0.0;
-                    for p in lane.iter_mut() {
-                        *p = (*p - max).exp();
-                        sum += *p;
-                    }
-                    for p in lane.iter_mut() {
-                        *p /= sum;
-                    }
+                    let p = softmax(&probs[row..row + t], 1, t, 1, Mode::Softmax);
+                    probs[row..row + t].copy_from_slice(&p);
+                    let lane = &probs[row..row + t];
                     for e in 0..dv {
                         y[((bi * hq + h) * sq + i) * dv + e] =
                             (0..t).map(|j| lane[j] * v.at(bi, kh, j, e)).sum();

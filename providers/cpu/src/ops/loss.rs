@@ -6,6 +6,7 @@ use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Resu
 use crate::kernel::{optional, read_ints, required, unsupported_type};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
+use crate::ops::softmax::{softmax, Mode};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Reduction {
@@ -19,22 +20,6 @@ struct Loss {
     ignore_index: Option<i64>,
     /// SoftmaxCrossEntropyLoss: take log-softmax of the scores first.
     softmax: bool,
-}
-
-/// Log-softmax over axis 1 of `[N, C, D]` values.
-fn log_softmax(x: &[f64], n: usize, c: usize, d: usize) -> Vec<f64> {
-    let mut y = vec![0.0; x.len()];
-    for i in 0..n {
-        for k in 0..d {
-            let at = |j: usize| (i * c + j) * d + k;
-            let max = (0..c).map(|j| x[at(j)]).fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = (0..c).map(|j| (x[at(j)] - max).exp()).sum();
-            for j in 0..c {
-                y[at(j)] = x[at(j)] - max - sum.ln();
-            }
-        }
-    }
-    y
 }
 
 impl Kernel for Loss {
@@ -58,7 +43,7 @@ impl Kernel for Loss {
         }
         let values = x.to_f64_vec().ok_or_else(|| unsupported_type("loss", x))?;
         let logp = if self.softmax {
-            log_softmax(&values, n, c, d)
+            softmax(&values, n, c, d, Mode::LogSoftmax)
         } else {
             values
         };

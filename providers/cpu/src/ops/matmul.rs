@@ -12,7 +12,7 @@ use crate::gemm::{gemm, MatRef};
 use crate::kernel::{cast_f32, optional, required, unsupported_type, with_numeric_type, Arith};
 use crate::ops::cast::cast;
 use crate::ops::elementwise::NUMERIC;
-use crate::ops::quantize::round_half_even;
+use crate::ops::unary::round_half_even;
 
 struct MatMul;
 

@@ -9,6 +9,7 @@ use oxrt_core::{
 use crate::broadcast::strides;
 use crate::kernel::{optional, required, unsupported_type};
 use crate::ops::cast::{cast, cast_with, CastOptions};
+use crate::ops::unary::round_half_even;
 
 /// For each element of `shape`, the index of its scale (or zero point) in
 /// a parameter of `param_shape`: one value, one per `axis` position, or
@@ -135,16 +136,6 @@ impl Kernel for Quantize {
             return Err(Error::NotSupported(format!("QuantizeLinear to {to}")));
         };
         Ok(vec![y])
-    }
-}
-
-/// Rounds half to even (numpy's `rint`).
-pub(crate) fn round_half_even(v: f64) -> f64 {
-    let r = v.round();
-    if (v - v.trunc()).abs() == 0.5 {
-        2.0 * (v / 2.0).round()
-    } else {
-        r
     }
 }
 

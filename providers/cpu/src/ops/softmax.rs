@@ -8,7 +8,7 @@ use crate::kernel::{required, unsupported_type, with_float_type, Real};
 use crate::ops::activation::FLOATS;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     Softmax,
     LogSoftmax,
     /// 1 at the first maximum of each lane, 0 elsewhere.
@@ -23,7 +23,13 @@ struct Softmax {
 }
 
 /// Softmax over `len`-long lanes that are `stride` apart, `outer` blocks of them.
-fn softmax<T: Real>(x: &[T], outer: usize, len: usize, stride: usize, mode: Mode) -> Vec<T> {
+pub(crate) fn softmax<T: Real>(
+    x: &[T],
+    outer: usize,
+    len: usize,
+    stride: usize,
+    mode: Mode,
+) -> Vec<T> {
     let mut y = vec![T::zero(); x.len()];
     for o in 0..outer {
         for s in 0..stride {

@@ -49,8 +49,8 @@ pub fn map<T: Element, U: Element>(x: &Tensor, f: impl Fn(T) -> U) -> Result<Ten
     )
 }
 
-/// Rounds half to even, as numpy and ONNX `Round` do.
-fn round_half_even<T: Real>(v: T) -> T {
+/// Rounds half to even, as numpy (`rint`) and ONNX `Round` do.
+pub(crate) fn round_half_even<T: Real>(v: T) -> T {
     let r = v.round();
     let half = T::one() / (T::one() + T::one());
     if (v - v.trunc()).abs() == half {
