@@ -127,6 +127,42 @@ pub fn compare(actual: &Tensor, expected: &Tensor, tol: Tolerance) -> Result<(),
     }
 }
 
+/// Compares a value of any kind with its reference: the same kind, the same
+/// number of sequence items, the same presence of an optional, and every
+/// tensor within `tol`.
+pub fn compare_value(
+    actual: &oxrt::core::Value,
+    expected: &crate::value::RefValue,
+    tol: Tolerance,
+) -> Result<(), String> {
+    use crate::value::RefValue;
+    use oxrt::core::Value;
+    match (actual, expected) {
+        (Value::Tensor(a), RefValue::Tensor(e)) => compare(a, e, tol).map_err(|m| m.to_string()),
+        (Value::Sequence(a), RefValue::Sequence(e)) => {
+            if a.len() != e.len() {
+                return Err(format!(
+                    "sequence of {} tensors, expected {}",
+                    a.len(),
+                    e.len()
+                ));
+            }
+            for (i, (a, e)) in a.items.iter().zip(e).enumerate() {
+                let a = Value::Tensor(a.clone());
+                compare_value(&a, e, tol).map_err(|m| format!("item #{i}: {m}"))?;
+            }
+            Ok(())
+        }
+        (Value::Optional(a), RefValue::Optional(e)) => match (a, e) {
+            (None, None) => Ok(()),
+            (Some(a), Some(e)) => compare_value(a, e, tol),
+            (None, Some(_)) => Err("empty optional, expected a value".into()),
+            (Some(_), None) => Err("optional holds a value, expected none".into()),
+        },
+        (a, _) => Err(format!("got a {}, expected {}", a.kind(), expected.kind())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

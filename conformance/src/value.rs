@@ -3,6 +3,7 @@
 //! model declares for the value.
 
 use oxrt::core::tensor_proto::{tensor_from_proto, DEFAULT_MEMORY_LIMIT};
+use oxrt::core::{Sequence, Value};
 use oxrt::onnx::proto::{MapProto, OptionalProto, SequenceProto, TensorProto};
 use oxrt::{DataType, Tensor, ValueType};
 use prost::Message;
@@ -107,6 +108,57 @@ fn map(m: &MapProto) -> Result<RefValue, String> {
         ));
     }
     Ok(RefValue::Map { keys, values })
+}
+
+impl RefValue {
+    /// `tensor`, `sequence`, `optional` or `map`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RefValue::Tensor(_) => "tensor",
+            RefValue::Sequence(_) => "sequence",
+            RefValue::Optional(_) => "optional",
+            RefValue::Map { .. } => "map",
+        }
+    }
+
+    /// The runtime value to feed, with `ty` (the declared type) giving the
+    /// element type of empty sequences. Maps are not runtime values.
+    pub fn to_value(&self, ty: &ValueType) -> Result<Value, String> {
+        match self {
+            RefValue::Tensor(t) => Ok(Value::Tensor(t.clone())),
+            RefValue::Sequence(items) => {
+                let tensors: Option<Vec<Tensor>> = items
+                    .iter()
+                    .map(|v| match v {
+                        RefValue::Tensor(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let tensors = tensors.ok_or("sequences of non-tensors are not supported")?;
+                let declared = match ty {
+                    ValueType::Sequence(e) => e.dtype(),
+                    _ => None,
+                };
+                let dtype = tensors
+                    .first()
+                    .map(Tensor::dtype)
+                    .or(declared)
+                    .ok_or("empty sequence of unknown element type")?;
+                Sequence::new(dtype, tensors)
+                    .map(Value::Sequence)
+                    .map_err(|e| e.to_string())
+            }
+            RefValue::Optional(inner) => {
+                let elem = match ty {
+                    ValueType::Optional(e) => e.as_ref().clone(),
+                    _ => ValueType::Unknown,
+                };
+                let inner = inner.as_deref().map(|v| v.to_value(&elem)).transpose()?;
+                Ok(Value::Optional(inner.map(Box::new)))
+            }
+            RefValue::Map { .. } => Err("maps are not supported as runtime values".into()),
+        }
+    }
 }
 
 /// Decodes a `.pb` file's bytes as the kind of value `ty` declares.

@@ -182,7 +182,11 @@ fn run(
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            for (name, tensor) in outputs.iter() {
+            for (name, value) in outputs.iter() {
+                let Some(tensor) = value.as_tensor() else {
+                    println!("{name}: {value} (not saved: .npy holds tensors only)");
+                    continue;
+                };
                 let path = dir.join(format!("{}.npy", safe_file_name(name)));
                 npy::write(&path, tensor).with_context(|| format!("output '{name}'"))?;
                 println!(
@@ -194,8 +198,11 @@ fn run(
             }
         }
         None => {
-            for (name, tensor) in outputs.iter() {
-                report::summarize(name, tensor, top_k);
+            for (name, value) in outputs.iter() {
+                match value.as_tensor() {
+                    Some(tensor) => report::summarize(name, tensor, top_k),
+                    None => println!("{name}: {value}"),
+                }
             }
         }
     }

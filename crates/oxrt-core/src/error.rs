@@ -47,6 +47,13 @@ pub enum Error {
         expected: DataType,
         got: DataType,
     },
+    /// An input is the wrong kind of value (tensor, sequence, optional).
+    #[error("input '{name}': expected {expected}, got {got}")]
+    InputKind {
+        name: String,
+        expected: String,
+        got: String,
+    },
     /// An input has the wrong shape.
     #[error("input '{name}': expected shape {expected}, got {got:?}")]
     InputShape {

@@ -8,6 +8,7 @@ pub mod device;
 pub mod dtype;
 pub mod dylib;
 pub mod error;
+mod execute;
 pub mod infer;
 pub mod ir;
 pub mod partition;
@@ -17,8 +18,10 @@ pub mod provider;
 pub mod registry;
 pub mod session;
 pub mod shape;
+pub mod subgraph;
 pub mod tensor;
 pub mod tensor_proto;
+pub mod value;
 
 pub use device::{DeviceBuffer, DeviceCost, DeviceMemory, DeviceTensor};
 pub use dtype::DataType;
@@ -27,7 +30,9 @@ pub use ir::{Dim, Graph, Model, Node, ValueInfo, ValueType};
 pub use provider::{DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo, NodeContext};
 pub use registry::{KernelDef, KernelRegistry};
 pub use session::{OptimizationLevel, Session, SessionBuilder, SessionOutputs};
+pub use subgraph::{Subgraph, SubgraphScope};
 pub use tensor::{Element, Storage, Tensor};
+pub use value::{Sequence, Value, ValueRef};
 
 pub use half::{bf16, f16};
 pub use ndarray;

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::partition::node_context;
 use crate::provider::{ExecutionProvider, Kernel, KernelInfo};
+use crate::subgraph::SubgraphScope;
 use crate::tensor::Tensor;
 
 /// What a step does.
@@ -21,6 +22,9 @@ pub enum StepKind {
         kernel: Box<dyn Kernel>,
         /// The kernel reads and writes the provider's device memory.
         on_device: bool,
+        /// Outer-scope values the node's subgraphs read, passed to the
+        /// kernel after the node's own inputs.
+        implicit: Vec<String>,
     },
     /// Copies a host value to a provider's device.
     Upload { provider: usize, value: String },
@@ -179,8 +183,20 @@ pub fn topological_order(graph: &Graph) -> Result<Vec<usize>> {
     Ok(order)
 }
 
+/// The outer-scope values a node's subgraphs read, each once, in order of
+/// first use.
+pub(crate) fn implicit_inputs(node: &crate::ir::Node) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in node.subgraphs().flat_map(outer_reads) {
+        if !names.contains(&r) {
+            names.push(r);
+        }
+    }
+    names
+}
+
 /// Names a subgraph reads that it does not define itself.
-fn outer_reads(g: &Graph) -> Vec<String> {
+pub(crate) fn outer_reads(g: &Graph) -> Vec<String> {
     let mut defined: std::collections::HashSet<&str> =
         g.inputs.iter().map(|v| v.name.as_str()).collect();
     defined.extend(g.initializers.keys().map(String::as_str));
@@ -243,9 +259,11 @@ impl ExecutionPlan {
                 .iter()
                 .map(|name| graph.value_types.get(name))
                 .collect();
+            let implicit = implicit_inputs(node);
             let inputs = node
                 .inputs
                 .iter()
+                .chain(&implicit)
                 .enumerate()
                 .map(|(i, n)| {
                     let skip = n.is_empty() || (on_device && constants.contains_key(&i));
@@ -256,6 +274,12 @@ impl ExecutionPlan {
                 node: ctx,
                 constants,
                 output_types,
+                subgraphs: Some(SubgraphScope {
+                    graph,
+                    opsets,
+                    providers,
+                    implicit: &implicit,
+                }),
             };
             let kernel = provider
                 .create_kernel(node, &info)
@@ -271,6 +295,7 @@ impl ExecutionPlan {
                     provider: assignment[ni],
                     kernel,
                     on_device,
+                    implicit,
                 },
                 inputs,
                 outputs,

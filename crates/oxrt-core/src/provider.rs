@@ -9,7 +9,9 @@ use crate::dtype::DataType;
 use crate::error::Result;
 use crate::ir::{Graph, Node, ValueType};
 use crate::partition::node_context;
+use crate::subgraph::SubgraphScope;
 use crate::tensor::Tensor;
+use crate::value::{Value, ValueRef};
 
 /// The kind of device a provider runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,10 @@ pub struct KernelInfo<'a> {
     pub constants: BTreeMap<usize, &'a Tensor>,
     /// Known types of the node's outputs (`None`: unused or not inferred).
     pub output_types: Vec<Option<&'a ValueType>>,
+    /// Compiles the node's subgraph attributes (If/Loop/Scan bodies) with
+    /// the session's providers; `None` where nodes are created outside a
+    /// session plan.
+    pub subgraphs: Option<SubgraphScope<'a>>,
 }
 
 /// A node prepared for execution: attributes parsed, weights pre-packed.
@@ -74,6 +80,32 @@ pub trait Kernel: Send + Sync {
     /// optional input. Returns one tensor per node output (trailing optional
     /// outputs the node does not name may be left out).
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
+
+    /// Computes the node on values of any kind (tensors, sequences,
+    /// optionals). Kernels of sequence, optional and control-flow operators
+    /// override this; the default accepts tensors only and calls
+    /// [`Kernel::compute`]. Nodes with subgraphs receive the outer-scope
+    /// values their subgraphs read after their own inputs.
+    fn compute_values(&self, inputs: &[Option<ValueRef<'_>>]) -> Result<Vec<Value>> {
+        let mut tensors = Vec::with_capacity(inputs.len());
+        for (i, v) in inputs.iter().enumerate() {
+            tensors.push(match v {
+                None => None,
+                Some(ValueRef::Tensor(t)) => Some(*t),
+                Some(other) => {
+                    return Err(crate::Error::invalid(format!(
+                        "input #{i} is a {}, this operator takes tensors",
+                        other.kind()
+                    )))
+                }
+            });
+        }
+        Ok(self
+            .compute(&tensors)?
+            .into_iter()
+            .map(Value::Tensor)
+            .collect())
+    }
 
     /// Computes the node on device-resident values, for kernels of providers
     /// with [`ExecutionProvider::device_memory`]. Constant inputs are not

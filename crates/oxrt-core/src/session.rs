@@ -3,20 +3,20 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use oxrt_onnx::{check_model, CheckOptions};
 
-use crate::device::{DeviceCost, DeviceTensor};
 use crate::error::{Error, Result};
+use crate::execute::{Runner, Slot};
 use crate::infer::infer_graph;
 use crate::ir::{value::format_dims, Dim, LowerOptions, Model, ValueInfo, ValueType};
 use crate::partition::partition;
-use crate::plan::{ExecutionPlan, Step, StepKind};
-use crate::profile::{EventKind, ProfileEvent, RunProfile};
+use crate::plan::ExecutionPlan;
+use crate::profile::RunProfile;
 use crate::provider::ExecutionProvider;
 use crate::tensor::Tensor;
 use crate::tensor_proto::{check_size, DEFAULT_MEMORY_LIMIT};
+use crate::value::Value;
 
 /// How much the graph is optimized before it runs (as in ONNX Runtime).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -175,81 +175,66 @@ pub struct Session {
 #[derive(Debug, Clone)]
 pub struct SessionOutputs {
     names: Vec<String>,
-    tensors: Vec<Tensor>,
+    values: Vec<Value>,
 }
 
 impl SessionOutputs {
-    /// The output called `name`.
+    /// The output called `name`, if it is a tensor.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.value(name).and_then(Value::as_tensor)
+    }
+
+    /// The output called `name`, of any kind (tensor, sequence, optional).
+    pub fn value(&self, name: &str) -> Option<&Value> {
         self.names
             .iter()
             .position(|n| n == name)
-            .map(|i| &self.tensors[i])
+            .map(|i| &self.values[i])
     }
 
     /// Number of outputs.
     pub fn len(&self) -> usize {
-        self.tensors.len()
+        self.values.len()
     }
 
     /// True when there are no outputs.
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
+        self.values.is_empty()
     }
 
-    /// `(name, tensor)` pairs in output order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.names.iter().map(String::as_str).zip(&self.tensors)
+    /// `(name, value)` pairs in output order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.names.iter().map(String::as_str).zip(&self.values)
     }
 }
 
 impl IntoIterator for SessionOutputs {
-    type Item = (String, Tensor);
-    type IntoIter = std::iter::Zip<std::vec::IntoIter<String>, std::vec::IntoIter<Tensor>>;
+    type Item = (String, Value);
+    type IntoIter = std::iter::Zip<std::vec::IntoIter<String>, std::vec::IntoIter<Value>>;
     fn into_iter(self) -> Self::IntoIter {
-        self.names.into_iter().zip(self.tensors)
+        self.names.into_iter().zip(self.values)
     }
 }
 
 impl std::ops::Index<usize> for SessionOutputs {
     type Output = Tensor;
+    /// Panics if output `i` does not exist or is not a tensor; use
+    /// [`SessionOutputs::iter`] for outputs of other kinds.
     fn index(&self, i: usize) -> &Tensor {
-        &self.tensors[i]
+        match self.values[i].as_tensor() {
+            Some(t) => t,
+            None => panic!("output #{i} is a {}, not a tensor", self.values[i].kind()),
+        }
     }
 }
 
 impl std::ops::Index<&str> for SessionOutputs {
     type Output = Tensor;
-    /// Panics if there is no such output; use [`SessionOutputs::get`] to check.
+    /// Panics if there is no such tensor output; use [`SessionOutputs::get`] to check.
     fn index(&self, name: &str) -> &Tensor {
         match self.get(name) {
             Some(t) => t,
-            None => panic!("no output named '{name}'"),
-        }
-    }
-}
-
-/// A value held in a slot during a run: owned, borrowed from the session,
-/// or in a provider's device memory.
-enum Slot<'a> {
-    Owned(Tensor),
-    Shared(&'a Tensor),
-    Device(DeviceTensor),
-}
-
-impl Slot<'_> {
-    fn host(&self) -> Option<&Tensor> {
-        match self {
-            Slot::Owned(t) => Some(t),
-            Slot::Shared(t) => Some(t),
-            Slot::Device(_) => None,
-        }
-    }
-
-    fn device(&self) -> Option<&DeviceTensor> {
-        match self {
-            Slot::Device(t) => Some(t),
-            _ => None,
+            None => panic!("no tensor output named '{name}'"),
         }
     }
 }
@@ -309,9 +294,10 @@ impl Session {
     }
 
     /// Runs the model on named inputs and returns every output.
-    pub fn run<K: AsRef<str>>(
+    /// Inputs may be tensors or any [`Value`] (sequences, optionals).
+    pub fn run<K: AsRef<str>, V: Into<Value>>(
         &self,
-        inputs: impl IntoIterator<Item = (K, Tensor)>,
+        inputs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<SessionOutputs> {
         let fed = self.bind_inputs(inputs)?;
         self.pool.install(|| self.execute(fed, None))
@@ -319,9 +305,9 @@ impl Session {
 
     /// Runs the model like [`Session::run`] and also returns the time and
     /// traffic of every step (kernels and copies between memories).
-    pub fn run_with_profile<K: AsRef<str>>(
+    pub fn run_with_profile<K: AsRef<str>, V: Into<Value>>(
         &self,
-        inputs: impl IntoIterator<Item = (K, Tensor)>,
+        inputs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<(SessionOutputs, RunProfile)> {
         let fed = self.bind_inputs(inputs)?;
         let mut profile = RunProfile::default();
@@ -340,14 +326,14 @@ impl Session {
     }
 
     /// Checks names, types and shapes of the inputs and binds symbolic dims.
-    fn bind_inputs<K: AsRef<str>>(
+    fn bind_inputs<K: AsRef<str>, V: Into<Value>>(
         &self,
-        inputs: impl IntoIterator<Item = (K, Tensor)>,
-    ) -> Result<Vec<(usize, Tensor)>> {
+        inputs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Vec<(usize, Value)>> {
         let graph = &self.model.graph;
-        let mut fed: HashMap<String, Tensor> = HashMap::new();
-        for (name, t) in inputs {
-            fed.insert(name.as_ref().to_string(), t);
+        let mut fed: HashMap<String, Value> = HashMap::new();
+        for (name, v) in inputs {
+            fed.insert(name.as_ref().to_string(), v.into());
         }
         let mut symbols: HashMap<&str, usize> = HashMap::new();
         let mut out = Vec::with_capacity(fed.len());
@@ -378,7 +364,51 @@ impl Session {
         Ok(out)
     }
 
+    /// Checks a fed value against the declared type: its kind, and for
+    /// tensors (also inside sequences and optionals) the size limit, element
+    /// type and shape.
     fn check_input<'a>(
+        &self,
+        info: &'a ValueInfo,
+        v: &Value,
+        symbols: &mut HashMap<&'a str, usize>,
+    ) -> Result<()> {
+        let kind_error = || Error::InputKind {
+            name: info.name.clone(),
+            expected: info.ty.to_string(),
+            got: v.to_string(),
+        };
+        match (v, &info.ty) {
+            (Value::Tensor(t), ValueType::Tensor { .. } | ValueType::Unknown) => {
+                self.check_tensor(info, t, symbols)
+            }
+            (Value::Sequence(s), ValueType::Sequence(elem)) => {
+                if elem.dtype().is_some_and(|d| d != s.dtype) {
+                    return Err(kind_error());
+                }
+                for t in &s.items {
+                    let dims: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
+                    let what = format!("input '{}' (sequence item)", info.name);
+                    check_size(&what, &dims, t.dtype(), self.memory_limit)?;
+                }
+                Ok(())
+            }
+            (Value::Optional(inner), ValueType::Optional(elem)) => match inner {
+                None => Ok(()),
+                Some(inner) => {
+                    let inner_info = ValueInfo {
+                        name: info.name.clone(),
+                        ty: (**elem).clone(),
+                    };
+                    // Symbols bound inside an optional are not shared.
+                    self.check_input(&inner_info, inner, &mut HashMap::new())
+                }
+            },
+            _ => Err(kind_error()),
+        }
+    }
+
+    fn check_tensor<'a>(
         &self,
         info: &'a ValueInfo,
         t: &Tensor,
@@ -436,195 +466,24 @@ impl Session {
 
     fn execute(
         &self,
-        fed: Vec<(usize, Tensor)>,
-        mut profile: Option<&mut RunProfile>,
+        fed: Vec<(usize, Value)>,
+        profile: Option<&mut RunProfile>,
     ) -> Result<SessionOutputs> {
-        let graph = &self.model.graph;
-        let mut slots: Vec<Option<Slot<'_>>> = Vec::new();
-        slots.resize_with(self.plan.slot_count, || None);
-        for (s, t) in &self.plan.constants {
-            slots[*s] = Some(Slot::Shared(t.as_ref()));
-        }
-        for (s, t) in fed {
-            slots[s] = Some(Slot::Owned(t));
-        }
-        let started = Instant::now();
-        for step in &self.plan.steps {
-            let t0 = Instant::now();
-            let (produced, cost) = self.run_step(step, &slots)?;
-            if let Some(p) = profile.as_deref_mut() {
-                p.events.push(self.event(step, started, t0, cost));
-            }
-            for (s, v) in step.outputs.iter().zip(produced) {
-                if let (Some(s), Some(v)) = (s, v) {
-                    slots[*s] = Some(v);
-                }
-            }
-            for &s in &step.release {
-                slots[s] = None;
-            }
-        }
-        let mut names = Vec::with_capacity(graph.outputs.len());
-        let mut tensors = Vec::with_capacity(graph.outputs.len());
-        for o in &graph.outputs {
-            let slot = self.plan.slots.get(&o.name).and_then(|&s| slots[s].take());
-            let t = match slot {
-                Some(Slot::Owned(t)) => t,
-                Some(Slot::Shared(t)) => t.clone(),
-                Some(Slot::Device(_)) | None => {
-                    return Err(Error::invalid(format!(
-                        "graph output '{}' was not produced",
-                        o.name
-                    )))
-                }
-            };
-            names.push(o.name.clone());
-            tensors.push(t);
-        }
-        Ok(SessionOutputs { names, tensors })
-    }
-
-    /// Runs one step on the current slots; returns a value per output slot.
-    fn run_step<'a>(
-        &self,
-        step: &Step,
-        slots: &[Option<Slot<'a>>],
-    ) -> Result<(Vec<Option<Slot<'a>>>, DeviceCost)> {
-        let graph = &self.model.graph;
-        let missing = |i: usize, name: &str| {
-            Error::invalid(format!(
-                "input #{i} '{name}' has no value (it is produced by nothing that ran)"
-            ))
+        let runner = Runner {
+            graph: &self.model.graph,
+            plan: &self.plan,
+            providers: &self.providers,
         };
-        match &step.kind {
-            StepKind::Node {
-                node,
-                kernel,
-                on_device,
-                ..
-            } => {
-                let node = &graph.nodes[*node];
-                let fail = |e: Error| e.in_node(&node.name, &node.op_type);
-                let named = step
-                    .outputs
-                    .iter()
-                    .rposition(Option::is_some)
-                    .map_or(0, |p| p + 1);
-                let short = |n: usize| {
-                    fail(Error::invalid(format!(
-                        "the kernel produced {n} outputs, the node names {}",
-                        step.outputs.len()
-                    )))
-                };
-                let value = |i: usize, s: &Option<usize>| -> Result<Option<&Slot<'a>>> {
-                    match s {
-                        None => Ok(None),
-                        Some(s) => match slots[*s].as_ref() {
-                            Some(v) => Ok(Some(v)),
-                            None => Err(fail(missing(i, &node.inputs[i]))),
-                        },
-                    }
-                };
-                if *on_device {
-                    let mut args = Vec::with_capacity(step.inputs.len());
-                    for (i, s) in step.inputs.iter().enumerate() {
-                        args.push(value(i, s)?.and_then(Slot::device));
-                    }
-                    let (outputs, cost) = kernel.compute_on_device(&args).map_err(fail)?;
-                    if outputs.len() < named {
-                        return Err(short(outputs.len()));
-                    }
-                    Ok((
-                        outputs.into_iter().map(|t| t.map(Slot::Device)).collect(),
-                        cost,
-                    ))
-                } else {
-                    let mut args = Vec::with_capacity(step.inputs.len());
-                    for (i, s) in step.inputs.iter().enumerate() {
-                        args.push(value(i, s)?.and_then(Slot::host));
-                    }
-                    let outputs = kernel.compute(&args).map_err(fail)?;
-                    if outputs.len() < named {
-                        return Err(short(outputs.len()));
-                    }
-                    let produced = outputs.into_iter().map(|t| Some(Slot::Owned(t))).collect();
-                    Ok((produced, DeviceCost::default()))
-                }
-            }
-            StepKind::Upload { provider, value } | StepKind::Download { provider, value } => {
-                let memory = self.providers[*provider].device_memory().ok_or_else(|| {
-                    Error::invalid(format!(
-                        "provider '{}' has no device memory to copy '{value}' with",
-                        self.providers[*provider].name()
-                    ))
-                })?;
-                let src = step
-                    .inputs
-                    .first()
-                    .copied()
-                    .flatten()
-                    .and_then(|s| slots[s].as_ref())
-                    .ok_or_else(|| missing(0, value))?;
-                let copy_error = |e: Error| {
-                    Error::invalid(format!(
-                        "copying '{value}' between host and '{}': {e}",
-                        self.providers[*provider].name()
-                    ))
-                };
-                let (slot, cost) = match (&step.kind, src) {
-                    (StepKind::Upload { .. }, src) => {
-                        let host = src.host().ok_or_else(|| missing(0, value))?;
-                        let (t, cost) = memory.upload(host).map_err(copy_error)?;
-                        (Slot::Device(t), cost)
-                    }
-                    (_, Slot::Device(t)) => {
-                        let (t, cost) = memory.download(t).map_err(copy_error)?;
-                        (Slot::Owned(t), cost)
-                    }
-                    _ => return Err(missing(0, value)),
-                };
-                Ok((vec![Some(slot)], cost))
-            }
-        }
-    }
-
-    /// The profile event of a finished step.
-    fn event(
-        &self,
-        step: &Step,
-        run_start: Instant,
-        start: Instant,
-        cost: DeviceCost,
-    ) -> ProfileEvent {
-        let (name, op, provider, kind) = match &step.kind {
-            StepKind::Node { node, provider, .. } => {
-                let n = &self.model.graph.nodes[*node];
-                (
-                    n.name.clone(),
-                    n.op_type.clone(),
-                    *provider,
-                    EventKind::Node,
-                )
-            }
-            StepKind::Upload { provider, value } => {
-                (value.clone(), "Upload".into(), *provider, EventKind::Upload)
-            }
-            StepKind::Download { provider, value } => (
-                value.clone(),
-                "Download".into(),
-                *provider,
-                EventKind::Download,
-            ),
-        };
-        ProfileEvent {
-            name,
-            op,
-            provider: self.providers[provider].name().to_string(),
-            kind,
-            start_us: start.duration_since(run_start).as_secs_f64() * 1e6,
-            host_us: start.elapsed().as_secs_f64() * 1e6,
-            device: cost,
-        }
+        let feeds = fed.into_iter().map(|(s, v)| (s, Slot::Owned(v))).collect();
+        let values = runner.run(feeds, profile)?;
+        let names = self
+            .model
+            .graph
+            .outputs
+            .iter()
+            .map(|o| o.name.clone())
+            .collect();
+        Ok(SessionOutputs { names, values })
     }
 }
 

@@ -379,6 +379,7 @@ impl ExecutionProvider for LoadedProvider {
             node: ctx.clone(),
             constants: BTreeMap::new(),
             output_types: Vec::new(),
+            subgraphs: None,
         };
         let model = bridge::kernel_model(node, &info, false);
         match self.query(&model.bytes, 1) {

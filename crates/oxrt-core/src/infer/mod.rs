@@ -4,6 +4,7 @@
 //! unknown and kernels validate actual shapes at run time. Inferred types
 //! fill `Graph::value_types`, where providers read them to choose kernels.
 
+mod control;
 mod math;
 mod shape_ops;
 
@@ -287,6 +288,7 @@ pub fn infer_node<'a>(
             };
             math::infer(node, opset, &ins)
                 .or_else(|| shape_ops::infer(node, opset, &ins))
+                .or_else(|| control::infer(node, opset, &ins))
                 .unwrap_or_default()
         }
     }

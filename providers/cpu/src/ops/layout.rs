@@ -1,5 +1,6 @@
 //! Shape and layout operators: Reshape, Flatten, Squeeze, Unsqueeze,
-//! Transpose, Concat, Shape, Identity and Dropout (inference).
+//! Transpose, Concat, Shape and Dropout (inference; Identity is in `sequence`,
+//! as it passes values of any kind).
 
 use oxrt_core::infer::{flatten_axis, reshape_shape, squeeze_shape, unsqueeze_shape};
 use oxrt_core::shape::normalize_axis;
@@ -32,7 +33,7 @@ enum Layout {
         start: i64,
         end: Option<i64>,
     },
-    /// Identity and Dropout in inference: the input unchanged.
+    /// Dropout in inference: the input unchanged.
     Identity {
         mask: bool,
     },
@@ -86,7 +87,8 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     take(x, out_shape, &idx)
 }
 
-fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
+/// Joins tensors of one dtype along `axis` (other dims must agree).
+pub fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
     let first = parts
         .first()
         .ok_or_else(|| Error::invalid("Concat needs at least one input"))?;
@@ -285,7 +287,6 @@ pub fn register(reg: &mut KernelRegistry) {
         "Unsqueeze",
         "Transpose",
         "Shape",
-        "Identity",
     ] {
         reg.add(KernelDef::new(op, 1.., &[], create));
     }
