@@ -1,6 +1,6 @@
 //! Property tests for neural-network operators on the CPU provider:
 //! ConvTranspose as the adjoint of Conv, LayerNormalization statistics,
-//! and quantize/dequantize round trips.
+//! quantize/dequantize round trips, and Resize against direct formulas.
 #![allow(clippy::unwrap_used)]
 
 use oxrt::{DataType, Tensor};
@@ -87,6 +87,73 @@ proptest! {
         for (orig, got) in f64s(&x).iter().zip(f64s(&back)) {
             let clamped = orig.clamp((lo - zf) * f64::from(scale), (hi - zf) * f64::from(scale));
             prop_assert!((clamped - got).abs() <= f64::from(scale) / 2.0 + 1e-5, "{} -> {}", orig, got);
+        }
+    }
+
+    /// Bilinear Resize with align_corners to any size equals the direct
+    /// bilinear formula at `(i (h-1)/(H-1), j (w-1)/(W-1))`.
+    #[test]
+    fn resize_linear_align_corners_is_bilinear(
+        h in 1usize..5, w in 1usize..5, oh in 2usize..8, ow in 2usize..8,
+        v in values(16, 5.0),
+    ) {
+        let x = Tensor::from_vec(vec![1, 1, h, w], v[..h * w].to_vec()).unwrap();
+        let roi = Tensor::from_vec(vec![0], Vec::<f32>::new()).unwrap();
+        let scales = Tensor::from_vec(vec![0], Vec::<f32>::new()).unwrap();
+        let sizes = Tensor::from_vec(vec![4], vec![1i64, 1, oh as i64, ow as i64]).unwrap();
+        let attrs = [("mode", Attr::Str("linear")), ("coordinate_transformation_mode", Attr::Str("align_corners"))];
+        let y = run_single("Resize", 19, &[&x, &roi, &scales, &sizes], DataType::F32, &attrs).unwrap()[0].clone();
+        prop_assert_eq!(y.shape(), &[1, 1, oh, ow]);
+        let xv = f64s(&x);
+        let at = |r: usize, c: usize| xv[r * w + c];
+        let got = f64s(&y);
+        for i in 0..oh {
+            for j in 0..ow {
+                let sr = i as f64 * (h - 1) as f64 / (oh - 1) as f64;
+                let sc = j as f64 * (w - 1) as f64 / (ow - 1) as f64;
+                let (r0, c0) = (sr.floor() as usize, sc.floor() as usize);
+                let (r1, c1) = ((r0 + 1).min(h - 1), (c0 + 1).min(w - 1));
+                let (fr, fc) = (sr - r0 as f64, sc - c0 as f64);
+                let want = (1.0 - fr) * ((1.0 - fc) * at(r0, c0) + fc * at(r0, c1))
+                    + fr * ((1.0 - fc) * at(r1, c0) + fc * at(r1, c1));
+                prop_assert!((got[i * ow + j] - want).abs() < 1e-4, "({}, {}): {} vs {}", i, j, got[i * ow + j], want);
+            }
+        }
+    }
+
+    /// Nearest Resize (asymmetric, floor) by integer scales repeats every
+    /// element along each axis, like numpy's `repeat`.
+    #[test]
+    fn resize_nearest_integer_scales_repeat(h in 1usize..4, w in 1usize..4, sh in 1usize..4, sw in 1usize..4, v in values(9, 9.0)) {
+        let x = Tensor::from_vec(vec![h, w], v[..h * w].to_vec()).unwrap();
+        let roi = Tensor::from_vec(vec![0], Vec::<f32>::new()).unwrap();
+        let scales = Tensor::from_vec(vec![2], vec![sh as f32, sw as f32]).unwrap();
+        let attrs = [("mode", Attr::Str("nearest")), ("coordinate_transformation_mode", Attr::Str("asymmetric")), ("nearest_mode", Attr::Str("floor"))];
+        let y = run_single("Resize", 19, &[&x, &roi, &scales], DataType::F32, &attrs).unwrap()[0].clone();
+        prop_assert_eq!(y.shape(), &[h * sh, w * sw]);
+        let (xv, got) = (f64s(&x), f64s(&y));
+        for i in 0..h * sh {
+            for j in 0..w * sw {
+                prop_assert_eq!(got[i * w * sw + j], xv[(i / sh) * w + j / sw]);
+            }
+        }
+    }
+
+    /// Every interpolation (nearest, linear, cubic, with or without
+    /// antialias) keeps a constant image constant: the weights sum to 1.
+    #[test]
+    fn resize_keeps_constants(h in 1usize..6, w in 1usize..6, sh in 0.3f32..3.0, sw in 0.3f32..3.0, mode in 0usize..3, antialias in any::<bool>(), c in -5.0f32..5.0) {
+        let x = Tensor::from_vec(vec![1, 1, h, w], vec![c; h * w]).unwrap();
+        let roi = Tensor::from_vec(vec![0], Vec::<f32>::new()).unwrap();
+        let scales = Tensor::from_vec(vec![4], vec![1.0, 1.0, sh, sw]).unwrap();
+        let name = ["nearest", "linear", "cubic"][mode];
+        let aa = i64::from(antialias && mode > 0);
+        let attrs = [("mode", Attr::Str(name)), ("antialias", Attr::Int(aa))];
+        let y = run_single("Resize", 19, &[&x, &roi, &scales], DataType::F32, &attrs).unwrap()[0].clone();
+        let want = [(f64::from(sh) * h as f64) as usize, (f64::from(sw) * w as f64) as usize];
+        prop_assert_eq!(&y.shape()[2..], &want[..]);
+        for v in f64s(&y) {
+            prop_assert!((v - f64::from(c)).abs() < 1e-4, "{} vs {}", v, c);
         }
     }
 }

@@ -27,6 +27,8 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
     let const_ints = |i: usize| ins.constant(i).and_then(ints_of);
     Some(match op {
         "CastLike" => vec![with(ins.dtype(1), dims0)],
+        // Sizes depend on scales or sizes given at run time.
+        "Resize" | "Upsample" => vec![with(dtype0, dims0.map(|d| unknown(d.len())))],
         "HannWindow" | "HammingWindow" | "BlackmanWindow" => {
             let dtype = DataType::from_onnx(node.int_or("output_datatype", 1).unwrap_or(1) as i32);
             let len = const_ints(0).and_then(|v| v.first().and_then(|&n| usize::try_from(n).ok()));

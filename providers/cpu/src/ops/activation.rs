@@ -1,5 +1,5 @@
 //! Activations: Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Gelu, HardSigmoid,
-//! HardSwish, Mish, Softplus, Softsign, ThresholdedRelu, Shrink, Sigmoid,
+//! HardSwish, Mish, Swish, Softplus, Softsign, ThresholdedRelu, Shrink, Sigmoid,
 //! Tanh and Clip.
 
 use oxrt_core::{
@@ -38,6 +38,7 @@ enum Act {
     HardSigmoid { alpha: f32, beta: f32 },
     HardSwish,
     Mish,
+    Swish(f32),
     Softplus,
     Softsign,
     ThresholdedRelu(f32),
@@ -107,6 +108,10 @@ fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
             Box::new(move |v| v * (a * v + b).max(zero).min(one))
         }
         Act::Mish => Box::new(|v| v * softplus(v).tanh()),
+        Act::Swish(alpha) => {
+            let a = c(alpha)?;
+            Box::new(move |v| v / (one + (-(a * v)).exp()))
+        }
         Act::Softplus => Box::new(softplus),
         Act::Softsign => Box::new(move |v| v / (one + v.abs())),
         Act::ThresholdedRelu(alpha) => {
@@ -166,6 +171,7 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
         },
         "HardSwish" => Act::HardSwish,
         "Mish" => Act::Mish,
+        "Swish" => Act::Swish(f("alpha", 1.0)?),
         "Softplus" => Act::Softplus,
         "Softsign" => Act::Softsign,
         "ThresholdedRelu" => Act::ThresholdedRelu(f("alpha", 1.0)?),
@@ -296,6 +302,7 @@ pub fn register(reg: &mut KernelRegistry) {
         "HardSigmoid",
         "HardSwish",
         "Mish",
+        "Swish",
         "Softplus",
         "Softsign",
         "ThresholdedRelu",

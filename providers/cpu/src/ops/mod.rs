@@ -26,6 +26,7 @@ pub mod pool;
 pub mod quantize;
 pub mod rearrange;
 pub mod reduce;
+pub mod resize;
 pub mod rotary;
 pub mod scatter;
 pub mod select;
@@ -67,6 +68,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     pool::register(reg);
     quantize::register(reg);
     rearrange::register(reg);
+    resize::register(reg);
     reduce::register(reg);
     rotary::register(reg);
     scatter::register(reg);
