@@ -29,6 +29,27 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
         "CastLike" => vec![with(ins.dtype(1), dims0)],
         // Sizes depend on scales or sizes given at run time.
         "Resize" | "Upsample" => vec![with(dtype0, dims0.map(|d| unknown(d.len())))],
+        "GridSample" => {
+            let dims = match (dims0.as_deref(), ins.dims(1)) {
+                (Some(x), Some(g)) if x.len() >= 2 && g.len() == x.len() => {
+                    let mut d = x[..2].to_vec();
+                    d.extend_from_slice(&g[1..g.len() - 1]);
+                    Some(d)
+                }
+                _ => None,
+            };
+            vec![with(dtype0, dims)]
+        }
+        "AffineGrid" => {
+            let dims = const_ints(1).and_then(|s| {
+                let k = s.len().checked_sub(2)?;
+                let mut d = dims_of(&s[..1])?;
+                d.extend(dims_of(&s[2..])?);
+                d.push(Dim::Known(k));
+                Some(d)
+            });
+            vec![with(dtype0, dims)]
+        }
         "HannWindow" | "HammingWindow" | "BlackmanWindow" => {
             let dtype = DataType::from_onnx(node.int_or("output_datatype", 1).unwrap_or(1) as i32);
             let len = const_ints(0).and_then(|v| v.first().and_then(|&n| usize::try_from(n).ok()));

@@ -15,6 +15,7 @@ pub mod einsum;
 pub mod elementwise;
 pub mod gather;
 pub mod generate;
+pub mod grid;
 pub mod lane_norm;
 pub mod layout;
 pub mod linalg;
@@ -58,6 +59,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     elementwise::register(reg);
     gather::register(reg);
     generate::register(reg);
+    grid::register(reg);
     lane_norm::register(reg);
     layout::register(reg);
     linalg::register(reg);

@@ -110,7 +110,7 @@ fn coefficients(mode: Mode, antialias: bool, ratio: f64, scale: f64) -> Vec<f64>
 }
 
 /// The Keys cubic convolution kernel with parameter `a` at distance `x >= 0`.
-fn cubic_kernel(a: f64, x: f64) -> f64 {
+pub(crate) fn cubic_kernel(a: f64, x: f64) -> f64 {
     if x <= 1.0 {
         ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
     } else if x < 2.0 {
