@@ -29,6 +29,38 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
         "CastLike" => vec![with(ins.dtype(1), dims0)],
         // Sizes depend on scales or sizes given at run time.
         "Resize" | "Upsample" => vec![with(dtype0, dims0.map(|d| unknown(d.len())))],
+        "RNN" | "GRU" | "LSTM" => {
+            let dirs = if node.string_or("direction", "forward").ok()? == "bidirectional" {
+                2
+            } else {
+                1
+            };
+            let hidden = Dim::Known(usize::try_from(node.int_or("hidden_size", -1).ok()?).ok()?);
+            let batch_first = opset >= 14 && node.int_or("layout", 0).unwrap_or(0) != 0;
+            let (y, state) = match dims0.as_deref() {
+                Some([a, b, _]) => {
+                    let (seq, batch) = if batch_first { (b, a) } else { (a, b) };
+                    let d = Dim::Known(dirs);
+                    if batch_first {
+                        (
+                            Some(vec![batch.clone(), seq.clone(), d.clone(), hidden.clone()]),
+                            Some(vec![batch.clone(), d, hidden]),
+                        )
+                    } else {
+                        (
+                            Some(vec![seq.clone(), d.clone(), batch.clone(), hidden.clone()]),
+                            Some(vec![d, batch.clone(), hidden]),
+                        )
+                    }
+                }
+                _ => (None, None),
+            };
+            vec![
+                with(dtype0, y),
+                with(dtype0, state.clone()),
+                with(dtype0, state),
+            ]
+        }
         "GridSample" => {
             let dims = match (dims0.as_deref(), ins.dims(1)) {
                 (Some(x), Some(g)) if x.len() >= 2 && g.len() == x.len() => {

@@ -26,6 +26,7 @@ pub mod pad;
 pub mod pool;
 pub mod quantize;
 pub mod rearrange;
+pub mod recurrent;
 pub mod reduce;
 pub mod resize;
 pub mod rotary;
@@ -71,6 +72,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     quantize::register(reg);
     rearrange::register(reg);
     resize::register(reg);
+    recurrent::register(reg);
     reduce::register(reg);
     rotary::register(reg);
     scatter::register(reg);
