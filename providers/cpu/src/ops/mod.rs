@@ -36,6 +36,7 @@ pub mod sequence;
 pub mod signal;
 pub mod slice;
 pub mod softmax;
+pub mod spectral;
 pub mod strings;
 pub mod topk;
 pub mod unary;
@@ -81,6 +82,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     signal::register(reg);
     slice::register(reg);
     softmax::register(reg);
+    spectral::register(reg);
     strings::register(reg);
     topk::register(reg);
     unary::register(reg);

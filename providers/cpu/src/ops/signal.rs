@@ -1,5 +1,6 @@
-//! Signal windows: HannWindow, HammingWindow and BlackmanWindow (periodic
-//! or symmetric), computed in f64 and cast to `output_datatype`.
+//! Signal generators: HannWindow, HammingWindow and BlackmanWindow
+//! (periodic or symmetric) and MelWeightMatrix, computed in f64 and cast to
+//! `output_datatype`.
 
 use std::f64::consts::PI;
 
@@ -52,16 +53,20 @@ impl Kernel for Window {
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+fn output_datatype(node: &Node) -> Result<D> {
     let code = node.int_or("output_datatype", 1)?;
-    let dtype = i32::try_from(code)
+    i32::try_from(code)
         .ok()
         .and_then(D::from_onnx)
         .ok_or_else(|| {
             Error::invalid(format!(
                 "output_datatype {code} is not an ONNX element type"
             ))
-        })?;
+        })
+}
+
+fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let dtype = output_datatype(node)?;
     Ok(Box::new(Window {
         shape: match node.op_type.as_str() {
             "HannWindow" => Shape::Hann,
@@ -73,11 +78,99 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-/// Registers the window generators.
+/// MelWeightMatrix: `[dft_length / 2 + 1, num_mel_bins]` triangular
+/// filters whose edges are evenly spaced on the mel scale between the two
+/// edge frequencies (bins rounded down as ONNX does).
+struct MelWeightMatrix {
+    dtype: D,
+}
+
+fn scalar_f64(inputs: &[Option<&Tensor>], i: usize, what: &str) -> Result<f64> {
+    let t = crate::kernel::required(inputs, i)?;
+    match t.to_f64_vec().as_deref() {
+        Some([v]) => Ok(*v),
+        _ => Err(Error::invalid(format!(
+            "{what} must be one number, got {} {:?}",
+            t.dtype(),
+            t.shape()
+        ))),
+    }
+}
+
+impl Kernel for MelWeightMatrix {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let count = |i: usize, what: &str| -> Result<usize> {
+            let v = read_scalar_int(inputs, i, what)?;
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| Error::invalid(format!("{what} {v} must be positive")))
+        };
+        let (mels, dft_length, rate) = (
+            count(0, "num_mel_bins")?,
+            count(1, "dft_length")?,
+            count(2, "sample_rate")?,
+        );
+        let (low, high) = (
+            scalar_f64(inputs, 3, "lower_edge_hertz")?,
+            scalar_f64(inputs, 4, "upper_edge_hertz")?,
+        );
+        let bins = dft_length / 2 + 1;
+        crate::kernel::ensure_allocatable(&[bins, mels], "MelWeightMatrix output")?;
+        // The edges are computed in the precision of the hertz inputs (f32).
+        let mel = |hz: f64| (2595.0 * (1.0 + hz as f32 / 700.0).log10()) as f64;
+        let (low_mel, high_mel) = (mel(low), mel(high));
+        let step = (high_mel - low_mel) / (mels + 2) as f64;
+        let edges: Vec<usize> = (0..mels + 2)
+            .map(|i| {
+                let hz = 700.0 * (10f64.powf((i as f64 * step + low_mel) / 2595.0) - 1.0);
+                (((dft_length + 1) as f64 * hz) / rate as f64)
+                    .floor()
+                    .max(0.0) as usize
+            })
+            .collect();
+        let mut out = vec![0.0f64; bins * mels];
+        let mut set = |j: usize, i: usize, v: f64| -> Result<()> {
+            let slot = out.get_mut(j * mels + i).ok_or_else(|| {
+                Error::invalid(format!(
+                    "mel filter {i} reaches bin {j}, past the {bins} bins (upper_edge_hertz above the Nyquist frequency?)"
+                ))
+            })?;
+            *slot = v;
+            Ok(())
+        };
+        for i in 0..mels {
+            let (lo, center, hi) = (edges[i], edges[i + 1], edges[i + 2]);
+            if center == lo {
+                set(center, i, 1.0)?;
+            } else {
+                for j in lo..=center {
+                    set(j, i, (j - lo) as f64 / (center - lo) as f64)?;
+                }
+            }
+            for j in center..hi {
+                set(j, i, (hi - j) as f64 / (hi - center) as f64)?;
+            }
+        }
+        Ok(vec![cast(
+            &Tensor::from_vec(vec![bins, mels], out)?,
+            self.dtype,
+        )?])
+    }
+}
+
+fn create_mel(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(MelWeightMatrix {
+        dtype: output_datatype(node)?,
+    }))
+}
+
+/// Registers the window generators and MelWeightMatrix.
 pub fn register(reg: &mut KernelRegistry) {
     for op in ["HannWindow", "HammingWindow", "BlackmanWindow"] {
         reg.add(KernelDef::new(op, 17.., &[], create));
     }
+    reg.add(KernelDef::new("MelWeightMatrix", 17.., &[], create_mel));
 }
 
 #[cfg(test)]
