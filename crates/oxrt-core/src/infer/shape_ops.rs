@@ -61,6 +61,24 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
                 with(dtype0, state),
             ]
         }
+        "TensorScatter" => vec![ins.ty(0).cloned()],
+        "CausalConvWithState" => {
+            let state = dims0.as_ref().map(|d| {
+                let mut s = d.clone();
+                if let Some(last) = s.last_mut() {
+                    *last = Dim::Unknown;
+                }
+                s
+            });
+            vec![with(dtype0, dims0.clone()), with(dtype0, state)]
+        }
+        "LinearAttention" => {
+            let state_dtype = ins.dtype(3).or(dtype0);
+            vec![
+                with(dtype0, Some(unknown(3))),
+                with(state_dtype, Some(unknown(4))),
+            ]
+        }
         "GridSample" => {
             let dims = match (dims0.as_deref(), ins.dims(1)) {
                 (Some(x), Some(g)) if x.len() >= 2 && g.len() == x.len() => {

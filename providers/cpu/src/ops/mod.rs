@@ -37,6 +37,7 @@ pub mod signal;
 pub mod slice;
 pub mod softmax;
 pub mod spectral;
+pub mod stateful;
 pub mod strings;
 pub mod topk;
 pub mod unary;
@@ -83,6 +84,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     slice::register(reg);
     softmax::register(reg);
     spectral::register(reg);
+    stateful::register(reg);
     strings::register(reg);
     topk::register(reg);
     unary::register(reg);
