@@ -16,7 +16,7 @@ use crate::ops::sequence::{
 use crate::ops::slice::slice;
 
 /// Compiles the graph attribute `attr` of `node`.
-fn body(node: &Node, info: &KernelInfo<'_>, attr: &str) -> Result<Subgraph> {
+pub(crate) fn body(node: &Node, info: &KernelInfo<'_>, attr: &str) -> Result<Subgraph> {
     let scope = info
         .subgraphs
         .as_ref()

@@ -13,6 +13,7 @@ pub mod cumulative;
 pub mod detection;
 pub mod einsum;
 pub mod elementwise;
+pub mod flex_attention;
 pub mod gather;
 pub mod generate;
 pub mod grid;
@@ -60,6 +61,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     detection::register(reg);
     einsum::register(reg);
     elementwise::register(reg);
+    flex_attention::register(reg);
     gather::register(reg);
     generate::register(reg);
     grid::register(reg);
