@@ -22,6 +22,7 @@ pub mod layout;
 pub mod linalg;
 pub mod loss;
 pub mod matmul;
+pub mod ml;
 pub mod normalization;
 pub mod pad;
 pub mod pool;
@@ -70,6 +71,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     linalg::register(reg);
     loss::register(reg);
     matmul::register(reg);
+    ml::register(reg);
     normalization::register(reg);
     pad::register(reg);
     pool::register(reg);
