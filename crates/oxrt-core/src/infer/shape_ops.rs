@@ -62,6 +62,32 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             ]
         }
         "TensorScatter" => vec![ins.ty(0).cloned()],
+        "RoiAlign" => {
+            let size = |name: &str| {
+                usize::try_from(node.int_or(name, 1).unwrap_or(1)).map_or(Dim::Unknown, Dim::Known)
+            };
+            let dims = match (dims0.as_deref(), ins.dims(1)) {
+                (Some([_, c, ..]), Some([r, _])) => Some(vec![
+                    r.clone(),
+                    c.clone(),
+                    size("output_height"),
+                    size("output_width"),
+                ]),
+                _ => None,
+            };
+            vec![with(dtype0, dims)]
+        }
+        "DeformConv" => {
+            let dims = match (dims0.as_deref(), ins.dims(1), ins.dims(2)) {
+                (Some([n, ..]), Some([oc, ..]), Some(off)) if off.len() >= 2 => {
+                    let mut d = vec![n.clone(), oc.clone()];
+                    d.extend_from_slice(&off[2..]);
+                    Some(d)
+                }
+                _ => None,
+            };
+            vec![with(dtype0, dims)]
+        }
         "CausalConvWithState" => {
             let state = dims0.as_ref().map(|d| {
                 let mut s = d.clone();
