@@ -251,17 +251,28 @@ fn create_concat(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(Concat { axis }))
 }
 
-/// Dropout in inference: the input unchanged (and an all-true mask). A
-/// `training_mode` input that is true at run time is refused.
+/// Dropout: the input unchanged (and an all-true mask) in inference, and in
+/// training mode with ratio 0. Training mode with a positive ratio (random
+/// masks) is refused.
 struct DropoutCheck(Layout);
 
 impl Kernel for DropoutCheck {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         if let Some(t) = optional(inputs, 2) {
             if t.as_slice::<bool>()?.first().copied().unwrap_or(false) {
-                return Err(Error::NotSupported(
-                    "Dropout with training_mode=true".into(),
-                ));
+                let ratio = match optional(inputs, 1) {
+                    Some(r) => r
+                        .to_f64_vec()
+                        .and_then(|v| v.first().copied())
+                        .ok_or_else(|| Error::invalid("ratio must be one float"))?,
+                    None => 0.5,
+                };
+                if ratio != 0.0 {
+                    return Err(Error::NotSupported(
+                        "Dropout with training_mode=true and a positive ratio (random masks)"
+                            .into(),
+                    ));
+                }
             }
         }
         self.0.compute(inputs)

@@ -1,4 +1,5 @@
-//! BatchNormalization in inference mode.
+//! BatchNormalization: inference with the given statistics, and training
+//! mode (batch statistics, updated running mean and variance).
 
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
@@ -7,6 +8,44 @@ use crate::ops::activation::FLOATS;
 
 struct BatchNorm {
     epsilon: f32,
+    /// Training mode: normalize with the batch statistics and return the
+    /// running statistics (`momentum`); `saved` adds the batch statistics
+    /// as outputs 3 and 4 (opset < 14).
+    training: Option<Training>,
+}
+
+#[derive(Clone, Copy)]
+struct Training {
+    momentum: f64,
+    saved: bool,
+}
+
+/// Per-channel mean and (population) variance of `x` over every axis but 1.
+fn batch_statistics(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+    let xs = x.shape();
+    let c = *xs
+        .get(1)
+        .ok_or_else(|| Error::invalid(format!("X must be N x C x ..., got {xs:?}")))?;
+    let inner: usize = xs[2..].iter().product();
+    let v = x
+        .to_f64_vec()
+        .ok_or_else(|| unsupported_type("BatchNormalization", x))?;
+    let count = (v.len() / c.max(1)).max(1) as f64;
+    let mut mean = vec![0.0; c];
+    let mut sq = vec![0.0; c];
+    for (i, &e) in v.iter().enumerate() {
+        mean[(i / inner.max(1)) % c] += e;
+    }
+    mean.iter_mut().for_each(|m| *m /= count);
+    for (i, &e) in v.iter().enumerate() {
+        let ch = (i / inner.max(1)) % c;
+        sq[ch] += (e - mean[ch]).powi(2);
+    }
+    Ok((mean, sq.into_iter().map(|s| s / count).collect()))
+}
+
+fn channel_tensor(v: Vec<f64>, like: &Tensor) -> Result<Tensor> {
+    crate::ops::cast::cast(&Tensor::from_vec(vec![v.len()], v)?, like.dtype())
 }
 
 fn batch_norm<T: Real>(x: &Tensor, params: [&Tensor; 4], eps: f32) -> Result<Tensor> {
@@ -51,29 +90,66 @@ impl Kernel for BatchNorm {
             required(inputs, 3)?,
             required(inputs, 4)?,
         ];
-        with_float_type!(x.dtype(), T => Ok(vec![batch_norm::<T>(x, params, self.epsilon)?]),
-            _ => Err(unsupported_type("BatchNormalization", x)))
+        let Some(training) = self.training else {
+            return with_float_type!(x.dtype(), T => Ok(vec![batch_norm::<T>(x, params, self.epsilon)?]),
+                _ => Err(unsupported_type("BatchNormalization", x)));
+        };
+        let (mean, var) = batch_statistics(x)?;
+        let running = |given: &Tensor, batch: &[f64], what: &str| -> Result<Tensor> {
+            let g = given
+                .to_f64_vec()
+                .filter(|g| g.len() == batch.len())
+                .ok_or_else(|| Error::invalid(format!("{what} must have one value per channel")))?;
+            let m = training.momentum;
+            channel_tensor(
+                g.iter()
+                    .zip(batch)
+                    .map(|(g, b)| g * m + b * (1.0 - m))
+                    .collect(),
+                x,
+            )
+        };
+        let (run_mean, run_var) = (
+            running(params[2], &mean, "input_mean")?,
+            running(params[3], &var, "input_var")?,
+        );
+        let (saved_mean, saved_var) = (channel_tensor(mean, x)?, channel_tensor(var, x)?);
+        let batch_params = [params[0], params[1], &saved_mean, &saved_var];
+        let y = with_float_type!(x.dtype(), T => batch_norm::<T>(x, batch_params, self.epsilon)?,
+            _ => return Err(unsupported_type("BatchNormalization", x)));
+        let mut out = vec![y, run_mean, run_var];
+        if training.saved {
+            out.extend([saved_mean, saved_var]);
+        }
+        Ok(out)
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
-    if node.int_or("training_mode", 0)? != 0 {
-        return Err(Error::NotSupported(
-            "BatchNormalization with training_mode=1".into(),
-        ));
-    }
+fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let opset = info.node.opset;
+    let training = if opset >= 14 {
+        node.int_or("training_mode", 0)? != 0
+    } else if opset < 7 {
+        node.int_or("is_test", 0)? == 0
+    } else {
+        // Opsets 7-13 train when the statistics outputs are requested.
+        node.outputs.iter().skip(1).any(|o| !o.is_empty())
+    };
     if node.int_or("spatial", 1)? != 1 {
         return Err(Error::NotSupported(
             "BatchNormalization with spatial=0 (opset < 9)".into(),
         ));
     }
-    if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(Error::NotSupported(
-            "BatchNormalization training outputs (running mean/var, saved statistics)".into(),
-        ));
-    }
     Ok(Box::new(BatchNorm {
         epsilon: node.float_or("epsilon", 1e-5)?,
+        training: training
+            .then(|| -> Result<Training> {
+                Ok(Training {
+                    momentum: f64::from(node.float_or("momentum", 0.9)?),
+                    saved: opset < 14,
+                })
+            })
+            .transpose()?,
     }))
 }
 
