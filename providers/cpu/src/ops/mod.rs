@@ -25,6 +25,7 @@ pub mod loss;
 pub mod matmul;
 pub mod ml;
 pub mod normalization;
+pub mod optimizer;
 pub mod pad;
 pub mod pool;
 pub mod quantize;
@@ -76,6 +77,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     matmul::register(reg);
     ml::register(reg);
     normalization::register(reg);
+    optimizer::register(reg);
     pad::register(reg);
     pool::register(reg);
     quantize::register(reg);
