@@ -172,6 +172,11 @@ pub fn infer_node<'a>(
             }
             v
         }
+        "QLinearConv" => {
+            let out = window_output(node, dims0.as_deref(), concrete(3));
+            let dtype = input(7).and_then(ValueType::dtype).or(dtype0);
+            vec![dtype.and_then(|d| tensor(d, out))]
+        }
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
             let out = dims0.map(|d| {
                 d.iter()
@@ -326,7 +331,10 @@ fn window_output(node: &Node, x: Option<&[Dim]>, w: Option<Vec<usize>>) -> Optio
             _ => None,
         })
         .collect::<Option<_>>()?;
-    let is_conv = matches!(node.op_type.as_str(), "Conv" | "ConvInteger");
+    let is_conv = matches!(
+        node.op_type.as_str(),
+        "Conv" | "ConvInteger" | "QLinearConv"
+    );
     let attrs = shape::WindowAttrs::from_node(node).ok()?;
     let kernel = w.as_ref().and_then(|w| w.get(2..)).filter(|_| is_conv);
     let win = attrs.resolve(&spatial, kernel).ok()?;

@@ -1,5 +1,6 @@
 //! Conv (1-D, 2-D, 3-D...): im2col through the window tap table, then GEMM
-//! per image and group; ConvInteger runs the same path exactly in i32.
+//! per image and group; ConvInteger and QLinearConv run the same path
+//! exactly in i32.
 
 use oxrt_core::shape::WindowAttrs;
 use oxrt_core::{
@@ -10,6 +11,7 @@ use crate::gemm::{gemm, MatRef};
 use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
+use crate::ops::unary::round_half_even;
 use crate::ops::window::taps;
 
 struct Conv {
@@ -151,12 +153,75 @@ impl Kernel for ConvInteger {
     }
 }
 
+/// QLinearConv: ConvInteger plus the int32 bias, rescaled by
+/// `x_scale * w_scale / y_scale` (w_scale per tensor or per output
+/// channel, the multiplier in f32 as the reference computes it), plus
+/// `y_zero_point`, saturated and rounded half to even.
+struct QLinearConv(Conv);
+
+impl Kernel for QLinearConv {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let scalar = |i: usize, what: &str| -> Result<f32> {
+            match required(inputs, i)?.to_f64_vec().as_deref() {
+                Some([v]) => Ok(*v as f32),
+                _ => Err(Error::invalid(format!("{what} must be one float"))),
+            }
+        };
+        let (x_scale, y_scale) = (scalar(1, "x_scale")?, scalar(6, "y_scale")?);
+        let x = required(inputs, 0)?;
+        let w = required(inputs, 3)?;
+        let xq = minus_zero_point(x, optional(inputs, 2))?;
+        let wq = minus_zero_point(w, optional(inputs, 5))?;
+        let acc = self.0.run::<i32>(&xq, &wq, optional(inputs, 8))?;
+        let w_scale: Vec<f32> = required(inputs, 4)?
+            .to_f64_vec()
+            .ok_or_else(|| Error::invalid("w_scale must be float"))?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let channels = acc.shape().get(1).copied().unwrap_or(1);
+        if w_scale.len() != 1 && w_scale.len() != channels {
+            return Err(Error::invalid(format!(
+                "w_scale has {} values for {channels} output channels",
+                w_scale.len()
+            )));
+        }
+        let y_zero = optional(inputs, 7);
+        let out_type = y_zero.map_or(x.dtype(), Tensor::dtype);
+        let zero = y_zero
+            .map(|z| {
+                z.to_f64_vec()
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0.0)
+            })
+            .unwrap_or(0.0);
+        let (lo, hi) = if out_type == D::I8 {
+            (-128.0, 127.0)
+        } else {
+            (0.0, 255.0)
+        };
+        let plane: usize = acc.shape()[2..].iter().product();
+        let y: Vec<f64> = acc
+            .as_slice::<i32>()?
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = (i / plane.max(1)) % channels;
+                let ws = w_scale[if w_scale.len() == 1 { 0 } else { c }];
+                let m = f64::from(x_scale * ws / y_scale);
+                round_half_even((f64::from(v) * m + zero).clamp(lo, hi))
+            })
+            .collect();
+        Ok(vec![cast(&Tensor::from_vec(acc.shape(), y)?, out_type)?])
+    }
+}
+
 fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     let conv = create_conv(node, info)?;
-    Ok(if node.op_type == "ConvInteger" {
-        Box::new(ConvInteger(conv))
-    } else {
-        Box::new(conv)
+    Ok(match node.op_type.as_str() {
+        "ConvInteger" => Box::new(ConvInteger(conv)),
+        "QLinearConv" => Box::new(QLinearConv(conv)),
+        _ => Box::new(conv),
     })
 }
 
@@ -172,10 +237,11 @@ fn create_conv(node: &Node, _: &KernelInfo<'_>) -> Result<Conv> {
     })
 }
 
-/// Registers Conv and ConvInteger.
+/// Registers Conv, ConvInteger and QLinearConv.
 pub fn register(reg: &mut KernelRegistry) {
     reg.add(KernelDef::new("Conv", 1.., FLOATS, create));
     reg.add(KernelDef::new("ConvInteger", 10.., &[D::U8, D::I8], create));
+    reg.add(KernelDef::new("QLinearConv", 10.., &[D::U8, D::I8], create));
 }
 
 #[cfg(test)]
