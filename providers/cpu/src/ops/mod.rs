@@ -44,6 +44,7 @@ pub mod softmax;
 pub mod spectral;
 pub mod stateful;
 pub mod strings;
+pub mod tfidf;
 pub mod topk;
 pub mod unary;
 pub mod unique;
@@ -96,6 +97,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     spectral::register(reg);
     stateful::register(reg);
     strings::register(reg);
+    tfidf::register(reg);
     topk::register(reg);
     unary::register(reg);
     unique::register(reg);
