@@ -88,9 +88,33 @@ pub fn compare(actual: &Tensor, expected: &Tensor, tol: Tolerance) -> Result<(),
             count += 1;
             first.get_or_insert(i);
         }
+        // Integers still report their largest difference (NaN for strings).
+        let (mut max_abs, mut max_rel) = (f64::NAN, f64::NAN);
+        if let (Some(x), Some(y)) = (actual.to_f64_vec(), expected.to_f64_vec()) {
+            for (x, y) in x.iter().zip(&y) {
+                let abs = (x - y).abs();
+                max_abs = if max_abs.is_nan() {
+                    abs
+                } else {
+                    max_abs.max(abs)
+                };
+                let rel = if *y != 0.0 {
+                    abs / y.abs()
+                } else if abs == 0.0 {
+                    0.0
+                } else {
+                    f64::INFINITY
+                };
+                max_rel = if max_rel.is_nan() {
+                    rel
+                } else {
+                    max_rel.max(rel)
+                };
+            }
+        }
         return Err(Mismatch::Values {
-            max_abs: f64::NAN,
-            max_rel: f64::NAN,
+            max_abs,
+            max_rel,
             count,
             first_index: first.unwrap_or(0),
         });

@@ -18,6 +18,7 @@ pub mod flex_attention;
 pub mod gather;
 pub mod generate;
 pub mod grid;
+pub mod image_decode;
 pub mod lane_norm;
 pub mod layout;
 pub mod linalg;
@@ -71,6 +72,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     gather::register(reg);
     generate::register(reg);
     grid::register(reg);
+    image_decode::register(reg);
     lane_norm::register(reg);
     layout::register(reg);
     linalg::register(reg);
