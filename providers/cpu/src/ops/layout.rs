@@ -251,31 +251,53 @@ fn create_concat(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     Ok(Box::new(Concat { axis }))
 }
 
-/// Dropout: the input unchanged (and an all-true mask) in inference, and in
-/// training mode with ratio 0. Training mode with a positive ratio (random
-/// masks) is refused.
-struct DropoutCheck(Layout);
+/// Dropout: the input unchanged (and an all-true mask) in inference. In
+/// training mode, elements are kept where a uniform draw is at least the
+/// ratio and scaled by `1 / (1 - ratio)` (seeded draws repeat, see
+/// [`crate::ops::random`]).
+struct Dropout {
+    mask: bool,
+    seed: Option<u32>,
+}
 
-impl Kernel for DropoutCheck {
+impl Kernel for Dropout {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        if let Some(t) = optional(inputs, 2) {
-            if t.as_slice::<bool>()?.first().copied().unwrap_or(false) {
-                let ratio = match optional(inputs, 1) {
-                    Some(r) => r
-                        .to_f64_vec()
-                        .and_then(|v| v.first().copied())
-                        .ok_or_else(|| Error::invalid("ratio must be one float"))?,
-                    None => 0.5,
-                };
-                if ratio != 0.0 {
-                    return Err(Error::NotSupported(
-                        "Dropout with training_mode=true and a positive ratio (random masks)"
-                            .into(),
-                    ));
-                }
-            }
+        let x = required(inputs, 0)?;
+        let training = match optional(inputs, 2) {
+            Some(t) => t.as_slice::<bool>()?.first().copied().unwrap_or(false),
+            None => false,
+        };
+        let ratio = match optional(inputs, 1) {
+            Some(r) => r
+                .to_f64_vec()
+                .and_then(|v| v.first().copied())
+                .ok_or_else(|| Error::invalid("ratio must be one float"))?,
+            None => 0.5,
+        };
+        if !training || ratio == 0.0 {
+            return Layout::Identity { mask: self.mask }.compute(inputs);
         }
-        self.0.compute(inputs)
+        if !(0.0..1.0).contains(&ratio) {
+            return Err(Error::invalid(format!("ratio {ratio} must be in [0, 1)")));
+        }
+        let keep = crate::ops::random::dropout_mask(x.len(), ratio, self.seed);
+        let scale = 1.0 / (1.0 - ratio);
+        let v = x
+            .to_f64_vec()
+            .ok_or_else(|| Error::invalid(format!("Dropout of {}", x.dtype())))?;
+        let y: Vec<f64> = v
+            .iter()
+            .zip(&keep)
+            .map(|(&e, &k)| if k { e * scale } else { 0.0 })
+            .collect();
+        let mut out = vec![crate::ops::cast::cast(
+            &Tensor::from_vec(x.shape(), y)?,
+            x.dtype(),
+        )?];
+        if self.mask {
+            out.push(Tensor::from_vec(x.shape(), keep)?);
+        }
+        Ok(out)
     }
 }
 
@@ -286,7 +308,10 @@ fn create_dropout(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>>
         ));
     }
     let mask = node.outputs.get(1).is_some_and(|o| !o.is_empty());
-    Ok(Box::new(DropoutCheck(Layout::Identity { mask })))
+    Ok(Box::new(Dropout {
+        mask,
+        seed: crate::ops::random::dropout_seed(node)?,
+    }))
 }
 
 /// Registers the layout operators.

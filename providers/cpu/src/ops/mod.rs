@@ -30,6 +30,7 @@ pub mod optimizer;
 pub mod pad;
 pub mod pool;
 pub mod quantize;
+pub mod random;
 pub mod rearrange;
 pub mod recurrent;
 pub mod reduce;
@@ -86,6 +87,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     quantize::register(reg);
     rearrange::register(reg);
     resize::register(reg);
+    random::register(reg);
     recurrent::register(reg);
     reduce::register(reg);
     region::register(reg);
