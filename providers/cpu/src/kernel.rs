@@ -243,3 +243,9 @@ pub fn ensure_allocatable(shape: &[usize], what: &str) -> Result<()> {
     probe.try_reserve_exact(bytes).map_err(|_| too_big())?;
     Ok(())
 }
+
+/// The elements of a numeric tensor as f64; `what` names it in the error.
+pub fn numbers(t: &Tensor, what: &str) -> Result<Vec<f64>> {
+    t.to_f64_vec()
+        .ok_or_else(|| Error::invalid(format!("{what} must be numeric, got {}", t.dtype())))
+}

@@ -2,10 +2,10 @@
 //! learned per-position `offset`s (bilinear samples, zero outside the
 //! input) and optionally scaled by a `mask`, per offset group.
 
-use oxrt_core::dtype::DataType;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{ensure_allocatable, optional, required};
+use crate::kernel::{ensure_allocatable, numbers, optional, required};
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 
 struct DeformConv {
@@ -29,11 +29,6 @@ fn sample(plane: &[f64], h: usize, w: usize, y: f64, x: f64) -> f64 {
     };
     (1.0 - ly) * ((1.0 - lx) * at(y0, x0) + lx * at(y0, x0 + 1.0))
         + ly * ((1.0 - lx) * at(y0 + 1.0, x0) + lx * at(y0 + 1.0, x0 + 1.0))
-}
-
-fn floats(t: &Tensor, what: &str) -> Result<Vec<f64>> {
-    t.to_f64_vec()
-        .ok_or_else(|| Error::invalid(format!("{what} must be float, got {}", t.dtype())))
 }
 
 impl DeformConv {
@@ -111,9 +106,9 @@ impl DeformConv {
         }
         ensure_allocatable(&[n, oc, oh, ow], "DeformConv output")?;
         ensure_allocatable(&[ic, taps, oh, ow], "DeformConv columns")?;
-        let (xv, wv, ov) = (floats(x, "X")?, floats(w, "W")?, floats(off, "offset")?);
-        let mv = mask.map(|m| floats(m, "mask")).transpose()?;
-        let bv = bias.map(|b| floats(b, "B")).transpose()?;
+        let (xv, wv, ov) = (numbers(x, "X")?, numbers(w, "W")?, numbers(off, "offset")?);
+        let mv = mask.map(|m| numbers(m, "mask")).transpose()?;
+        let bv = bias.map(|b| numbers(b, "B")).transpose()?;
         let plane = oh * ow;
         let (ocg, icpog) = (oc / g, ic / og);
         let mut out = vec![0.0; n * oc * plane];
@@ -189,12 +184,7 @@ fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
 
 /// Registers DeformConv.
 pub fn register(reg: &mut KernelRegistry) {
-    reg.add(KernelDef::new(
-        "DeformConv",
-        19..,
-        &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16],
-        create,
-    ));
+    reg.add(KernelDef::new("DeformConv", 19.., FLOATS, create));
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use oxrt_core::{
     ValueRef,
 };
 
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 use crate::ops::control::body;
 use crate::ops::sequence::{tensor_input, ValueKernel, Values};
@@ -192,12 +193,7 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
 
 /// Registers FlexAttention (domain `ai.onnx.preview`).
 pub fn register(reg: &mut KernelRegistry) {
-    let mut def = KernelDef::new(
-        "FlexAttention",
-        1..,
-        &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16],
-        create,
-    );
+    let mut def = KernelDef::new("FlexAttention", 1.., FLOATS, create);
     def.domain = "ai.onnx.preview";
     reg.add(def);
 }

@@ -1,10 +1,10 @@
 //! Sampling grids: GridSample (N-D; nearest, linear and cubic; zeros,
 //! border and reflection padding) and AffineGrid (2-D and 3-D).
 
-use oxrt_core::dtype::DataType;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
 use crate::kernel::{ensure_allocatable, read_ints, required};
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 use crate::ops::resize::cubic_kernel;
 use crate::ops::unary::round_half_even;
@@ -292,8 +292,6 @@ fn create_affine_grid(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>
         align_corners: node.int_or("align_corners", 0)? != 0,
     }))
 }
-
-const FLOATS: &[DataType] = &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16];
 
 /// Registers GridSample and AffineGrid.
 pub fn register(reg: &mut KernelRegistry) {

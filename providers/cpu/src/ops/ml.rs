@@ -9,15 +9,10 @@ use oxrt_core::dtype::DataType;
 use oxrt_core::ir::Attribute;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{read_ints, required};
+use crate::kernel::{numbers, read_ints, required};
 use crate::ops::cast::cast;
 
 const ML: &str = "ai.onnx.ml";
-
-fn floats(t: &Tensor, what: &str) -> Result<Vec<f64>> {
-    t.to_f64_vec()
-        .ok_or_else(|| Error::invalid(format!("{what} must be numeric, got {}", t.dtype())))
-}
 
 /// Binarizer: 1 where `x > threshold`, else 0, in the input type.
 struct Binarizer(f64);
@@ -25,7 +20,7 @@ struct Binarizer(f64);
 impl Kernel for Binarizer {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
-        let v: Vec<f64> = floats(x, "X")?
+        let v: Vec<f64> = numbers(x, "X")?
             .into_iter()
             .map(|v| if v > self.0 { 1.0 } else { 0.0 })
             .collect();
@@ -132,7 +127,7 @@ fn keys_of(t: &Tensor) -> Result<Vec<Key>> {
         return Ok(s.iter().cloned().map(Key::Str).collect());
     }
     if t.dtype().is_float() {
-        return Ok(floats(t, "keys")?.into_iter().map(float_key).collect());
+        return Ok(numbers(t, "keys")?.into_iter().map(float_key).collect());
     }
     Ok(read_ints(t, "keys")?.into_iter().map(Key::Int).collect())
 }
@@ -300,7 +295,7 @@ impl Kernel for TreeEnsemble {
             [c] => (1, *c),
             other => return Err(Error::invalid(format!("X must be [N, F], got {other:?}"))),
         };
-        let xv = floats(x, "X")?;
+        let xv = numbers(x, "X")?;
         let t = self.targets;
         let init = match self.aggregate {
             Aggregate::Min => f64::from(f32::MAX),
@@ -343,7 +338,7 @@ impl Kernel for TreeEnsemble {
 }
 
 fn tensor_attr(node: &Node, name: &str) -> Result<Option<Vec<f64>>> {
-    node.get_tensor(name)?.map(|t| floats(t, name)).transpose()
+    node.get_tensor(name)?.map(|t| numbers(t, name)).transpose()
 }
 
 fn create_tree_ensemble(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {

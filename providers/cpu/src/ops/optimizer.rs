@@ -5,7 +5,7 @@
 
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{read_scalar_int, required};
+use crate::kernel::{numbers, read_scalar_int, required};
 use crate::ops::cast::cast;
 
 #[derive(Clone, Copy, Debug)]
@@ -92,11 +92,6 @@ impl Rule {
 
 struct Optimizer(Rule);
 
-fn floats(t: &Tensor, what: &str) -> Result<Vec<f64>> {
-    t.to_f64_vec()
-        .ok_or_else(|| Error::invalid(format!("{what} must be float, got {}", t.dtype())))
-}
-
 impl Kernel for Optimizer {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let k = self.0.group();
@@ -107,7 +102,7 @@ impl Kernel for Optimizer {
                 inputs.len()
             )));
         }
-        let r = match floats(required(inputs, 0)?, "R")?[..] {
+        let r = match numbers(required(inputs, 0)?, "R")?[..] {
             [r] => r,
             _ => return Err(Error::invalid("R must be one float")),
         };
@@ -126,10 +121,10 @@ impl Kernel for Optimizer {
                     x.shape()
                 )));
             }
-            let (xv, gv) = (floats(x, "X")?, floats(g, "G")?);
+            let (xv, gv) = (numbers(x, "X")?, numbers(g, "G")?);
             let mut sv: Vec<Vec<f64>> = state
                 .iter()
-                .map(|s| floats(s, "accumulator"))
+                .map(|s| numbers(s, "accumulator"))
                 .collect::<Result<_>>()?;
             let mut acc = vec![0.0; k - 2];
             let mut new_x = Vec::with_capacity(xv.len());

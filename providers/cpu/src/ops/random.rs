@@ -15,6 +15,7 @@ use oxrt_core::{
 };
 
 use crate::kernel::{ensure_allocatable, required};
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 
 const N: usize = 624;
@@ -357,8 +358,6 @@ pub fn dropout_seed(node: &Node) -> Result<Option<u32>> {
         None => Ok(None),
     }
 }
-
-const FLOATS: &[DataType] = &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16];
 
 /// Registers the random generators.
 pub fn register(reg: &mut KernelRegistry) {

@@ -6,11 +6,11 @@
 //! valid time steps, computes the gate pre-activations `W x + Wb` and
 //! `R h + Rb`, and lets the cell combine them. Computed in f64.
 
-use oxrt_core::dtype::DataType;
 use oxrt_core::ir::Attribute;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{ensure_allocatable, optional, read_ints, required};
+use crate::kernel::{ensure_allocatable, numbers, optional, read_ints, required};
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 
 /// An activation of the recurrent operators' `activations` attribute.
@@ -136,11 +136,6 @@ fn mat_vec_add(out: &mut [f64], m: &[f64], v: &[f64]) {
     }
 }
 
-fn floats(t: &Tensor, what: &str) -> Result<Vec<f64>> {
-    t.to_f64_vec()
-        .ok_or_else(|| Error::invalid(format!("{what} must be float, got {}", t.dtype())))
-}
-
 /// Checks `t` has shape `want`, naming the input.
 fn expect_shape(t: &Tensor, want: &[usize], what: &str) -> Result<()> {
     if t.shape() != want {
@@ -237,12 +232,12 @@ impl Recurrent {
         let (dirs, n, g) = (self.reverse.len(), self.hidden, self.cell.gates());
         expect_shape(w, &[dirs, g * n, input], "W")?;
         expect_shape(r, &[dirs, g * n, n], "R")?;
-        let xs = floats(x, "X")?;
-        let (wv, rv) = (floats(w, "W")?, floats(r, "R")?);
+        let xs = numbers(x, "X")?;
+        let (wv, rv) = (numbers(w, "W")?, numbers(r, "R")?);
         let bias = match optional(inputs, 3) {
             Some(b) => {
                 expect_shape(b, &[dirs, 2 * g * n], "B")?;
-                floats(b, "B")?
+                numbers(b, "B")?
             }
             None => vec![0.0; dirs * 2 * g * n],
         };
@@ -268,7 +263,7 @@ impl Recurrent {
                         [dirs, batch, n]
                     };
                     expect_shape(t, &want, what)?;
-                    floats(t, what)
+                    numbers(t, what)
                 })
                 .transpose()
         };
@@ -277,7 +272,7 @@ impl Recurrent {
         {
             Some(p) => {
                 expect_shape(p, &[dirs, 3 * n], "P")?;
-                Some(floats(p, "P")?)
+                Some(numbers(p, "P")?)
             }
             None => None,
         };
@@ -426,8 +421,6 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
         batch_first,
     }))
 }
-
-const FLOATS: &[DataType] = &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16];
 
 /// Registers RNN, GRU and LSTM.
 pub fn register(reg: &mut KernelRegistry) {

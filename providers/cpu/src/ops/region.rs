@@ -2,10 +2,10 @@
 //! regular grid in each output bin; half_pixel or output_half_pixel
 //! coordinates).
 
-use oxrt_core::dtype::DataType;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
 use crate::kernel::{ensure_allocatable, read_ints, required};
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 
 struct RoiAlign {
@@ -202,12 +202,7 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
 
 /// Registers RoiAlign.
 pub fn register(reg: &mut KernelRegistry) {
-    reg.add(KernelDef::new(
-        "RoiAlign",
-        10..,
-        &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16],
-        create,
-    ));
+    reg.add(KernelDef::new("RoiAlign", 10.., FLOATS, create));
 }
 
 #[cfg(test)]

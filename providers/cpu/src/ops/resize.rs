@@ -11,7 +11,7 @@ use oxrt_core::dtype::DataType;
 use oxrt_core::shape::normalize_axis;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{ensure_allocatable, optional, read_ints, required};
+use crate::kernel::{ensure_allocatable, numbers, optional, read_ints, required};
 use crate::ops::cast::cast;
 use crate::ops::unary::round_half_even;
 
@@ -352,11 +352,6 @@ struct Resize {
     legacy: Option<Option<Vec<f64>>>,
 }
 
-fn floats(t: &Tensor) -> Result<Vec<f64>> {
-    t.to_f64_vec()
-        .ok_or_else(|| Error::invalid(format!("expected a float tensor, got {}", t.dtype())))
-}
-
 impl Kernel for Resize {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
@@ -364,12 +359,12 @@ impl Kernel for Resize {
         let out = match &self.legacy {
             Some(Some(scales)) => resize(x, &self.attrs, None, Some(scales), None)?,
             Some(None) => {
-                let scales = floats(required(inputs, 1)?)?;
+                let scales = numbers(required(inputs, 1)?, "scales")?;
                 resize(x, &self.attrs, None, Some(&scales), None)?
             }
             None => {
-                let roi = nonempty(1).map(floats).transpose()?;
-                let scales = nonempty(2).map(floats).transpose()?;
+                let roi = nonempty(1).map(|t| numbers(t, "roi")).transpose()?;
+                let scales = nonempty(2).map(|t| numbers(t, "scales")).transpose()?;
                 let sizes = nonempty(3).map(|t| read_ints(t, "sizes")).transpose()?;
                 resize(
                     x,

@@ -12,6 +12,7 @@ use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
 
 use crate::kernel::{ensure_allocatable, optional, read_scalar_int, required};
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 
 type C64 = Complex<f64>;
@@ -252,8 +253,6 @@ fn create_stft(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
         onesided: node.int_or("onesided", 1)? != 0,
     }))
 }
-
-const FLOATS: &[DataType] = &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16];
 
 /// Registers DFT and STFT.
 pub fn register(reg: &mut KernelRegistry) {

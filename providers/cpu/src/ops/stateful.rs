@@ -10,15 +10,12 @@ use oxrt_core::dtype::DataType;
 use oxrt_core::shape::normalize_axis;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{optional, read_ints, required};
+use crate::kernel::{numbers, optional, read_ints, required};
+use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 
 fn f32s(t: &Tensor, what: &str) -> Result<Vec<f32>> {
-    Ok(t.to_f64_vec()
-        .ok_or_else(|| Error::invalid(format!("{what} must be float, got {}", t.dtype())))?
-        .into_iter()
-        .map(|v| v as f32)
-        .collect())
+    Ok(numbers(t, what)?.into_iter().map(|v| v as f32).collect())
 }
 
 fn output(shape: Vec<usize>, data: Vec<f32>, dtype: DataType) -> Result<Tensor> {
@@ -405,8 +402,6 @@ fn create_tensor_scatter(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kern
         circular,
     }))
 }
-
-const FLOATS: &[DataType] = &[DataType::F32, DataType::F64, DataType::F16, DataType::BF16];
 
 /// Registers LinearAttention, CausalConvWithState and TensorScatter.
 pub fn register(reg: &mut KernelRegistry) {
