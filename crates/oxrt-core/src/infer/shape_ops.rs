@@ -77,6 +77,20 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
             };
             vec![with(dtype0, dims)]
         }
+        "MaxRoiPool" => {
+            let pooled = node.get_ints("pooled_shape").ok().flatten().map(|p| {
+                p.iter()
+                    .map(|&v| usize::try_from(v).map_or(Dim::Unknown, Dim::Known))
+                    .collect::<Vec<_>>()
+            });
+            let dims = match (dims0.as_deref(), ins.dims(1), pooled) {
+                (Some([_, c, ..]), Some([r, _]), Some(p)) if p.len() == 2 => {
+                    Some(vec![r.clone(), c.clone(), p[0].clone(), p[1].clone()])
+                }
+                _ => None,
+            };
+            vec![with(dtype0, dims)]
+        }
         "DeformConv" => {
             let dims = match (dims0.as_deref(), ins.dims(1), ins.dims(2)) {
                 (Some([n, ..]), Some([oc, ..]), Some(off)) if off.len() >= 2 => {

@@ -1,10 +1,11 @@
 //! Region pooling: RoiAlign (average or max of bilinear samples on a
 //! regular grid in each output bin; half_pixel or output_half_pixel
-//! coordinates).
+//! coordinates) and MaxRoiPool (the maximum over each bin of the rounded
+//! region, as Caffe and ONNX Runtime do).
 
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 
-use crate::kernel::{ensure_allocatable, read_ints, required};
+use crate::kernel::{ensure_allocatable, numbers, read_ints, required};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 
@@ -200,8 +201,101 @@ fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     }))
 }
 
-/// Registers RoiAlign.
+/// MaxRoiPool: `rois [R, 5]` rows of (batch index, x1, y1, x2, y2), scaled
+/// and rounded to pixels; each of `pooled_shape` bins takes the maximum of
+/// its cells (0 for an empty bin).
+struct MaxRoiPool {
+    pooled: [usize; 2],
+    spatial_scale: f64,
+}
+
+impl MaxRoiPool {
+    fn run(&self, x: &Tensor, rois: &Tensor) -> Result<Tensor> {
+        let [n, c, height, width] = x.shape()[..] else {
+            return Err(Error::invalid(format!(
+                "X must be [N, C, H, W], got {:?}",
+                x.shape()
+            )));
+        };
+        let r = match rois.shape() {
+            [r, 5] => *r,
+            other => {
+                return Err(Error::invalid(format!(
+                    "rois must be [R, 5], got {other:?}"
+                )))
+            }
+        };
+        let [ph, pw] = self.pooled;
+        let shape = vec![r, c, ph, pw];
+        ensure_allocatable(&shape, "MaxRoiPool output")?;
+        let data = numbers(x, "X")?;
+        let boxes = numbers(rois, "rois")?;
+        let mut out = vec![0.0; r * c * ph * pw];
+        for ri in 0..r {
+            let b = &boxes[ri * 5..ri * 5 + 5];
+            let batch = Some(b[0])
+                .filter(|v| *v >= 0.0 && (*v as usize) < n)
+                .ok_or_else(|| Error::invalid(format!("roi #{ri} names batch {} of {n}", b[0])))?
+                as usize;
+            let px = |v: f64| (v * self.spatial_scale).round() as i64;
+            let (x1, y1, x2, y2) = (px(b[1]), px(b[2]), px(b[3]), px(b[4]));
+            let rh = (y2 - y1 + 1).max(1) as f64;
+            let rw = (x2 - x1 + 1).max(1) as f64;
+            let (bh, bw) = (rh / ph as f64, rw / pw as f64);
+            // A bin's cells along one axis, clipped to the map.
+            let span = |i: usize, bin: f64, start: i64, size: usize| {
+                let lo = ((i as f64 * bin).floor() as i64 + start).clamp(0, size as i64) as usize;
+                let hi =
+                    (((i + 1) as f64 * bin).ceil() as i64 + start).clamp(0, size as i64) as usize;
+                lo..hi
+            };
+            for ch in 0..c {
+                let plane = &data[(batch * c + ch) * height * width..][..height * width];
+                for i in 0..ph {
+                    for j in 0..pw {
+                        let (rows, cols) = (span(i, bh, y1, height), span(j, bw, x1, width));
+                        let m = rows
+                            .flat_map(|y| cols.clone().map(move |x| plane[y * width + x]))
+                            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+                        out[((ri * c + ch) * ph + i) * pw + j] = m.unwrap_or(0.0);
+                    }
+                }
+            }
+        }
+        cast(&Tensor::from_vec(shape, out)?, x.dtype())
+    }
+}
+
+impl Kernel for MaxRoiPool {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        Ok(vec![self.run(required(inputs, 0)?, required(inputs, 1)?)?])
+    }
+}
+
+fn create_max_roi_pool(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let pooled = match node.get_ints("pooled_shape")? {
+        Some(&[h, w]) if h > 0 && w > 0 => [h as usize, w as usize],
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "pooled_shape must be two positive sizes, got {other:?}"
+            )))
+        }
+        None => return Err(Error::invalid("attribute 'pooled_shape' is required")),
+    };
+    Ok(Box::new(MaxRoiPool {
+        pooled,
+        spatial_scale: f64::from(node.float_or("spatial_scale", 1.0)?),
+    }))
+}
+
+/// Registers RoiAlign and MaxRoiPool.
 pub fn register(reg: &mut KernelRegistry) {
+    reg.add(KernelDef::new(
+        "MaxRoiPool",
+        1..,
+        FLOATS,
+        create_max_roi_pool,
+    ));
     reg.add(KernelDef::new("RoiAlign", 10.., FLOATS, create));
 }
 
@@ -229,5 +323,22 @@ mod tests {
         assert!((y.as_slice::<f32>().unwrap()[0] - 1.5).abs() < 1e-6);
         let bad = Tensor::from_vec(vec![1], vec![3i64]).unwrap();
         assert!(k.run(&x, &rois, &bad).is_err());
+    }
+
+    #[test]
+    fn max_roi_pool_takes_each_bins_maximum() {
+        // A 4x4 map of 0..16; the roi covers columns 1..=2 and rows 0..=3.
+        let x = Tensor::from_vec(vec![1, 1, 4, 4], (0..16).map(|v| v as f32).collect()).unwrap();
+        let rois = Tensor::from_vec(vec![1, 5], vec![0.0f32, 1.0, 0.0, 2.0, 3.0]).unwrap();
+        let k = MaxRoiPool {
+            pooled: [2, 1],
+            spatial_scale: 1.0,
+        };
+        let y = k.run(&x, &rois).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 1]);
+        // Rows 0..2 -> max at (1, 2) = 6; rows 2..4 -> max at (3, 2) = 14.
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[6.0, 14.0]);
+        let bad = Tensor::from_vec(vec![1, 5], vec![2.0f32, 0.0, 0.0, 1.0, 1.0]).unwrap();
+        assert!(k.run(&x, &bad).is_err());
     }
 }
