@@ -177,6 +177,13 @@ pub fn compare_value(
             }
             Ok(())
         }
+        (Value::Map(a), RefValue::Map { keys, values }) => {
+            compare(&a.keys, keys, tol).map_err(|m| format!("keys: {m}"))?;
+            for (i, (a, e)) in a.values.iter().zip(values).enumerate() {
+                compare_value(a, e, tol).map_err(|m| format!("value #{i}: {m}"))?;
+            }
+            Ok(())
+        }
         (Value::Optional(a), RefValue::Optional(e)) => match (a, e) {
             (None, None) => Ok(()),
             (Some(a), Some(e)) => compare_value(a, e, tol),

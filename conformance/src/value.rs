@@ -3,7 +3,7 @@
 //! model declares for the value.
 
 use oxrt::core::tensor_proto::{tensor_from_proto, DEFAULT_MEMORY_LIMIT};
-use oxrt::core::{Sequence, Value};
+use oxrt::core::{Map, Sequence, Value};
 use oxrt::onnx::proto::{MapProto, OptionalProto, SequenceProto, TensorProto};
 use oxrt::{DataType, Tensor, ValueType};
 use prost::Message;
@@ -156,7 +156,19 @@ impl RefValue {
                 let inner = inner.as_deref().map(|v| v.to_value(&elem)).transpose()?;
                 Ok(Value::Optional(inner.map(Box::new)))
             }
-            RefValue::Map { .. } => Err("maps are not supported as runtime values".into()),
+            RefValue::Map { keys, values } => {
+                let elem = match ty {
+                    ValueType::Map { value, .. } => value.as_ref().clone(),
+                    _ => ValueType::Unknown,
+                };
+                let values = values
+                    .iter()
+                    .map(|v| v.to_value(&elem))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Map::new(keys.clone(), values)
+                    .map(Value::Map)
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 }

@@ -283,3 +283,64 @@ fn sequences_are_session_values() {
         "{err}"
     );
 }
+
+/// A map passes through a session (Identity, and inside an Optional).
+#[test]
+fn maps_are_session_values() {
+    use oxrt::core::Map;
+    let map_type = TypeProto {
+        value: Some(type_proto::Value::MapType(Box::new(type_proto::Map {
+            key_type: Some(DataType::I64.onnx_code()),
+            value_type: Some(Box::new(tensor_type(DataType::F32))),
+        }))),
+        denotation: None,
+    };
+    let opt_type = TypeProto {
+        value: Some(type_proto::Value::OptionalType(Box::new(
+            type_proto::Optional {
+                elem_type: Some(Box::new(map_type.clone())),
+            },
+        ))),
+        denotation: None,
+    };
+    let main = GraphProto {
+        name: Some("maps".into()),
+        node: vec![
+            node("Identity", &["m"], &["same"], vec![]),
+            node("Optional", &["m"], &["wrapped"], vec![]),
+            node("OptionalHasElement", &["wrapped"], &["has"], vec![]),
+        ],
+        input: vec![info("m", map_type.clone())],
+        output: vec![
+            info("same", map_type),
+            info("wrapped", opt_type),
+            info("has", tensor_type(DataType::Bool)),
+        ],
+        ..Default::default()
+    };
+    let session = Session::builder().commit_from_memory(&model(main)).unwrap();
+    let keys = Tensor::from_vec(vec![2], vec![3i64, 7]).unwrap();
+    let values = vec![
+        Value::Tensor(Tensor::scalar(0.5f32)),
+        Value::Tensor(Tensor::scalar(1.5f32)),
+    ];
+    let m = Value::Map(Map::new(keys, values).unwrap());
+    let out = session.run([("m", m.clone())]).unwrap();
+    assert_eq!(out.value("same"), Some(&m));
+    assert_eq!(
+        out.value("wrapped"),
+        Some(&Value::Optional(Some(Box::new(m))))
+    );
+    assert_eq!(out["has"].as_slice::<bool>().unwrap(), &[true]);
+    // String keys where int64 keys are declared are a typed input error.
+    let wrong = Map::new(
+        Tensor::from_strings(vec![1], vec!["a".into()]).unwrap(),
+        vec![Value::Tensor(Tensor::scalar(1.0f32))],
+    )
+    .unwrap();
+    let err = session.run([("m", Value::Map(wrong))]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("input 'm': expected map("),
+        "{err}"
+    );
+}

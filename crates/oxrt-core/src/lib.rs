@@ -32,7 +32,7 @@ pub use registry::{KernelDef, KernelRegistry};
 pub use session::{OptimizationLevel, Session, SessionBuilder, SessionOutputs};
 pub use subgraph::{Subgraph, SubgraphScope};
 pub use tensor::{Element, Storage, Tensor};
-pub use value::{Sequence, Value, ValueRef};
+pub use value::{Map, Sequence, Value, ValueRef};
 
 pub use half::{bf16, f16};
 pub use ndarray;

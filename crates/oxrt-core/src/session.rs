@@ -393,6 +393,12 @@ impl Session {
                 }
                 Ok(())
             }
+            (Value::Map(m), ValueType::Map { key, .. }) => {
+                if m.keys.dtype() != *key {
+                    return Err(kind_error());
+                }
+                Ok(())
+            }
             (Value::Optional(inner), ValueType::Optional(elem)) => match inner {
                 None => Ok(()),
                 Some(inner) => {

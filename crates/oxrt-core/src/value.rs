@@ -1,5 +1,5 @@
 //! `Value`: what flows along a graph edge at run time — a tensor, a
-//! sequence of tensors, or an optional value that may be absent.
+//! sequence of tensors, a map, or an optional value that may be absent.
 
 use std::fmt;
 
@@ -46,11 +46,46 @@ impl Sequence {
     }
 }
 
+/// An ONNX map: scalar keys (a 1-D int64, int32 or string tensor) and one
+/// value per key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Map {
+    pub keys: Tensor,
+    pub values: Vec<Value>,
+}
+
+impl Map {
+    /// A map of `keys` to `values`, checking the key type and the counts.
+    pub fn new(keys: Tensor, values: Vec<Value>) -> Result<Self> {
+        if keys.rank() != 1
+            || !matches!(
+                keys.dtype(),
+                DataType::I64 | DataType::I32 | DataType::String
+            )
+        {
+            return Err(Error::invalid(format!(
+                "map keys must be a 1-D int64, int32 or string tensor, got {} {:?}",
+                keys.dtype(),
+                keys.shape()
+            )));
+        }
+        if keys.len() != values.len() {
+            return Err(Error::invalid(format!(
+                "map has {} keys but {} values",
+                keys.len(),
+                values.len()
+            )));
+        }
+        Ok(Self { keys, values })
+    }
+}
+
 /// A run-time value of any kind the ONNX type system has and oxrt runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Tensor(Tensor),
     Sequence(Sequence),
+    Map(Map),
     /// An optional value; `None` when absent.
     Optional(Option<Box<Value>>),
 }
@@ -92,11 +127,12 @@ impl Value {
         match self {
             Value::Tensor(t) => ValueRef::Tensor(t),
             Value::Sequence(s) => ValueRef::Sequence(s),
+            Value::Map(m) => ValueRef::Map(m),
             Value::Optional(o) => ValueRef::Optional(o.as_deref()),
         }
     }
 
-    /// `tensor`, `sequence` or `optional`, for messages.
+    /// `tensor`, `sequence`, `map` or `optional`, for messages.
     pub fn kind(&self) -> &'static str {
         self.as_ref().kind()
     }
@@ -114,6 +150,7 @@ impl fmt::Display for Value {
 pub enum ValueRef<'a> {
     Tensor(&'a Tensor),
     Sequence(&'a Sequence),
+    Map(&'a Map),
     Optional(Option<&'a Value>),
 }
 
@@ -131,15 +168,17 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Tensor(t) => Value::Tensor(t.clone()),
             ValueRef::Sequence(s) => Value::Sequence(s.clone()),
+            ValueRef::Map(m) => Value::Map(m.clone()),
             ValueRef::Optional(o) => Value::Optional(o.map(|v| Box::new(v.clone()))),
         }
     }
 
-    /// `tensor`, `sequence` or `optional`, for messages.
+    /// `tensor`, `sequence`, `map` or `optional`, for messages.
     pub fn kind(self) -> &'static str {
         match self {
             ValueRef::Tensor(_) => "tensor",
             ValueRef::Sequence(_) => "sequence",
+            ValueRef::Map(_) => "map",
             ValueRef::Optional(_) => "optional",
         }
     }
@@ -150,6 +189,7 @@ impl fmt::Display for ValueRef<'_> {
         match self {
             ValueRef::Tensor(t) => write!(f, "tensor({}) {:?}", t.dtype(), t.shape()),
             ValueRef::Sequence(s) => write!(f, "seq(tensor({})) of {}", s.dtype, s.len()),
+            ValueRef::Map(m) => write!(f, "map({}, ...) of {}", m.keys.dtype(), m.values.len()),
             ValueRef::Optional(None) => f.write_str("optional(none)"),
             ValueRef::Optional(Some(v)) => write!(f, "optional({v})"),
         }
@@ -177,5 +217,17 @@ mod tests {
             .to_string()
             .contains("got a sequence"));
         assert_eq!(Value::from(a.clone()).into_tensor().unwrap(), a);
+        let keys = Tensor::from_vec(vec![2], vec![1i64, 2]).unwrap();
+        let m = Map::new(
+            keys.clone(),
+            vec![Value::Tensor(a.clone()), Value::Tensor(a.clone())],
+        )
+        .unwrap();
+        assert_eq!(Value::Map(m).kind(), "map");
+        assert!(Map::new(keys, vec![Value::Tensor(a.clone())])
+            .unwrap_err()
+            .to_string()
+            .contains("2 keys but 1 values"));
+        assert!(Map::new(a.clone(), Vec::new()).is_err());
     }
 }
