@@ -344,3 +344,72 @@ fn maps_are_session_values() {
         "{err}"
     );
 }
+
+/// A branch may return an outer value directly (no node in it), and an
+/// Identity feeding a subgraph is bypassed by the optimizer without
+/// changing results.
+#[test]
+fn branches_return_outer_values_at_every_optimization_level() {
+    let then_branch = graph("then", vec![], vec![], &["a"]);
+    let else_branch = graph(
+        "else",
+        vec![node("Neg", &["a"], &["neg"], vec![])],
+        vec![],
+        &["neg"],
+    );
+    let main = GraphProto {
+        name: Some("main".into()),
+        node: vec![
+            node("Identity", &["x"], &["a"], vec![]),
+            node(
+                "If",
+                &["c"],
+                &["out"],
+                vec![
+                    graph_attr("then_branch", then_branch),
+                    graph_attr("else_branch", else_branch),
+                ],
+            ),
+        ],
+        input: vec![
+            info("x", tensor_type(DataType::F32)),
+            info("c", tensor_type(DataType::Bool)),
+        ],
+        output: vec![info("out", tensor_type(DataType::F32))],
+        ..Default::default()
+    };
+    let bytes = model(main);
+    let x = Tensor::from_vec(vec![2], vec![1.0f32, -2.0]).unwrap();
+    for level in [
+        oxrt::OptimizationLevel::Disabled,
+        oxrt::OptimizationLevel::All,
+    ] {
+        let session = Session::builder()
+            .with_optimization_level(level)
+            .commit_from_memory(&bytes)
+            .unwrap();
+        let run = |c: bool| {
+            session
+                .run([("x", x.clone()), ("c", Tensor::scalar(c))])
+                .unwrap()["out"]
+                .clone()
+        };
+        assert_eq!(run(true), x, "{level:?}");
+        assert_eq!(
+            run(false).as_slice::<f32>().unwrap(),
+            &[-1.0, 2.0],
+            "{level:?}"
+        );
+        let identities = session
+            .model()
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.op_type == "Identity")
+            .count();
+        assert_eq!(
+            identities,
+            usize::from(level == oxrt::OptimizationLevel::Disabled)
+        );
+    }
+}

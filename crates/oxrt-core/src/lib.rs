@@ -11,6 +11,7 @@ pub mod error;
 mod execute;
 pub mod infer;
 pub mod ir;
+pub mod optimize;
 pub mod partition;
 pub mod plan;
 pub mod profile;

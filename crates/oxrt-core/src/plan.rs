@@ -204,6 +204,12 @@ pub(crate) fn outer_reads(g: &Graph) -> Vec<String> {
         defined.extend(n.outputs.iter().map(String::as_str));
     }
     let mut reads = Vec::new();
+    // Outputs may name an outer value directly.
+    for o in &g.outputs {
+        if !defined.contains(o.name.as_str()) {
+            reads.push(o.name.clone());
+        }
+    }
     for n in &g.nodes {
         for i in n.inputs.iter().filter(|i| !i.is_empty()) {
             if !defined.contains(i.as_str()) {

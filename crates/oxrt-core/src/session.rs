@@ -76,8 +76,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Graph optimization level. No optimization passes exist yet: every
-    /// level currently runs the graph as written.
+    /// Graph optimization level. `Basic` and above remove Identity nodes
+    /// and dead nodes; fusions and layout passes are not built yet.
     pub fn with_optimization_level(mut self, level: OptimizationLevel) -> Self {
         self.optimization_level = level;
         self
@@ -130,6 +130,8 @@ impl SessionBuilder {
             .thread_name(|i| format!("oxrt-intra-{i}"))
             .build()
             .map_err(|e| Error::Config(format!("cannot create {threads} intra-op threads: {e}")))?;
+        let report = crate::optimize::optimize(&mut model.graph, self.optimization_level);
+        tracing::debug!(?report, "graph optimized");
         infer_graph(&mut model.graph, &model.opsets);
         let mut providers = self.providers;
         if let Some(f) = self.fallback {
