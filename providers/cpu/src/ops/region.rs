@@ -52,22 +52,22 @@ fn bilinear(y: f64, x: f64, height: usize, width: usize) -> Option<[(usize, f64)
     ])
 }
 
+/// The `[N, C, H, W]` dims of `x` and the number of `rois` rows, each of
+/// `cols` values.
+fn region_inputs(x: &Tensor, rois: &Tensor, cols: usize) -> Result<([usize; 4], usize)> {
+    let dims = <[usize; 4]>::try_from(x.shape())
+        .map_err(|_| Error::invalid(format!("X must be [N, C, H, W], got {:?}", x.shape())))?;
+    match rois.shape() {
+        [r, k] if *k == cols => Ok((dims, *r)),
+        other => Err(Error::invalid(format!(
+            "rois must be [R, {cols}], got {other:?}"
+        ))),
+    }
+}
+
 impl RoiAlign {
     fn run(&self, x: &Tensor, rois: &Tensor, batch_idx: &Tensor) -> Result<Tensor> {
-        let [n, c, height, width] = x.shape()[..] else {
-            return Err(Error::invalid(format!(
-                "X must be [N, C, H, W], got {:?}",
-                x.shape()
-            )));
-        };
-        let r = match rois.shape() {
-            [r, 4] => *r,
-            other => {
-                return Err(Error::invalid(format!(
-                    "rois must be [R, 4], got {other:?}"
-                )))
-            }
-        };
+        let ([n, c, height, width], r) = region_inputs(x, rois, 4)?;
         let batches = read_ints(batch_idx, "batch_indices")?;
         if batches.len() != r {
             return Err(Error::invalid(format!(
@@ -211,20 +211,7 @@ struct MaxRoiPool {
 
 impl MaxRoiPool {
     fn run(&self, x: &Tensor, rois: &Tensor) -> Result<Tensor> {
-        let [n, c, height, width] = x.shape()[..] else {
-            return Err(Error::invalid(format!(
-                "X must be [N, C, H, W], got {:?}",
-                x.shape()
-            )));
-        };
-        let r = match rois.shape() {
-            [r, 5] => *r,
-            other => {
-                return Err(Error::invalid(format!(
-                    "rois must be [R, 5], got {other:?}"
-                )))
-            }
-        };
+        let ([n, c, height, width], r) = region_inputs(x, rois, 5)?;
         let [ph, pw] = self.pooled;
         let shape = vec![r, c, ph, pw];
         ensure_allocatable(&shape, "MaxRoiPool output")?;
