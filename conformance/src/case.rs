@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use oxrt::core::ir::LowerOptions;
-use oxrt::{Error, Provider, Session, ValueInfo};
+use oxrt::{Error, OptimizationLevel, Provider, Session, ValueInfo};
 
 use crate::compare::{compare_value, Tolerance};
 use crate::value::{decode, RefValue};
@@ -170,6 +170,7 @@ fn run_data_sets(
     case: &NodeTestCase,
     tol: Tolerance,
     providers: &[Provider],
+    level: OptimizationLevel,
     placed_on: &mut Vec<String>,
 ) -> Status {
     let (inputs, outputs) = match interface(case) {
@@ -184,6 +185,7 @@ fn run_data_sets(
     let session = match Session::builder()
         .with_providers(providers.iter().cloned())
         .with_intra_threads(1)
+        .with_optimization_level(level)
         .commit_from_file(case.dir.join("model.onnx"))
     {
         Ok(s) => s,
@@ -263,6 +265,7 @@ pub fn run_case_with_timeout(
     case: &NodeTestCase,
     tol: Tolerance,
     providers: &[Provider],
+    level: OptimizationLevel,
     limit: std::time::Duration,
 ) -> CaseResult {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -271,7 +274,7 @@ pub fn run_case_with_timeout(
     let spawned = std::thread::Builder::new()
         .name(format!("case-{}", case.name))
         .spawn(move || {
-            let _ = tx.send(run_case(&owned, tol, &providers));
+            let _ = tx.send(run_case(&owned, tol, &providers, level));
         });
     let status = match spawned {
         Err(e) => Status::Error(format!("cannot start a thread: {e}")),
@@ -288,11 +291,17 @@ pub fn run_case_with_timeout(
     }
 }
 
-/// Runs every data set of `case` on `providers` (CPU takes the rest); a
-/// panic is caught and reported as an error.
-pub fn run_case(case: &NodeTestCase, tol: Tolerance, providers: &[Provider]) -> CaseResult {
+/// Runs every data set of `case` on `providers` (CPU takes the rest) with
+/// the graph optimized at `level`; a panic is caught and reported as an
+/// error.
+pub fn run_case(
+    case: &NodeTestCase,
+    tol: Tolerance,
+    providers: &[Provider],
+    level: OptimizationLevel,
+) -> CaseResult {
     let mut placed_on = Vec::new();
-    let run = || run_data_sets(case, tol, providers, &mut placed_on);
+    let run = || run_data_sets(case, tol, providers, level, &mut placed_on);
     let status = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<String>()

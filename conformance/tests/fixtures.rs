@@ -15,7 +15,12 @@ fn bundled_cases_pass() {
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), 8, "{names:?}");
     for case in &cases {
-        let r = run_case(case, Tolerance::default(), &[]);
+        let r = run_case(
+            case,
+            Tolerance::default(),
+            &[],
+            oxrt::OptimizationLevel::All,
+        );
         assert_eq!(r.status, Status::Pass, "{}", case.name);
     }
 }
@@ -46,7 +51,12 @@ fn an_operator_without_a_kernel_is_reported_unsupported() {
     std::fs::write(dst.join("model.onnx"), m.encode_to_vec()).unwrap();
 
     let case = discover(tmp.path()).unwrap().remove(0);
-    let r = run_case(&case, Tolerance::default(), &[]);
+    let r = run_case(
+        &case,
+        Tolerance::default(),
+        &[],
+        oxrt::OptimizationLevel::All,
+    );
     match &r.status {
         Status::Unsupported(why) => assert!(why.contains("Frobnicate"), "{why}"),
         other => panic!("expected Unsupported, got {other:?}"),
@@ -78,7 +88,14 @@ fn a_corrupted_reference_is_a_failure_with_its_error() {
     std::fs::write(dst.join("test_data_set_0/output_0.pb"), t.encode_to_vec()).unwrap();
 
     let case = discover(tmp.path()).unwrap().remove(0);
-    match run_case(&case, Tolerance::default(), &[]).status {
+    match run_case(
+        &case,
+        Tolerance::default(),
+        &[],
+        oxrt::OptimizationLevel::All,
+    )
+    .status
+    {
         Status::Fail(msg) => {
             assert!(
                 msg.contains("1 values differ (first at flat index 0)"),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use oxrt::Provider;
+use oxrt::{OptimizationLevel, Provider};
 use oxrt_conformance::data::{extract_node_tests, EXPECTED_CASES, ONNX_RELEASE};
 use oxrt_conformance::{
     discover, expectations, report, run_case_with_timeout, CaseResult, Tolerance,
@@ -46,6 +46,11 @@ struct ConformanceArgs {
     /// Per-case time limit in seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Graph optimization level the sessions use (disabled, basic,
+    /// extended, all). Default: every level, gated on the same
+    /// expectations; the table and reports are those of `all`.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    optimization_level: Option<OptimizationLevel>,
     /// Rewrite conformance/expectations/<provider>.yaml from this run.
     #[arg(long)]
     update_expectations: bool,
@@ -55,6 +60,10 @@ struct ConformanceArgs {
     /// A directory of node-test cases to use instead of the cached ONNX wheel's.
     #[arg(long, env = "OXRT_ONNX_TEST_DATA")]
     data: Option<PathBuf>,
+}
+
+fn parse_level(s: &str) -> Result<OptimizationLevel, String> {
+    s.parse()
 }
 
 fn workspace_root() -> PathBuf {
@@ -149,39 +158,41 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
         .max(1);
     let limit = Duration::from_secs(args.timeout.max(1));
 
-    // Panics are caught per case and reported; keep their messages off the terminal.
-    std::panic::set_hook(Box::new(|_| {}));
-    let bar = ProgressBar::new(cases.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} cases, {elapsed} ({msg})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let start = Instant::now();
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<CaseResult>>> = Mutex::new(vec![None; cases.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(case) = cases.get(i) else { break };
-                let r = run_case_with_timeout(case, Tolerance::default(), &providers, limit);
-                bar.set_message(r.name.clone());
-                bar.inc(1);
-                if let Ok(mut v) = results.lock() {
-                    v[i] = Some(r);
-                }
-            });
+    let exp_path = workspace_root()
+        .join("conformance/expectations")
+        .join(format!("{}.yaml", args.provider));
+    let mut expected = expectations::load(&exp_path).map_err(anyhow::Error::msg)?;
+    let levels = match args.optimization_level {
+        Some(l) => vec![l],
+        None => vec![
+            OptimizationLevel::Disabled,
+            OptimizationLevel::Basic,
+            OptimizationLevel::Extended,
+            OptimizationLevel::All,
+        ],
+    };
+    let (last, others) = levels.split_last().context("no optimization level")?;
+    let mut levels_ok = true;
+    for &level in others {
+        let results = run_cases(&cases, &providers, level, jobs, limit)?;
+        let (passed, total) = report::totals(&results);
+        let gate = expectations::gate(&results, &expected);
+        for (name, why) in &gate.regressions {
+            println!("REGRESSION at level {level}: {name}: expected to pass, got {why}");
         }
-    });
-    bar.finish_and_clear();
-    let _ = std::panic::take_hook();
-    let results: Vec<CaseResult> = results
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a worker thread failed"))?
-        .into_iter()
-        .flatten()
-        .collect();
-
+        println!(
+            "optimization level {level}: {passed}/{total} pass{}",
+            if gate.regressions.is_empty() {
+                ""
+            } else {
+                " (REGRESSIONS above)"
+            }
+        );
+        levels_ok &= gate.regressions.is_empty();
+    }
+    let start = Instant::now();
+    let results = run_cases(&cases, &providers, *last, jobs, limit)?;
+    println!("optimization level {last}:");
     print!("{}", report::table(&results));
     let (passed, total) = report::totals(&results);
     eprintln!(
@@ -216,10 +227,6 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
         report_dir.display()
     );
 
-    let exp_path = workspace_root()
-        .join("conformance/expectations")
-        .join(format!("{}.yaml", args.provider));
-    let mut expected = expectations::load(&exp_path).map_err(anyhow::Error::msg)?;
     if args.update_expectations {
         // Only the cases that ran are rewritten, so a filtered run keeps the rest.
         for r in &results {
@@ -256,7 +263,50 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
             gate.stale.len()
         );
     }
-    Ok(gate.ok())
+    Ok(gate.ok() && levels_ok)
+}
+
+/// Runs `cases` on `jobs` threads at `level`, with a progress bar.
+fn run_cases(
+    cases: &[oxrt_conformance::NodeTestCase],
+    providers: &[Provider],
+    level: OptimizationLevel,
+    jobs: usize,
+    limit: Duration,
+) -> Result<Vec<CaseResult>> {
+    // Panics are caught per case and reported; keep their messages off the terminal.
+    std::panic::set_hook(Box::new(|_| {}));
+    let bar = ProgressBar::new(cases.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} cases, {elapsed} ({msg})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<CaseResult>>> = Mutex::new(vec![None; cases.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(case) = cases.get(i) else { break };
+                let r = run_case_with_timeout(case, Tolerance::default(), providers, level, limit);
+                bar.set_message(r.name.clone());
+                bar.inc(1);
+                if let Ok(mut v) = results.lock() {
+                    v[i] = Some(r);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let _ = std::panic::take_hook();
+    let results: Vec<CaseResult> = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a worker thread failed"))?
+        .into_iter()
+        .flatten()
+        .collect();
+
+    Ok(results)
 }
 
 fn main() -> ExitCode {

@@ -10,7 +10,7 @@ use oxrt::core::Graph;
 use oxrt::onnx::{check_model, CheckOptions};
 use oxrt::{Model, Session, Tensor};
 
-fn human_bytes(b: u64) -> String {
+pub fn human_bytes(b: u64) -> String {
     match b {
         b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
         b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
@@ -105,12 +105,18 @@ pub fn check(path: &Path) -> Result<()> {
         .iter()
         .map(|(p, n)| format!("{n} on {p}"))
         .collect();
+    let report = session.optimization_report();
     println!(
-        "{}: runnable ({} nodes: {})",
+        "{}: runnable ({} nodes, {} after optimization ({}): {})",
         path.display(),
+        loaded.proto.graph.as_ref().map_or(0, |g| g.node.len()),
         session.node_placement().len(),
+        session.optimization_level(),
         placed.join(", ")
     );
+    if report.total() > 0 {
+        println!("optimization passes (nodes changed):\n{report}");
+    }
     Ok(())
 }
 

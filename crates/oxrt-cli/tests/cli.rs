@@ -83,7 +83,15 @@ fn inspect_and_check_the_example() {
     assert!(out.contains("initializers: 6 tensors, 7.41 KiB"), "{out}");
     let o = oxrt(&["check", model.to_str().unwrap()]);
     assert!(o.status.success());
-    assert!(text(&o).0.contains("runnable (8 nodes: 8 on cpu)"));
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("runnable (8 nodes, 6 after optimization (all): 6 on cpu)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("activation fusion                       2"),
+        "{out}"
+    );
 }
 
 #[test]

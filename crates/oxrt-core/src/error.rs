@@ -109,6 +109,13 @@ pub enum Error {
     /// The session configuration is invalid (e.g. thread pool creation failed).
     #[error("session configuration: {0}")]
     Config(String),
+    /// Writing a file (an optimized model, a profile) failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

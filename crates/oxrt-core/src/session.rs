@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::execute::{Runner, Slot};
 use crate::infer::infer_graph;
 use crate::ir::{value::format_dims, Dim, LowerOptions, Model, ValueInfo, ValueType};
+use crate::optimize::OptimizationReport;
 use crate::partition::partition;
 use crate::plan::ExecutionPlan;
 use crate::profile::RunProfile;
@@ -30,6 +31,33 @@ pub enum OptimizationLevel {
     /// Everything, including provider-specific layouts.
     #[default]
     All,
+}
+
+impl std::str::FromStr for OptimizationLevel {
+    type Err = String;
+    /// `disabled`, `basic`, `extended` or `all` (ONNX Runtime's names; `0`..`3` too).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "disabled" | "disable" | "none" | "0" => Ok(Self::Disabled),
+            "basic" | "1" => Ok(Self::Basic),
+            "extended" | "2" => Ok(Self::Extended),
+            "all" | "3" | "99" => Ok(Self::All),
+            other => Err(format!(
+                "unknown optimization level '{other}': use disabled, basic, extended or all"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for OptimizationLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Disabled => "disabled",
+            Self::Basic => "basic",
+            Self::Extended => "extended",
+            Self::All => "all",
+        })
+    }
 }
 
 /// Configures and creates a [`Session`].
@@ -76,8 +104,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Graph optimization level. `Basic` and above remove Identity nodes
-    /// and dead nodes; fusions and layout passes are not built yet.
+    /// Graph optimization level (default `All`); see [`crate::optimize`]
+    /// for what each level does.
     pub fn with_optimization_level(mut self, level: OptimizationLevel) -> Self {
         self.optimization_level = level;
         self
@@ -130,15 +158,24 @@ impl SessionBuilder {
             .thread_name(|i| format!("oxrt-intra-{i}"))
             .build()
             .map_err(|e| Error::Config(format!("cannot create {threads} intra-op threads: {e}")))?;
-        let report = crate::optimize::optimize(&mut model.graph, self.optimization_level);
-        tracing::debug!(?report, "graph optimized");
-        infer_graph(&mut model.graph, &model.opsets);
         let mut providers = self.providers;
         if let Some(f) = self.fallback {
             if !providers.iter().any(|p| p.name() == f.name()) {
                 providers.push(f);
             }
         }
+        infer_graph(&mut model.graph, &model.opsets);
+        let report = crate::optimize::optimize(
+            &mut model.graph,
+            self.optimization_level,
+            &mut crate::optimize::OptimizeContext {
+                opsets: &mut model.opsets,
+                providers: &providers,
+                memory_limit: self.memory_limit,
+            },
+        );
+        tracing::debug!(%report, "graph optimized");
+        infer_graph(&mut model.graph, &model.opsets);
         let assignment = partition(&model.graph, &model.opsets, &providers)?;
         let plan = ExecutionPlan::build(&model.graph, &model.opsets, &providers, &assignment)?;
         tracing::debug!(
@@ -156,6 +193,7 @@ impl SessionBuilder {
             threads,
             memory_limit: self.memory_limit,
             optimization_level: self.optimization_level,
+            optimization_report: report,
         })
     }
 }
@@ -171,6 +209,7 @@ pub struct Session {
     threads: usize,
     memory_limit: u64,
     optimization_level: OptimizationLevel,
+    optimization_report: OptimizationReport,
 }
 
 /// Named outputs of one run, in the model's output order.
@@ -293,6 +332,37 @@ impl Session {
     /// The optimization level the session was built with.
     pub fn optimization_level(&self) -> OptimizationLevel {
         self.optimization_level
+    }
+
+    /// What each optimization pass changed when the session was created.
+    pub fn optimization_report(&self) -> &OptimizationReport {
+        &self.optimization_report
+    }
+
+    /// The optimized model as ONNX protobuf bytes. Fused operators without a
+    /// standard form are in the `oxrt` domain, which oxrt loads back.
+    pub fn optimized_model_bytes(&self) -> Result<Vec<u8>> {
+        use prost::Message;
+        let proto = self.model.to_proto();
+        let len = proto.encoded_len();
+        // Protobuf messages are limited to 2 GiB (external data is not
+        // written by this method).
+        if len > i32::MAX as usize {
+            return Err(Error::Config(format!(
+                "the optimized model needs {len} bytes, more than protobuf's 2 GiB limit"
+            )));
+        }
+        Ok(proto.encode_to_vec())
+    }
+
+    /// Writes the optimized model to `path` as an ONNX file.
+    pub fn save_optimized_model(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.optimized_model_bytes()?;
+        std::fs::write(path, bytes).map_err(|source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// Runs the model on named inputs and returns every output.

@@ -39,6 +39,9 @@ pub fn infer_graph(graph: &mut Graph, opsets: &BTreeMap<String, i64>) {
         };
         let outs = if node.domain.is_empty() {
             infer_node(node, opset, &inputs, &constant)
+        } else if node.domain == crate::optimize::OXRT_DOMAIN {
+            let onnx_opset = opsets.get("").copied().unwrap_or(0);
+            infer_fused(node, onnx_opset, &inputs, &constant)
         } else {
             Vec::new()
         };
@@ -59,6 +62,61 @@ pub fn infer_graph(graph: &mut Graph, opsets: &BTreeMap<String, i64>) {
                 graph.value_types.insert(name, t);
             }
         }
+    }
+}
+
+/// Infers the outputs of an `oxrt`-domain fused node from the standard op
+/// it extends (`onnx_opset`: the model's ONNX opset).
+fn infer_fused<'a>(
+    node: &Node,
+    onnx_opset: i64,
+    inputs: &[Option<&ValueType>],
+    constant: &dyn Fn(usize) -> Option<&'a Tensor>,
+) -> Vec<Option<ValueType>> {
+    let base = |op: &str, inputs: &[Option<&ValueType>]| {
+        let mut n = node.clone();
+        n.op_type = op.into();
+        n.domain.clear();
+        infer_node(&n, onnx_opset.max(20), inputs, constant)
+    };
+    match node.op_type.as_str() {
+        "FusedConv" => base("Conv", inputs),
+        "FusedGemm" => base("Gemm", inputs),
+        "Gelu" | "LayerNormalization" => base(&node.op_type, inputs),
+        "FusedMatMul" => {
+            // Operands as the product reads them: last two axes swapped.
+            let swapped: Vec<Option<ValueType>> = [("transA", 0), ("transB", 1)]
+                .iter()
+                .map(|&(flag, i)| {
+                    let t = inputs.get(i).copied().flatten()?;
+                    if node.int_or(flag, 0).unwrap_or(0) == 0 {
+                        return Some(t.clone());
+                    }
+                    match t {
+                        ValueType::Tensor {
+                            dtype,
+                            shape: Some(d),
+                        } if d.len() >= 2 => {
+                            let mut d = d.clone();
+                            let r = d.len();
+                            d.swap(r - 2, r - 1);
+                            Some(ValueType::Tensor {
+                                dtype: *dtype,
+                                shape: Some(d),
+                            })
+                        }
+                        _ => None,
+                    }
+                })
+                .collect();
+            let refs: Vec<Option<&ValueType>> = swapped.iter().map(Option::as_ref).collect();
+            base("MatMul", &refs)
+        }
+        "SkipLayerNormalization" => {
+            let t = inputs.first().copied().flatten().cloned();
+            vec![t.clone(), t]
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -32,16 +32,29 @@ enum Act {
     Sigmoid,
     Tanh,
     Elu(f32),
-    Selu { alpha: f32, gamma: f32 },
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
     Celu(f32),
-    Gelu { tanh: bool },
-    HardSigmoid { alpha: f32, beta: f32 },
+    Gelu {
+        tanh: bool,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     HardSwish,
     Mish,
     Swish(f32),
     Softplus,
     Softsign,
     ThresholdedRelu(f32),
+    /// Only in fused epilogues (the Clip operator has its own kernel).
+    Clip {
+        min: f32,
+        max: f32,
+    },
 }
 
 struct Activation {
@@ -58,6 +71,12 @@ fn softplus<T: Real>(v: T) -> T {
 }
 
 fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
+    let f = function::<T>(act)?;
+    Ok(x.iter().map(|&v| f(v)).collect())
+}
+
+/// The activation applied to one element.
+fn function<T: Real>(act: Act) -> Result<Box<dyn Fn(T) -> T>> {
     let zero = T::zero();
     let one = T::one();
     let c = cast_f32::<T>;
@@ -118,8 +137,69 @@ fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
             let a = c(alpha)?;
             Box::new(move |v| if v > a { v } else { zero })
         }
+        Act::Clip { min, max } => {
+            // Bounds beyond the type's range clip nothing on that side.
+            let lo = T::from(min).unwrap_or(T::neg_infinity());
+            let hi = T::from(max).unwrap_or(T::infinity());
+            Box::new(move |v| {
+                if v < lo {
+                    lo
+                } else if v > hi {
+                    hi
+                } else {
+                    v
+                }
+            })
+        }
     };
-    Ok(x.iter().map(|&v| f(v)).collect())
+    Ok(f)
+}
+
+/// The activation a fused product (`oxrt.FusedConv`, `FusedGemm`,
+/// `FusedMatMul`) applies to its result, from its `activation` and
+/// `activation_params` attributes.
+pub(crate) struct Epilogue(Act);
+
+impl Epilogue {
+    /// `None` when the node has no `activation` attribute.
+    pub(crate) fn from_node(node: &Node) -> Result<Option<Self>> {
+        let Some(name) = node.get_string("activation")? else {
+            return Ok(None);
+        };
+        let p = node.get_floats("activation_params")?.unwrap_or(&[]);
+        let at = |i: usize, default: f32| p.get(i).copied().unwrap_or(default);
+        let act = match name {
+            "Relu" => Act::Relu,
+            "Sigmoid" => Act::Sigmoid,
+            "Tanh" => Act::Tanh,
+            "HardSwish" => Act::HardSwish,
+            "Softplus" => Act::Softplus,
+            "LeakyRelu" => Act::LeakyRelu(at(0, 0.01)),
+            "Elu" => Act::Elu(at(0, 1.0)),
+            "HardSigmoid" => Act::HardSigmoid {
+                alpha: at(0, 0.2),
+                beta: at(1, 0.5),
+            },
+            "Gelu" => Act::Gelu {
+                tanh: at(0, 0.0) != 0.0,
+            },
+            "Clip" => Act::Clip {
+                min: at(0, f32::MIN),
+                max: at(1, f32::MAX),
+            },
+            other => return Err(Error::NotSupported(format!("fused activation '{other}'"))),
+        };
+        Ok(Some(Self(act)))
+    }
+
+    /// Applies the activation to `t` in place.
+    pub(crate) fn apply(&self, mut t: Tensor) -> Result<Tensor> {
+        with_float_type!(t.dtype(), T => {
+            let f = function::<T>(self.0)?;
+            t.as_slice_mut::<T>()?.iter_mut().for_each(|v| *v = f(*v));
+            Ok(t)
+        }, _ => Err(unsupported_type("fused activation", &t)))
+    }
 }
 
 impl Kernel for Activation {
@@ -141,7 +221,7 @@ impl Kernel for Activation {
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+pub(crate) fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     let f = |name: &str, default: f32| node.float_or(name, default);
     let act = match node.op_type.as_str() {
         "Relu" => Act::Relu,

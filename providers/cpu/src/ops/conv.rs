@@ -216,7 +216,7 @@ impl Kernel for QLinearConv {
     }
 }
 
-fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+pub(crate) fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     let conv = create_conv(node, info)?;
     Ok(match node.op_type.as_str() {
         "ConvInteger" => Box::new(ConvInteger(conv)),

@@ -148,7 +148,7 @@ impl Kernel for LaneNorm {
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+pub(crate) fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     if node.int_or("stash_type", 1)? != 1 {
         return Err(Error::NotSupported(
             "stash_type other than 1 (float32)".into(),

@@ -27,33 +27,66 @@ fn batch_offsets(shape: &[usize], batch: &[usize], mat: usize) -> Vec<usize> {
 }
 
 fn matmul<T: Arith + num_traits::NumCast>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let (sa, sb) = (a.shape(), b.shape());
-    let out_shape = matmul_shape(sa, sb).ok_or_else(|| {
-        Error::invalid(format!("MatMul shapes {sa:?} and {sb:?} are incompatible"))
+    matmul_transposed(a, b, [false, false], T::one())
+}
+
+/// `alpha * op(a) @ op(b)` with numpy batching, where `op` swaps the last
+/// two axes of an operand whose `transpose` flag is set (the operand is
+/// read through strides, not copied).
+pub(crate) fn matmul_transposed<T: Arith + num_traits::NumCast>(
+    a: &Tensor,
+    b: &Tensor,
+    transpose: [bool; 2],
+    alpha: T,
+) -> Result<Tensor> {
+    // Stored shapes as matrices (a vector is a row or column), and the
+    // shapes as the product reads them.
+    let stored = |t: &Tensor, row: bool| -> Vec<usize> {
+        match (t.shape(), row) {
+            ([k], true) => vec![1, *k],
+            ([k], false) => vec![*k, 1],
+            (s, _) => s.to_vec(),
+        }
+    };
+    let read = |mut s: Vec<usize>, t: bool| {
+        let r = s.len();
+        if t {
+            s.swap(r - 2, r - 1);
+        }
+        s
+    };
+    let (ta, tb) = (transpose[0] && a.rank() >= 2, transpose[1] && b.rank() >= 2);
+    let (a2, b2) = (stored(a, true), stored(b, false));
+    let (ra, rb) = (read(a2.clone(), ta), read(b2.clone(), tb));
+    let logical = |t: &Tensor, s: &[usize]| {
+        if t.rank() == 1 {
+            t.shape().to_vec()
+        } else {
+            s.to_vec()
+        }
+    };
+    let (la, lb) = (logical(a, &ra), logical(b, &rb));
+    let out_shape = matmul_shape(&la, &lb).ok_or_else(|| {
+        Error::invalid(format!(
+            "MatMul shapes {la:?} and {lb:?} are incompatible (stored {:?} and {:?})",
+            a.shape(),
+            b.shape()
+        ))
     })?;
-    let a2: Vec<usize> = if sa.len() == 1 {
-        vec![1, sa[0]]
-    } else {
-        sa.to_vec()
-    };
-    let b2: Vec<usize> = if sb.len() == 1 {
-        vec![sb[0], 1]
-    } else {
-        sb.to_vec()
-    };
-    let (m, k, n) = (a2[a2.len() - 2], a2[a2.len() - 1], b2[b2.len() - 1]);
+    let (m, k, n) = (ra[ra.len() - 2], ra[ra.len() - 1], rb[rb.len() - 1]);
     let batch = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
     let count: usize = batch.iter().product();
     let oa = batch_offsets(&a2, &batch, m * k);
     let ob = batch_offsets(&b2, &batch, k * n);
     let (ad, bd) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
     let mut y = vec![T::zero(); count * m * n];
+    let (sa, sb) = (&a2[a2.len() - 2..], &b2[b2.len() - 2..]);
     for i in 0..count {
         gemm(
-            MatRef::row_major(&ad[oa[i]..], m, k, false),
-            MatRef::row_major(&bd[ob[i]..], k, n, false),
+            MatRef::row_major(&ad[oa[i]..], sa[0], sa[1], ta),
+            MatRef::row_major(&bd[ob[i]..], sb[0], sb[1], tb),
             &mut y[i * m * n..][..m * n],
-            T::one(),
+            alpha,
             false,
         )?;
     }
@@ -254,7 +287,7 @@ impl Kernel for Gemm {
     }
 }
 
-fn create_gemm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+pub(crate) fn create_gemm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     if node.int_or("broadcast", 1)? == 0 {
         return Err(Error::NotSupported(
             "Gemm with broadcast=0 (opset < 7)".into(),

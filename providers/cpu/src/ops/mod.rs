@@ -15,6 +15,7 @@ pub mod detection;
 pub mod einsum;
 pub mod elementwise;
 pub mod flex_attention;
+pub mod fused;
 pub mod gather;
 pub mod generate;
 pub mod grid;
@@ -70,6 +71,7 @@ pub fn register_all(reg: &mut KernelRegistry) {
     einsum::register(reg);
     elementwise::register(reg);
     flex_attention::register(reg);
+    fused::register(reg);
     gather::register(reg);
     generate::register(reg);
     grid::register(reg);

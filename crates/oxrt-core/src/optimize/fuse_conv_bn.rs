@@ -1,0 +1,132 @@
+//! Conv + BatchNormalization (inference) folded into the convolution's
+//! weights and bias: `W' = W * s`, `B' = (B - mean) * s + beta` with
+//! `s = gamma / sqrt(var + epsilon)` per output channel.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::{constant, float_tensor, fresh_name, is_op, remove_nodes, GraphIndex, OptimizeContext};
+use crate::ir::Graph;
+use crate::tensor::Tensor;
+
+/// The folded `(W', B')` of a Conv followed by a BatchNormalization.
+fn fold(
+    w: &Tensor,
+    b: Option<&Tensor>,
+    bn: [&Tensor; 4],
+    epsilon: f64,
+) -> Option<(Tensor, Tensor)> {
+    let m = *w.shape().first()?;
+    let [gamma, beta, mean, var] = bn.map(|t| t.to_f64_vec());
+    let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
+    if [&gamma, &beta, &mean, &var].iter().any(|v| v.len() != m) || m == 0 {
+        return None;
+    }
+    let bias = match b {
+        Some(b) => b.to_f64_vec().filter(|v| v.len() == m)?,
+        None => vec![0.0; m],
+    };
+    let scale: Vec<f64> = (0..m)
+        .map(|c| gamma[c] / (var[c] + epsilon).sqrt())
+        .collect();
+    let per = w.len() / m;
+    let weights: Vec<f64> = w
+        .to_f64_vec()?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * scale[i / per])
+        .collect();
+    let new_bias: Vec<f64> = (0..m)
+        .map(|c| (bias[c] - mean[c]) * scale[c] + beta[c])
+        .collect();
+    Some((
+        float_tensor(w.dtype(), w.shape(), weights)?,
+        float_tensor(w.dtype(), &[m], new_bias)?,
+    ))
+}
+
+/// Folds every eligible BatchNormalization into its Conv; returns how many.
+pub fn fuse(graph: &mut Graph, _: &mut OptimizeContext<'_>) -> usize {
+    let index = GraphIndex::new(graph);
+    let mut removed = HashSet::new();
+    for ci in 0..graph.nodes.len() {
+        let conv = &graph.nodes[ci];
+        if !is_op(conv, "Conv") || conv.outputs.len() != 1 {
+            continue;
+        }
+        let Some(bi) = index.only_reader(&conv.outputs[0]) else {
+            continue;
+        };
+        let bn = &graph.nodes[bi];
+        let training = bn.int_or("training_mode", 0).unwrap_or(1) != 0;
+        if !is_op(bn, "BatchNormalization")
+            || training
+            || bn.inputs.first() != Some(&conv.outputs[0])
+            || bn.outputs.iter().skip(1).any(|o| !o.is_empty())
+        {
+            continue;
+        }
+        let params: Option<Vec<&Arc<Tensor>>> = (1..5)
+            .map(|i| bn.input(i).and_then(|n| constant(graph, n)))
+            .collect();
+        let (Some(params), Some(w)) = (params, conv.input(1).and_then(|n| constant(graph, n)))
+        else {
+            continue;
+        };
+        let b = match conv.input(2) {
+            Some(n) => match constant(graph, n) {
+                Some(b) => Some(b.as_ref()),
+                None => continue,
+            },
+            None => None,
+        };
+        let epsilon = f64::from(bn.float_or("epsilon", 1e-5).unwrap_or(1e-5));
+        let bn_params = [
+            params[0].as_ref(),
+            params[1].as_ref(),
+            params[2].as_ref(),
+            params[3].as_ref(),
+        ];
+        let Some((w2, b2)) = fold(w, b, bn_params, epsilon) else {
+            continue;
+        };
+        let w_name = fresh_name(graph, &format!("{}_bn_folded", conv.inputs[1]));
+        let b_name = fresh_name(graph, &format!("{}_bn_bias", conv.name));
+        let y = bn.outputs[0].clone();
+        graph.initializers.insert(w_name.clone(), Arc::new(w2));
+        graph.initializers.insert(b_name.clone(), Arc::new(b2));
+        let conv = &mut graph.nodes[ci];
+        conv.inputs.resize(3, String::new());
+        conv.inputs[1] = w_name;
+        conv.inputs[2] = b_name;
+        conv.outputs[0] = y;
+        removed.insert(bi);
+    }
+    remove_nodes(graph, &removed);
+    removed.len()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn folded_weights_match_the_formula() {
+        // Two output channels, one input channel, 1x1 kernel.
+        let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![2.0f32, -1.0]).unwrap();
+        let b = Tensor::from_vec(vec![2], vec![0.5f32, 1.0]).unwrap();
+        let t = |v: [f32; 2]| Tensor::from_vec(vec![2], v.to_vec()).unwrap();
+        let (gamma, beta, mean, var) =
+            (t([1.0, 2.0]), t([0.1, 0.2]), t([0.5, -1.0]), t([4.0, 1.0]));
+        let (w2, b2) = fold(&w, Some(&b), [&gamma, &beta, &mean, &var], 0.0).unwrap();
+        // s = [1/2, 2/1]
+        assert_eq!(w2.as_slice::<f32>().unwrap(), [1.0, -2.0]);
+        // (0.5 - 0.5) * 0.5 + 0.1 = 0.1; (1 + 1) * 2 + 0.2 = 4.2
+        let b2 = b2.as_slice::<f32>().unwrap();
+        assert!(
+            (b2[0] - 0.1).abs() < 1e-6 && (b2[1] - 4.2).abs() < 1e-6,
+            "{b2:?}"
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! oxrt's fused operators (domain `oxrt`), produced by the graph optimizer:
+//! - `FusedConv` / `FusedGemm`: Conv / Gemm (same inputs and attributes)
+//!   followed by the `activation` named in the node (`activation_params`
+//!   in a fixed order per activation);
+//! - `FusedMatMul(A, B, bias?)`: `alpha * op(A) @ op(B) + bias` (numpy
+//!   batching; `transA`/`transB` swap an operand's last two axes; `bias`
+//!   holds one value per output column), then the activation;
+//! - `SkipLayerNormalization(input, skip, gamma, beta?)`: LayerNormalization
+//!   over the last axis of `input + skip`; output 1, when named, is the sum;
+//! - `Gelu` and `LayerNormalization`, for models whose ONNX opset predates
+//!   the standard ops.
+
+use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+
+use crate::kernel::{cast_f32, optional, required, unsupported_type, with_float_type, Real};
+use crate::ops::activation::{Epilogue, FLOATS};
+use crate::ops::matmul::matmul_transposed;
+
+/// The domain of the fused operators.
+const DOMAIN: &str = "oxrt";
+
+/// A standard kernel followed by a fused activation.
+struct WithEpilogue {
+    inner: Box<dyn Kernel>,
+    epilogue: Option<Epilogue>,
+}
+
+impl Kernel for WithEpilogue {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let mut out = self.inner.compute(inputs)?;
+        if let (Some(e), Some(y)) = (&self.epilogue, out.pop()) {
+            out.push(e.apply(y)?);
+        }
+        Ok(out)
+    }
+}
+
+fn create_fused_conv(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(WithEpilogue {
+        inner: crate::ops::conv::create(node, info)?,
+        epilogue: Epilogue::from_node(node)?,
+    }))
+}
+
+fn create_fused_gemm(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(WithEpilogue {
+        inner: crate::ops::matmul::create_gemm(node, info)?,
+        epilogue: Epilogue::from_node(node)?,
+    }))
+}
+
+struct FusedMatMul {
+    transpose: [bool; 2],
+    alpha: f32,
+    epilogue: Option<Epilogue>,
+}
+
+impl FusedMatMul {
+    fn run<T: Real + crate::kernel::Arith>(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mut y = matmul_transposed::<T>(a, b, self.transpose, cast_f32(self.alpha)?)?;
+        if let Some(bias) = bias {
+            let n = y.shape().last().copied().unwrap_or(1);
+            if bias.shape() != [n] {
+                return Err(Error::invalid(format!(
+                    "FusedMatMul bias must have shape [{n}] (one value per output column), got {:?}",
+                    bias.shape()
+                )));
+            }
+            let bv = bias.as_slice::<T>()?;
+            for row in y.as_slice_mut::<T>()?.chunks_mut(n.max(1)) {
+                row.iter_mut().zip(bv).for_each(|(v, &b)| *v = *v + b);
+            }
+        }
+        match &self.epilogue {
+            Some(e) => e.apply(y),
+            None => Ok(y),
+        }
+    }
+}
+
+impl Kernel for FusedMatMul {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (a, b, bias) = (
+            required(inputs, 0)?,
+            required(inputs, 1)?,
+            optional(inputs, 2),
+        );
+        if a.dtype() != b.dtype() {
+            return Err(Error::invalid(format!(
+                "FusedMatMul inputs differ in type: {} and {}",
+                a.dtype(),
+                b.dtype()
+            )));
+        }
+        with_float_type!(a.dtype(), T => Ok(vec![self.run::<T>(a, b, bias)?]),
+            _ => Err(unsupported_type("FusedMatMul", a)))
+    }
+}
+
+fn create_fused_matmul(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(FusedMatMul {
+        transpose: [
+            node.int_or("transA", 0)? != 0,
+            node.int_or("transB", 0)? != 0,
+        ],
+        alpha: node.float_or("alpha", 1.0)?,
+        epilogue: Epilogue::from_node(node)?,
+    }))
+}
+
+struct SkipLayerNorm {
+    epsilon: f64,
+}
+
+impl SkipLayerNorm {
+    fn run<T: Real>(
+        &self,
+        x: &Tensor,
+        skip: &Tensor,
+        gamma: &Tensor,
+        beta: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let h = x.shape().last().copied().unwrap_or(0);
+        if x.shape() != skip.shape() || gamma.len() != h || beta.is_some_and(|b| b.len() != h) {
+            return Err(Error::invalid(format!(
+                "SkipLayerNormalization needs input and skip of one shape and gamma/beta of its last dim: input {:?}, skip {:?}, gamma {:?}, beta {:?}",
+                x.shape(),
+                skip.shape(),
+                gamma.shape(),
+                beta.map(Tensor::shape)
+            )));
+        }
+        let (xs, ss, g) = (
+            x.as_slice::<T>()?,
+            skip.as_slice::<T>()?,
+            gamma.as_slice::<T>()?,
+        );
+        let b = beta.map(|b| b.as_slice::<T>()).transpose()?;
+        let mut sum: Vec<T> = xs.iter().zip(ss).map(|(&a, &b)| a + b).collect();
+        let mut y = vec![T::zero(); sum.len()];
+        let f = |v: T| v.to_f64().unwrap_or(f64::NAN);
+        for (row, out) in sum.chunks_mut(h.max(1)).zip(y.chunks_mut(h.max(1))) {
+            let mean = row.iter().map(|&v| f(v)).sum::<f64>() / h as f64;
+            let var = row.iter().map(|&v| (f(v) - mean).powi(2)).sum::<f64>() / h as f64;
+            let inv = 1.0 / (var + self.epsilon).sqrt();
+            for (i, o) in out.iter_mut().enumerate() {
+                let mut v = (f(row[i]) - mean) * inv * f(g[i]);
+                if let Some(b) = b {
+                    v += f(b[i]);
+                }
+                *o = T::from(v).unwrap_or(T::nan());
+            }
+        }
+        Ok((
+            Tensor::from_vec(x.shape(), y)?,
+            Tensor::from_vec(x.shape(), std::mem::take(&mut sum))?,
+        ))
+    }
+}
+
+impl Kernel for SkipLayerNorm {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (x, skip, gamma, beta) = (
+            required(inputs, 0)?,
+            required(inputs, 1)?,
+            required(inputs, 2)?,
+            optional(inputs, 3),
+        );
+        with_float_type!(x.dtype(), T => {
+            let (y, sum) = self.run::<T>(x, skip, gamma, beta)?;
+            Ok(vec![y, sum])
+        }, _ => Err(unsupported_type("SkipLayerNormalization", x)))
+    }
+}
+
+fn create_skip_layer_norm(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(SkipLayerNorm {
+        epsilon: f64::from(node.float_or("epsilon", 1e-5)?),
+    }))
+}
+
+/// Registers the `oxrt`-domain fused operators.
+pub fn register(reg: &mut KernelRegistry) {
+    let defs = [
+        KernelDef::new("FusedConv", 1.., FLOATS, create_fused_conv),
+        KernelDef::new("FusedGemm", 1.., FLOATS, create_fused_gemm),
+        KernelDef::new("FusedMatMul", 1.., FLOATS, create_fused_matmul),
+        KernelDef::new(
+            "SkipLayerNormalization",
+            1..,
+            FLOATS,
+            create_skip_layer_norm,
+        ),
+        KernelDef::new("Gelu", 1.., FLOATS, crate::ops::activation::create),
+        KernelDef::new(
+            "LayerNormalization",
+            1..,
+            FLOATS,
+            crate::ops::lane_norm::create,
+        ),
+    ];
+    for mut def in defs {
+        def.domain = DOMAIN;
+        reg.add(def);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+
+    use oxrt_core::ir::Attribute;
+
+    use super::*;
+
+    fn node(op: &str, attrs: &[(&str, Attribute)]) -> Node {
+        Node {
+            name: "n".into(),
+            op_type: op.into(),
+            domain: DOMAIN.into(),
+            inputs: vec![],
+            outputs: vec!["y".into()],
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn info() -> KernelInfo<'static> {
+        KernelInfo {
+            node: oxrt_core::NodeContext {
+                opset: 1,
+                input_types: vec![],
+            },
+            constants: BTreeMap::new(),
+            output_types: vec![],
+            subgraphs: None,
+        }
+    }
+
+    #[test]
+    fn fused_matmul_transposes_adds_bias_and_activates() {
+        // A stored 3x2 read transposed (2x3), B 3x2: A' @ B, + bias, Relu.
+        let a = Tensor::from_vec(vec![3, 2], vec![1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0]).unwrap();
+        let b = Tensor::from_vec(vec![3, 2], vec![1.0f32, -1.0, 0.0, -1.0, 1.0, -1.0]).unwrap();
+        let bias = Tensor::from_vec(vec![2], vec![0.5f32, 1.0]).unwrap();
+        let n = node(
+            "FusedMatMul",
+            &[
+                ("transA", Attribute::Int(1)),
+                ("activation", Attribute::String(b"Relu".to_vec())),
+            ],
+        );
+        let k = create_fused_matmul(&n, &info()).unwrap();
+        let y = k.compute(&[Some(&a), Some(&b), Some(&bias)]).unwrap();
+        // A' = [[1,2,3],[4,5,6]]; A'B = [[4,-6],[10,-15]]; + bias; relu.
+        assert_eq!(y[0].shape(), [2, 2]);
+        assert_eq!(y[0].as_slice::<f32>().unwrap(), [4.5, 0.0, 10.5, 0.0]);
+    }
+
+    #[test]
+    fn skip_layer_norm_matches_add_then_normalize() {
+        let x = Tensor::from_vec(vec![1, 4], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let s = Tensor::from_vec(vec![1, 4], vec![1.0f32, 0.0, -1.0, 4.0]).unwrap();
+        let g = Tensor::from_vec(vec![4], vec![1.0f32, 2.0, 1.0, 1.0]).unwrap();
+        let k = create_skip_layer_norm(&node("SkipLayerNormalization", &[]), &info()).unwrap();
+        let out = k.compute(&[Some(&x), Some(&s), Some(&g), None]).unwrap();
+        // sum = [2, 2, 2, 8]: mean 3.5, var 6.75.
+        assert_eq!(out[1].as_slice::<f32>().unwrap(), [2.0, 2.0, 2.0, 8.0]);
+        let inv = 1.0 / (6.75f64 + 1e-5).sqrt();
+        let want = [-1.5 * inv, -3.0 * inv, -1.5 * inv, 4.5 * inv];
+        for (y, w) in out[0].as_slice::<f32>().unwrap().iter().zip(want) {
+            assert!((f64::from(*y) - w).abs() < 1e-6, "{y} vs {w}");
+        }
+    }
+}
