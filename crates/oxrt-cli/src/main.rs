@@ -8,13 +8,30 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use oxrt::{OptimizationLevel, Provider, Session, Tensor};
+use oxrt::{ExecutionMode, OptimizationLevel, Provider, Session, Tensor};
 
 #[derive(Parser)]
 #[command(name = "oxrt", version, about = "An ONNX inference runtime")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How `run` schedules and optimizes.
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// Intra-op threads (0: one per core).
+    #[arg(short, long, default_value_t = 0)]
+    threads: usize,
+    /// Optimization level: disabled, basic, extended or all.
+    #[arg(short, long, default_value = "all", value_parser = parse_level)]
+    level: OptimizationLevel,
+    /// Run independent branches concurrently on inter-op threads.
+    #[arg(long)]
+    parallel: bool,
+    /// Inter-op threads with --parallel (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    inter_threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -44,14 +61,24 @@ enum Command {
         /// Classes to show for classifier-shaped outputs.
         #[arg(short = 'k', long, default_value_t = 3)]
         top_k: usize,
-        /// Intra-op threads (0: one per core).
-        #[arg(short, long, default_value_t = 0)]
-        threads: usize,
+        #[command(flatten)]
+        exec: ExecArgs,
     },
     /// Show a model's metadata, interface, operators and weights.
     Inspect {
         /// The ONNX model.
         model: PathBuf,
+        /// Also build a session and show its memory plan (value lifetimes,
+        /// planned peak bytes, arena offsets).
+        #[arg(long)]
+        plan: bool,
+        /// Optimization level of the session `--plan` builds.
+        #[arg(short, long, default_value = "all", value_parser = parse_level)]
+        level: OptimizationLevel,
+        /// A symbolic dimension's size for --plan, NAME=VALUE (repeatable;
+        /// unbound symbolic dims are taken as 1).
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
     },
     /// Validate a model and tell whether oxrt can run it.
     Check {
@@ -92,7 +119,7 @@ fn main() -> ExitCode {
             provider_options,
             profile,
             top_k,
-            threads,
+            exec,
         } => run(
             &model,
             &inputs,
@@ -103,9 +130,20 @@ fn main() -> ExitCode {
             },
             profile.as_deref(),
             top_k,
-            threads,
+            &exec,
         ),
-        Command::Inspect { model } => report::inspect(&model),
+        Command::Inspect {
+            model,
+            plan,
+            level,
+            dims,
+        } => report::inspect(&model).and_then(|()| {
+            if plan {
+                report::memory_plan(&model, level, &dims)
+            } else {
+                Ok(())
+            }
+        }),
         Command::Check { model } => report::check(&model),
         Command::Optimize {
             model,
@@ -207,13 +245,22 @@ fn run(
     providers: &ProviderArgs,
     profile: Option<&Path>,
     top_k: usize,
-    threads: usize,
+    exec: &ExecArgs,
 ) -> Result<()> {
     let providers = providers.parse()?;
-    let session = Session::builder()
+    let mut builder = Session::builder()
         .with_providers(providers)
-        .with_intra_threads(threads)
-        .commit_from_file(model)?;
+        .with_intra_threads(exec.threads)
+        .with_optimization_level(exec.level);
+    if exec.parallel {
+        builder = builder
+            .with_execution_mode(ExecutionMode::Parallel)
+            .with_inter_threads(exec.inter_threads);
+    }
+    if let Some(path) = profile {
+        builder = builder.with_profiling(path);
+    }
+    let session = builder.commit_from_file(model)?;
     let mut fed: Vec<(String, Tensor)> = Vec::new();
     for spec in inputs {
         let Some((name, file)) = spec.split_once('=') else {
@@ -234,18 +281,12 @@ fn run(
         );
     }
     let start = std::time::Instant::now();
-    let (outputs, trace) = match profile {
-        Some(_) => {
-            let (o, p) = session.run_with_profile(fed)?;
-            (o, Some(p))
-        }
-        None => (session.run(fed)?, None),
-    };
+    let outputs = session.run(fed)?;
     let elapsed = start.elapsed();
-    if let (Some(p), Some(path)) = (&trace, profile) {
+    if let Some((path, p)) = session.end_profiling()? {
         print!("{}", p.table());
-        std::fs::write(path, p.chrome_trace())
-            .with_context(|| format!("cannot write the trace to {}", path.display()))?;
+        println!("top operators by total time:");
+        print!("{}", p.summary(10));
         println!(
             "trace: {} (open in chrome://tracing or ui.perfetto.dev)",
             path.display()

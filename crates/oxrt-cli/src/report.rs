@@ -120,6 +120,42 @@ pub fn check(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `oxrt inspect --plan`: the memory plan of a session built at `level`.
+pub fn memory_plan(path: &Path, level: oxrt::OptimizationLevel, dims: &[String]) -> Result<()> {
+    let session = Session::builder()
+        .with_optimization_level(level)
+        .commit_from_file(path)?;
+    let mut bound = std::collections::HashMap::new();
+    for d in dims {
+        let Some((name, value)) = d.split_once('=') else {
+            anyhow::bail!("--dim '{d}' must be NAME=VALUE");
+        };
+        let value: usize = value
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--dim '{d}': {e}"))?;
+        bound.insert(name.trim().to_string(), value);
+    }
+    for v in session.inputs() {
+        if let oxrt::ValueType::Tensor { shape: Some(s), .. } = &v.ty {
+            for d in s {
+                if let oxrt::Dim::Symbolic(name) = d {
+                    if !bound.contains_key(name) {
+                        println!("symbolic dim '{name}' taken as 1 (set it with --dim {name}=N)");
+                        bound.insert(name.clone(), 1);
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "execution plan ({} nodes after optimization at level {level}):",
+        session.node_placement().len()
+    );
+    print!("{}", session.memory_plan(&bound).report(true));
+    Ok(())
+}
+
 /// `oxrt providers [--load PATH]...`.
 pub fn providers(load: &[PathBuf]) -> Result<()> {
     let mut list = oxrt::available_providers();

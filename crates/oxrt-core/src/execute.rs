@@ -37,21 +37,30 @@ impl Slot<'_> {
     }
 }
 
+/// How a run schedules its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionMode {
+    /// One step after another, in the plan's topological order.
+    #[default]
+    Sequential,
+    /// Steps whose inputs are ready run at once on the inter-op threads
+    /// (independent branches concurrently).
+    Parallel,
+}
+
 /// A compiled graph, borrowed for one run.
 pub(crate) struct Runner<'g> {
     pub graph: &'g Graph,
     pub plan: &'g ExecutionPlan,
     pub providers: &'g [Arc<dyn ExecutionProvider>],
+    /// Release values after their last reader (the memory plan); off, every
+    /// value lives to the end of the run.
+    pub release: bool,
 }
 
 impl<'g> Runner<'g> {
-    /// Runs every step with `feeds` (slot, value) bound first and returns the
-    /// graph outputs in order.
-    pub fn run<'a>(
-        &self,
-        feeds: Vec<(usize, Slot<'a>)>,
-        mut profile: Option<&mut RunProfile>,
-    ) -> Result<Vec<Value>>
+    /// Initial slots: constants borrowed, then `feeds`.
+    fn bind<'a>(&self, feeds: Vec<(usize, Slot<'a>)>) -> Vec<Option<Slot<'a>>>
     where
         'g: 'a,
     {
@@ -63,22 +72,225 @@ impl<'g> Runner<'g> {
         for (s, v) in feeds {
             slots[s] = Some(v);
         }
+        slots
+    }
+
+    /// The owned tensor a step may overwrite, taken out of its slot.
+    fn take_in_place(step: &Step, slot: &mut Option<Slot<'_>>) -> Option<crate::Tensor> {
+        step.in_place?;
+        match slot.take() {
+            Some(Slot::Owned(Value::Tensor(t))) => Some(t),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Runs every step with `feeds` (slot, value) bound first and returns the
+    /// graph outputs in order.
+    pub fn run<'a>(
+        &self,
+        feeds: Vec<(usize, Slot<'a>)>,
+        mut profile: Option<&mut RunProfile>,
+    ) -> Result<Vec<Value>>
+    where
+        'g: 'a,
+    {
+        let mut slots = self.bind(feeds);
         let started = Instant::now();
         for step in &self.plan.steps {
             let t0 = Instant::now();
-            let (produced, cost) = self.run_step(step, &slots)?;
+            let owned = match (step.in_place, self.release) {
+                (Some(i), true) => step.inputs[i]
+                    .and_then(|s| Self::take_in_place(step, &mut slots[s]))
+                    .map(|t| (i, t)),
+                _ => None,
+            };
+            let args: Vec<Option<&Slot<'a>>> = step
+                .inputs
+                .iter()
+                .map(|s| s.and_then(|s| slots[s].as_ref()))
+                .collect();
+            let (produced, cost) = self.run_step(step, &args, owned)?;
             if let Some(p) = profile.as_deref_mut() {
-                p.events.push(self.event(step, started, t0, cost));
+                p.events.push(self.event(step, started, t0, cost, &args));
             }
             for (s, v) in step.outputs.iter().zip(produced) {
                 if let (Some(s), Some(v)) = (s, v) {
                     slots[*s] = Some(v);
                 }
             }
-            for &s in &step.release {
-                slots[s] = None;
+            if self.release {
+                for &s in &step.release {
+                    slots[s] = None;
+                }
             }
         }
+        self.collect_outputs(slots)
+    }
+
+    /// Runs the steps on `pool` as their inputs become ready: independent
+    /// steps run at once. Outputs equal those of [`Runner::run`].
+    pub fn run_parallel<'a>(
+        &self,
+        feeds: Vec<(usize, Slot<'a>)>,
+        profile: Option<&mut RunProfile>,
+        pool: &rayon::ThreadPool,
+        intra: &rayon::ThreadPool,
+    ) -> Result<Vec<Value>>
+    where
+        'g: 'a,
+    {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Mutex, RwLock};
+
+        let plan = self.plan;
+        let n = plan.steps.len();
+        // Which step produces each slot, and who waits for each step.
+        let mut producer: Vec<Option<usize>> = vec![None; plan.slot_count];
+        for (i, step) in plan.steps.iter().enumerate() {
+            for s in step.outputs.iter().flatten() {
+                producer[*s] = Some(i);
+            }
+        }
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut waiting: Vec<usize> = vec![0; n];
+        for (i, step) in plan.steps.iter().enumerate() {
+            let mut deps: Vec<usize> = step
+                .inputs
+                .iter()
+                .flatten()
+                .filter_map(|&s| producer[s])
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            waiting[i] = deps.len();
+            for d in deps {
+                dependents[d].push(i);
+            }
+        }
+        let waiting: Vec<AtomicUsize> = waiting.into_iter().map(AtomicUsize::new).collect();
+        let readers: Vec<AtomicUsize> = plan.readers.iter().map(|&r| AtomicUsize::new(r)).collect();
+        let slots: Vec<RwLock<Option<Slot<'a>>>> =
+            self.bind(feeds).into_iter().map(RwLock::new).collect();
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let events: Mutex<Vec<ProfileEvent>> = Mutex::new(Vec::new());
+        let profiling = profile.is_some();
+        let started = Instant::now();
+        let poisoned = || Error::invalid("a step panicked while holding a value");
+
+        // Runs step `i`; returns the steps it made ready.
+        let run_one = |i: usize| -> Result<Vec<usize>> {
+            let step = &plan.steps[i];
+            let t0 = Instant::now();
+            let owned = match (step.in_place, self.release) {
+                (Some(k), true) => match step.inputs[k] {
+                    Some(s) => {
+                        let mut guard = slots[s].write().map_err(|_| poisoned())?;
+                        Self::take_in_place(step, &mut guard).map(|t| (k, t))
+                    }
+                    None => None,
+                },
+                _ => None,
+            };
+            let (produced, _) = {
+                let guards = step
+                    .inputs
+                    .iter()
+                    .map(|s| s.map(|s| slots[s].read()).transpose())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|_| poisoned())?;
+                let args: Vec<Option<&Slot<'a>>> = guards
+                    .iter()
+                    .map(|g| g.as_ref().and_then(|g| g.as_ref()))
+                    .collect();
+                let r = intra.install(|| self.run_step(step, &args, owned))?;
+                if profiling {
+                    let e = self.event(step, started, t0, r.1, &args);
+                    events.lock().map_err(|_| poisoned())?.push(e);
+                }
+                r
+            };
+            for (s, v) in step.outputs.iter().zip(produced) {
+                if let (Some(s), Some(v)) = (s, v) {
+                    *slots[*s].write().map_err(|_| poisoned())? = Some(v);
+                }
+            }
+            if self.release {
+                let mut done: Vec<usize> = step.inputs.iter().flatten().copied().collect();
+                done.sort_unstable();
+                done.dedup();
+                for s in done {
+                    if readers[s].fetch_sub(1, Ordering::AcqRel) == 1 && !plan.kept[s] {
+                        *slots[s].write().map_err(|_| poisoned())? = None;
+                    }
+                }
+                for s in step.outputs.iter().flatten() {
+                    if plan.readers[*s] == 0 && !plan.kept[*s] {
+                        *slots[*s].write().map_err(|_| poisoned())? = None;
+                    }
+                }
+            }
+            Ok(dependents[i]
+                .iter()
+                .copied()
+                .filter(|&d| waiting[d].fetch_sub(1, Ordering::AcqRel) == 1)
+                .collect())
+        };
+
+        fn spawn<'s, F>(
+            scope: &rayon::Scope<'s>,
+            i: usize,
+            run_one: &'s F,
+            failure: &'s Mutex<Option<Error>>,
+        ) where
+            F: Fn(usize) -> Result<Vec<usize>> + Sync,
+        {
+            scope.spawn(move |scope| {
+                if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    return;
+                }
+                match run_one(i) {
+                    Ok(ready) => {
+                        for r in ready {
+                            spawn(scope, r, run_one, failure);
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+
+        let initial: Vec<usize> = (0..n)
+            .filter(|&i| waiting[i].load(Ordering::Acquire) == 0)
+            .collect();
+        pool.scope(|scope| {
+            for i in initial {
+                spawn(scope, i, &run_one, &failure);
+            }
+        });
+        if let Some(e) = failure.into_inner().map_err(|_| poisoned())? {
+            return Err(e);
+        }
+        if let Some(p) = profile {
+            let mut ev = events.into_inner().map_err(|_| poisoned())?;
+            ev.sort_by(|a, b| a.start_us.total_cmp(&b.start_us));
+            p.events.extend(ev);
+        }
+        let slots = slots
+            .into_iter()
+            .map(|s| s.into_inner().map_err(|_| poisoned()))
+            .collect::<Result<Vec<_>>>()?;
+        self.collect_outputs(slots)
+    }
+
+    /// The graph outputs, in order, from the final slots.
+    fn collect_outputs(&self, mut slots: Vec<Option<Slot<'_>>>) -> Result<Vec<Value>> {
         let mut outputs = Vec::with_capacity(self.graph.outputs.len());
         for o in &self.graph.outputs {
             let slot = self.plan.slots.get(&o.name).and_then(|&s| slots[s].take());
@@ -97,10 +309,13 @@ impl<'g> Runner<'g> {
     }
 
     /// Runs one step on the current slots; returns a value per output slot.
+    /// `args` holds the value of each step input (`None` where omitted, or
+    /// missing); `owned` the in-place input taken out of its slot.
     fn run_step<'a>(
         &self,
         step: &Step,
-        slots: &[Option<Slot<'a>>],
+        args: &[Option<&Slot<'a>>],
+        owned: Option<(usize, crate::Tensor)>,
     ) -> Result<(Vec<Option<Slot<'a>>>, DeviceCost)> {
         let missing = |i: usize, name: &str| {
             Error::invalid(format!(
@@ -134,13 +349,13 @@ impl<'g> Runner<'g> {
                         .or_else(|| implicit.get(i - node.inputs.len()))
                         .map_or("", String::as_str)
                 };
+                let in_place = owned.as_ref().map(|(k, _)| *k);
                 let value = |i: usize, s: &Option<usize>| -> Result<Option<&Slot<'a>>> {
-                    match s {
-                        None => Ok(None),
-                        Some(s) => match slots[*s].as_ref() {
-                            Some(v) => Ok(Some(v)),
-                            None => Err(fail(missing(i, input_name(i)))),
-                        },
+                    match (s, args.get(i).copied().flatten()) {
+                        (None, _) => Ok(None),
+                        (Some(_), Some(v)) => Ok(Some(v)),
+                        (Some(_), None) if in_place == Some(i) => Ok(None),
+                        (Some(_), None) => Err(fail(missing(i, input_name(i)))),
                     }
                 };
                 if *on_device {
@@ -156,6 +371,33 @@ impl<'g> Runner<'g> {
                         outputs.into_iter().map(|t| t.map(Slot::Device)).collect(),
                         cost,
                     ))
+                } else if let Some((k, t)) = owned {
+                    let mut tensors = Vec::with_capacity(step.inputs.len());
+                    for (i, s) in step.inputs.iter().enumerate() {
+                        let v = value(i, s)?.and_then(Slot::host);
+                        tensors.push(match v {
+                            None => None,
+                            Some(ValueRef::Tensor(t)) => Some(t),
+                            Some(other) => {
+                                return Err(fail(Error::invalid(format!(
+                                    "input #{i} is a {}, this operator takes tensors",
+                                    other.kind()
+                                ))))
+                            }
+                        });
+                    }
+                    if k < tensors.len() {
+                        tensors[k] = None;
+                    }
+                    let outputs = kernel.compute_in_place(t, &tensors).map_err(fail)?;
+                    if outputs.len() < named {
+                        return Err(short(outputs.len()));
+                    }
+                    let produced = outputs
+                        .into_iter()
+                        .map(|t| Some(Slot::Owned(Value::Tensor(t))))
+                        .collect();
+                    Ok((produced, DeviceCost::default()))
                 } else {
                     let mut args = Vec::with_capacity(step.inputs.len());
                     for (i, s) in step.inputs.iter().enumerate() {
@@ -176,12 +418,10 @@ impl<'g> Runner<'g> {
                         self.providers[*provider].name()
                     ))
                 })?;
-                let src = step
-                    .inputs
+                let src = args
                     .first()
                     .copied()
                     .flatten()
-                    .and_then(|s| slots[s].as_ref())
                     .ok_or_else(|| missing(0, value))?;
                 let copy_error = |e: Error| {
                     Error::invalid(format!(
@@ -219,7 +459,19 @@ impl<'g> Runner<'g> {
         run_start: Instant,
         start: Instant,
         cost: DeviceCost,
+        args: &[Option<&Slot<'_>>],
     ) -> ProfileEvent {
+        let input_shapes = args
+            .iter()
+            .map(|a| match a {
+                Some(Slot::Device(t)) => Some(t.shape().to_vec()),
+                Some(s) => s
+                    .host()
+                    .and_then(|v| v.tensor())
+                    .map(|t| t.shape().to_vec()),
+                None => None,
+            })
+            .collect();
         let (name, op, provider, kind) = match &step.kind {
             StepKind::Node { node, provider, .. } => {
                 let n = &self.graph.nodes[*node];
@@ -248,6 +500,7 @@ impl<'g> Runner<'g> {
             start_us: start.duration_since(run_start).as_secs_f64() * 1e6,
             host_us: start.elapsed().as_secs_f64() * 1e6,
             device: cost,
+            input_shapes,
         }
     }
 }

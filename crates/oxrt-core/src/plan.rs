@@ -42,6 +42,10 @@ pub struct Step {
     pub outputs: Vec<Option<usize>>,
     /// Slots whose last reader is this step: released right after it.
     pub release: Vec<usize>,
+    /// The input whose buffer the kernel may overwrite with its output:
+    /// set when the kernel offers one ([`Kernel::in_place_input`]), this
+    /// step is the value's only reader and the value is not kept.
+    pub in_place: Option<usize>,
 }
 
 /// A graph compiled for execution.
@@ -54,6 +58,13 @@ pub struct ExecutionPlan {
     pub slots: HashMap<String, usize>,
     /// Initializers and their slots.
     pub constants: Vec<(usize, Arc<Tensor>)>,
+    /// The value each slot holds, and where (`None`: host memory; else the
+    /// device of that provider).
+    pub slot_values: Vec<(String, Option<usize>)>,
+    /// How many steps read each slot.
+    pub readers: Vec<usize>,
+    /// Slots never released: graph outputs and constants.
+    pub kept: Vec<bool>,
 }
 
 /// Where a value lives: host memory or the device of provider `p`.
@@ -130,6 +141,7 @@ fn copy_step(kind: StepKind, src: usize, dst: usize) -> Step {
         inputs: vec![Some(src)],
         outputs: vec![Some(dst)],
         release: Vec::new(),
+        in_place: None,
     }
 }
 
@@ -306,6 +318,7 @@ impl ExecutionPlan {
                 inputs,
                 outputs,
                 release: Vec::new(),
+                in_place: None,
             });
         }
         // Graph outputs are returned from host memory.
@@ -342,6 +355,37 @@ impl ExecutionPlan {
                 steps[*si].release.push(slot);
             }
         }
+        let mut readers = vec![0usize; slot_count];
+        for step in &steps {
+            let mut seen: Vec<usize> = step.inputs.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for s in seen {
+                readers[s] += 1;
+            }
+        }
+        for step in &mut steps {
+            let StepKind::Node {
+                kernel, on_device, ..
+            } = &step.kind
+            else {
+                continue;
+            };
+            let Some(i) = kernel.in_place_input().filter(|_| !on_device) else {
+                continue;
+            };
+            let Some(Some(s)) = step.inputs.get(i).copied() else {
+                continue;
+            };
+            let once = step.inputs.iter().filter(|x| **x == Some(s)).count() == 1;
+            if once && readers[s] == 1 && !kept[s] {
+                step.in_place = Some(i);
+            }
+        }
+        let mut slot_values = vec![(String::new(), None); slot_count];
+        for ((name, loc), s) in &slots.by_loc {
+            slot_values[*s] = (name.clone(), *loc);
+        }
         let host_slots = slots
             .by_loc
             .into_iter()
@@ -352,6 +396,9 @@ impl ExecutionPlan {
             slot_count,
             slots: host_slots,
             constants,
+            slot_values,
+            readers,
+            kept,
         })
     }
 

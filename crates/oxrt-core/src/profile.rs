@@ -33,6 +33,8 @@ pub struct ProfileEvent {
     pub host_us: f64,
     /// What the device reported (zero for host kernels).
     pub device: DeviceCost,
+    /// Shape of each input (`None` where omitted or not a tensor).
+    pub input_shapes: Vec<Option<Vec<usize>>>,
 }
 
 /// The events of one run, in execution order.
@@ -98,6 +100,42 @@ impl RunProfile {
         out
     }
 
+    /// The op types by total host time, largest first (at most `top`):
+    /// calls, total and mean host time, share of the run, device time.
+    pub fn summary(&self, top: usize) -> String {
+        let mut by_op: Vec<(String, usize, f64, u64)> = Vec::new();
+        for e in &self.events {
+            let key = format!("{} ({})", e.op, e.provider);
+            match by_op.iter_mut().find(|(k, ..)| *k == key) {
+                Some(entry) => {
+                    entry.1 += 1;
+                    entry.2 += e.host_us;
+                    entry.3 += e.device.device_ns;
+                }
+                None => by_op.push((key, 1, e.host_us, e.device.device_ns)),
+            }
+        }
+        by_op.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let total = self.host_us().max(f64::MIN_POSITIVE);
+        let mut out = format!(
+            "{:<32} {:>6} {:>12} {:>11} {:>7} {:>13}\n",
+            "op (provider)", "calls", "total (us)", "mean (us)", "share", "device (us)"
+        );
+        for (op, calls, us, dev) in by_op.iter().take(top) {
+            let _ = writeln!(
+                out,
+                "{:<32} {:>6} {:>12.1} {:>11.1} {:>6.1}% {:>13}",
+                truncate(op, 32),
+                calls,
+                us,
+                us / *calls as f64,
+                100.0 * us / total,
+                device_us(*dev)
+            );
+        }
+        out
+    }
+
     /// The run as Chrome trace JSON: host steps on one track, device time on
     /// a track per provider, each device span starting with its host step.
     pub fn chrome_trace(&self) -> String {
@@ -114,6 +152,7 @@ impl RunProfile {
                 "device_us": e.device.device_ns as f64 / 1e3,
                 "bytes_to_device": e.device.bytes_to_device,
                 "bytes_to_host": e.device.bytes_to_host,
+                "input_shapes": e.input_shapes,
             });
             events.push(serde_json::json!({
                 "name": e.name, "cat": cat, "ph": "X", "pid": 1, "tid": 0,
@@ -187,6 +226,7 @@ mod tests {
                 bytes_to_device: 64,
                 bytes_to_host: 0,
             },
+            input_shapes: vec![Some(vec![1, 3, 8, 8]), None],
         }
     }
 
@@ -223,5 +263,30 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| e["ph"] == "M" && e["args"]["name"] == "host"));
+        assert_eq!(
+            spans[0]["args"]["input_shapes"],
+            serde_json::json!([[1, 3, 8, 8], null])
+        );
+    }
+
+    #[test]
+    fn summary_ranks_ops_by_total_time() {
+        let mut slow = event("c2", EventKind::Node, 0);
+        slow.op = "MatMul".into();
+        slow.host_us = 30.0;
+        let p = RunProfile {
+            events: vec![
+                event("c1", EventKind::Node, 0),
+                slow,
+                event("c3", EventKind::Node, 0),
+            ],
+        };
+        let s = p.summary(10);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[1].starts_with("MatMul (fpga-sim)"), "{s}");
+        assert!(lines[1].contains("75.0%"), "{s}");
+        assert!(lines[2].starts_with("Conv (fpga-sim)"), "{s}");
+        assert!(lines[2].contains("     2 "), "{s}");
+        assert_eq!(p.summary(1).lines().count(), 2);
     }
 }

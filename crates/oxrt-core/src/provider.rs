@@ -107,6 +107,28 @@ pub trait Kernel: Send + Sync {
             .collect())
     }
 
+    /// The input whose buffer this kernel can overwrite with output 0 (an
+    /// elementwise op whose output has that input's dtype and, when the
+    /// shapes allow, its shape). The executor then calls
+    /// [`Kernel::compute_in_place`] when the run owns that value and no
+    /// other step reads it.
+    fn in_place_input(&self) -> Option<usize> {
+        None
+    }
+
+    /// Like [`Kernel::compute`], with input [`Kernel::in_place_input`] given
+    /// by value as `owned` (`inputs` holds `None` at its position). A kernel
+    /// writes its output into `owned` where the shapes allow and computes
+    /// normally otherwise; the default always computes normally.
+    fn compute_in_place(&self, owned: Tensor, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let i = self.in_place_input().unwrap_or(0);
+        let mut all: Vec<Option<&Tensor>> = inputs.to_vec();
+        if i < all.len() {
+            all[i] = Some(&owned);
+        }
+        self.compute(&all)
+    }
+
     /// Computes the node on device-resident values, for kernels of providers
     /// with [`ExecutionProvider::device_memory`]. Constant inputs are not
     /// passed (`None`): the kernel received them in [`KernelInfo::constants`]

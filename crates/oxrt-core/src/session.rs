@@ -1,12 +1,14 @@
 //! `Session`: a model prepared for repeated, concurrent execution.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use oxrt_onnx::{check_model, CheckOptions};
 
 use crate::error::{Error, Result};
+pub use crate::execute::ExecutionMode;
 use crate::execute::{Runner, Slot};
 use crate::infer::infer_graph;
 use crate::ir::{value::format_dims, Dim, LowerOptions, Model, ValueInfo, ValueType};
@@ -67,6 +69,10 @@ pub struct SessionBuilder {
     fallback: Option<Arc<dyn ExecutionProvider>>,
     optimization_level: OptimizationLevel,
     intra_threads: usize,
+    inter_threads: usize,
+    execution_mode: ExecutionMode,
+    memory_reuse: bool,
+    profiling: Option<PathBuf>,
     memory_limit: u64,
 }
 
@@ -85,6 +91,10 @@ impl SessionBuilder {
             fallback: None,
             optimization_level: OptimizationLevel::default(),
             intra_threads: 0,
+            inter_threads: 0,
+            execution_mode: ExecutionMode::Sequential,
+            memory_reuse: true,
+            profiling: None,
             memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
@@ -114,6 +124,35 @@ impl SessionBuilder {
     /// Threads for parallelism inside one operator (0: one per core).
     pub fn with_intra_threads(mut self, threads: usize) -> Self {
         self.intra_threads = threads;
+        self
+    }
+
+    /// Sequential (default) or parallel execution of independent branches.
+    pub fn with_execution_mode(mut self, mode: ExecutionMode) -> Self {
+        self.execution_mode = mode;
+        self
+    }
+
+    /// Threads running independent nodes at once in
+    /// [`ExecutionMode::Parallel`] (0: one per core).
+    pub fn with_inter_threads(mut self, threads: usize) -> Self {
+        self.inter_threads = threads;
+        self
+    }
+
+    /// Whether a run releases each value after its last reader and lets
+    /// elementwise kernels overwrite dying inputs (default on). Off, every
+    /// intermediate value lives until the run ends (for measurement).
+    pub fn with_memory_reuse(mut self, reuse: bool) -> Self {
+        self.memory_reuse = reuse;
+        self
+    }
+
+    /// Records every run's per-node profile (provider, op, input shapes,
+    /// host and device time); [`Session::end_profiling`] writes it to
+    /// `path` as a Chrome trace (also written when the session is dropped).
+    pub fn with_profiling(mut self, path: impl Into<PathBuf>) -> Self {
+        self.profiling = Some(path.into());
         self
     }
 
@@ -148,10 +187,30 @@ impl SessionBuilder {
     }
 
     fn commit(self, mut model: Model, source: String) -> Result<Session> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = if self.intra_threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            cores
         } else {
             self.intra_threads
+        };
+        let inter_pool = match self.execution_mode {
+            ExecutionMode::Sequential => None,
+            ExecutionMode::Parallel => {
+                let n = if self.inter_threads == 0 {
+                    cores
+                } else {
+                    self.inter_threads
+                };
+                Some(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(n)
+                        .thread_name(|i| format!("oxrt-inter-{i}"))
+                        .build()
+                        .map_err(|e| {
+                            Error::Config(format!("cannot create {n} inter-op threads: {e}"))
+                        })?,
+                )
+            }
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -194,6 +253,16 @@ impl SessionBuilder {
             memory_limit: self.memory_limit,
             optimization_level: self.optimization_level,
             optimization_report: report,
+            inter_pool,
+            memory_reuse: self.memory_reuse,
+            profiling: self.profiling.map(|path| {
+                Mutex::new(Profiling {
+                    path,
+                    started: Instant::now(),
+                    profile: RunProfile::default(),
+                    written: false,
+                })
+            }),
         })
     }
 }
@@ -210,6 +279,26 @@ pub struct Session {
     memory_limit: u64,
     optimization_level: OptimizationLevel,
     optimization_report: OptimizationReport,
+    /// Inter-op threads, in parallel execution mode.
+    inter_pool: Option<rayon::ThreadPool>,
+    memory_reuse: bool,
+    profiling: Option<Mutex<Profiling>>,
+}
+
+/// Runs recorded by [`SessionBuilder::with_profiling`].
+struct Profiling {
+    path: PathBuf,
+    started: Instant,
+    profile: RunProfile,
+    written: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Err(e) = self.end_profiling() {
+            tracing::warn!("profile not written: {e}");
+        }
+    }
 }
 
 /// Named outputs of one run, in the model's output order.
@@ -372,7 +461,63 @@ impl Session {
         inputs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<SessionOutputs> {
         let fed = self.bind_inputs(inputs)?;
-        self.pool.install(|| self.execute(fed, None))
+        let Some(profiling) = &self.profiling else {
+            return self.pool.install(|| self.execute(fed, None));
+        };
+        let begun = Instant::now();
+        let mut profile = RunProfile::default();
+        let outputs = self
+            .pool
+            .install(|| self.execute(fed, Some(&mut profile)))?;
+        let mut p = profiling
+            .lock()
+            .map_err(|_| Error::invalid("the profile lock is poisoned"))?;
+        let offset = begun.duration_since(p.started).as_secs_f64() * 1e6;
+        p.profile
+            .events
+            .extend(profile.events.into_iter().map(|mut e| {
+                e.start_us += offset;
+                e
+            }));
+        p.written = false;
+        Ok(outputs)
+    }
+
+    /// Writes the runs recorded since the session was created (with
+    /// [`SessionBuilder::with_profiling`]) as a Chrome trace and returns
+    /// the file and the recorded profile; `None` without profiling.
+    pub fn end_profiling(&self) -> Result<Option<(PathBuf, RunProfile)>> {
+        let Some(profiling) = &self.profiling else {
+            return Ok(None);
+        };
+        let mut p = profiling
+            .lock()
+            .map_err(|_| Error::invalid("the profile lock is poisoned"))?;
+        if !p.written {
+            std::fs::write(&p.path, p.profile.chrome_trace()).map_err(|source| Error::Write {
+                path: p.path.display().to_string(),
+                source,
+            })?;
+            p.written = true;
+        }
+        Ok(Some((p.path.clone(), p.profile.clone())))
+    }
+
+    /// The memory plan of the session's graph: value lifetimes, planned
+    /// peak bytes with and without reuse, and arena offsets. `dims` binds
+    /// symbolic dimensions (e.g. `batch`); values whose size still depends
+    /// on the run are counted apart.
+    pub fn memory_plan(&self, dims: &HashMap<String, usize>) -> crate::memory::MemoryPlan {
+        crate::memory::MemoryPlan::build(&self.model.graph, &self.plan, dims)
+    }
+
+    /// The execution mode the session runs in.
+    pub fn execution_mode(&self) -> ExecutionMode {
+        if self.inter_pool.is_some() {
+            ExecutionMode::Parallel
+        } else {
+            ExecutionMode::Sequential
+        }
     }
 
     /// Runs the model like [`Session::run`] and also returns the time and
@@ -551,9 +696,13 @@ impl Session {
             graph: &self.model.graph,
             plan: &self.plan,
             providers: &self.providers,
+            release: self.memory_reuse,
         };
         let feeds = fed.into_iter().map(|(s, v)| (s, Slot::Owned(v))).collect();
-        let values = runner.run(feeds, profile)?;
+        let values = match &self.inter_pool {
+            Some(inter) => runner.run_parallel(feeds, profile, inter, &self.pool)?,
+            None => runner.run(feeds, profile)?,
+        };
         let names = self
             .model
             .graph

@@ -158,6 +158,7 @@ impl Subgraph {
             graph: &self.graph,
             plan: &self.plan,
             providers: &self.providers,
+            release: true,
         };
         runner.run(feeds, None)
     }

@@ -27,8 +27,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use oxrt_core::{
-    bf16, f16, ndarray, DataType, DeviceInfo, DeviceKind, Dim, Element, Error, ExecutionProvider,
-    Model, OptimizationLevel, Result, SessionOutputs, Storage, Tensor, ValueInfo, ValueType,
+    bf16, f16, ndarray, DataType, DeviceInfo, DeviceKind, Dim, Element, Error, ExecutionMode,
+    ExecutionProvider, Model, OptimizationLevel, Result, SessionOutputs, Storage, Tensor,
+    ValueInfo, ValueType,
 };
 pub use providers::{
     available_providers, describe_library, Provider, ProviderInfo, ProviderOptions,
@@ -120,6 +121,32 @@ impl SessionBuilder {
     /// Largest tensor, in bytes, accepted as initializer, constant or input.
     pub fn with_memory_limit(mut self, bytes: u64) -> Self {
         self.inner = self.inner.with_memory_limit(bytes);
+        self
+    }
+
+    /// Sequential (default) or parallel execution of independent branches.
+    pub fn with_execution_mode(mut self, mode: ExecutionMode) -> Self {
+        self.inner = self.inner.with_execution_mode(mode);
+        self
+    }
+
+    /// Threads running independent nodes at once in parallel mode (0: one per core).
+    pub fn with_inter_threads(mut self, threads: usize) -> Self {
+        self.inner = self.inner.with_inter_threads(threads);
+        self
+    }
+
+    /// Release values after their last reader and let elementwise kernels
+    /// overwrite dying inputs (default on).
+    pub fn with_memory_reuse(mut self, reuse: bool) -> Self {
+        self.inner = self.inner.with_memory_reuse(reuse);
+        self
+    }
+
+    /// Record each run's per-node profile; written as a Chrome trace by
+    /// `Session::end_profiling` or when the session is dropped.
+    pub fn with_profiling(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.inner = self.inner.with_profiling(path);
         self
     }
 

@@ -193,8 +193,16 @@ pub fn infer(node: &Node, opset: i64, ins: &Inputs<'_, '_>) -> Option<Vec<Option
     } else if op == "Attention" {
         let rank = ins.dims(0).map(<[Dim]>::len);
         let unknown = |r: usize| vec![Dim::Unknown; r];
+        // 4-D Q [b, heads, seq, d] and V [b, kv_heads, kv_seq, dv]: Y is
+        // [b, heads, seq, dv] (whatever the past state adds to kv_seq).
+        let y = match (ins.dims(0), ins.dims(2)) {
+            (Some(q), Some(v)) if q.len() == 4 && v.len() == 4 => {
+                Some(vec![q[0].clone(), q[1].clone(), q[2].clone(), v[3].clone()])
+            }
+            _ => rank.map(unknown),
+        };
         vec![
-            with(dtype0, rank.map(unknown)),
+            with(dtype0, y),
             with(ins.dtype(1), Some(unknown(4))),
             with(ins.dtype(2), Some(unknown(4))),
             with(dtype0, Some(unknown(4))),

@@ -23,6 +23,16 @@ pub fn infer_graph(graph: &mut Graph, opsets: &BTreeMap<String, i64>) {
             .entry(v.name.clone())
             .or_insert(v.ty.clone());
     }
+    // Constants (also those the optimizer made) have the type they hold.
+    for (name, t) in &graph.initializers {
+        graph
+            .value_types
+            .entry(name.clone())
+            .or_insert_with(|| ValueType::Tensor {
+                dtype: t.dtype(),
+                shape: Some(known(t.shape())),
+            });
+    }
     let order = crate::plan::topological_order(graph).unwrap_or_default();
     for ni in order {
         let node = &graph.nodes[ni];
@@ -82,7 +92,11 @@ fn infer_fused<'a>(
     match node.op_type.as_str() {
         "FusedConv" => base("Conv", inputs),
         "FusedGemm" => base("Gemm", inputs),
-        "Gelu" | "LayerNormalization" => base(&node.op_type, inputs),
+        "Gelu" | "LayerNormalization" | "Attention" => {
+            let mut n = node.clone();
+            n.domain.clear();
+            infer_node(&n, onnx_opset.max(23), inputs, constant)
+        }
         "FusedMatMul" => {
             // Operands as the product reads them: last two axes swapped.
             let swapped: Vec<Option<ValueType>> = [("transA", 0), ("transB", 1)]
@@ -192,9 +206,13 @@ pub fn infer_node<'a>(
         ],
         "BatchNormalization" => same(),
         "Add" | "Sub" | "Mul" | "Div" => {
+            let dims = |i: usize| input(i).and_then(ValueType::dims);
             let shape = match (concrete(0), concrete(1)) {
                 (Some(a), Some(b)) => shape::broadcast(&a, &b).ok().map(|s| known(&s)),
-                _ => None,
+                _ => match (dims(0), dims(1)) {
+                    (Some(a), Some(b)) => math::broadcast_dims(a, b),
+                    _ => None,
+                },
             };
             vec![dtype0.and_then(|d| tensor(d, shape))]
         }
@@ -249,11 +267,12 @@ pub fn infer_node<'a>(
                 node.int_or("transA", 0).unwrap_or(0),
                 node.int_or("transB", 0).unwrap_or(0),
             );
-            let out = match (concrete(0), concrete(1)) {
+            let b_dims = input(1).and_then(ValueType::dims);
+            let out = match (dims0.as_deref(), b_dims) {
                 (Some(a), Some(b)) if a.len() == 2 && b.len() == 2 => {
-                    let m = if ta != 0 { a[1] } else { a[0] };
-                    let n = if tb != 0 { b[0] } else { b[1] };
-                    Some(known(&[m, n]))
+                    let m = if ta != 0 { &a[1] } else { &a[0] };
+                    let n = if tb != 0 { &b[0] } else { &b[1] };
+                    Some(vec![m.clone(), n.clone()])
                 }
                 _ => None,
             };
@@ -262,7 +281,10 @@ pub fn infer_node<'a>(
         "MatMul" => {
             let out = match (concrete(0), concrete(1)) {
                 (Some(a), Some(b)) => matmul_shape(&a, &b).map(|s| known(&s)),
-                _ => None,
+                _ => match (dims0.as_deref(), input(1).and_then(ValueType::dims)) {
+                    (Some(a), Some(b)) => symbolic_matmul(a, b),
+                    _ => None,
+                },
             };
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
@@ -274,18 +296,37 @@ pub fn infer_node<'a>(
                 (None, Some(t)) if t.iter().all(|&v| v > 0) => {
                     Some(t.iter().map(|&v| Dim::Known(v as usize)).collect())
                 }
+                (None, Some(t)) if !allowzero => {
+                    dims0.as_deref().and_then(|d| symbolic_reshape(d, &t))
+                }
                 _ => None,
             };
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
         "Flatten" => {
-            let out = concrete(0).and_then(|s| {
-                let axis = flatten_axis(node.int_or("axis", 1).ok()?, s.len()).ok()?;
-                Some(known(&[
-                    s[..axis].iter().product(),
-                    s[axis..].iter().product(),
-                ]))
-            });
+            let out = concrete(0)
+                .and_then(|s| {
+                    let axis = flatten_axis(node.int_or("axis", 1).ok()?, s.len()).ok()?;
+                    Some(known(&[
+                        s[..axis].iter().product(),
+                        s[axis..].iter().product(),
+                    ]))
+                })
+                .or_else(|| {
+                    // [batch, known...] with axis 1 keeps the symbol.
+                    let d = dims0.as_deref()?;
+                    let axis = flatten_axis(node.int_or("axis", 1).ok()?, d.len()).ok()?;
+                    let rest: Option<usize> = d[axis..]
+                        .iter()
+                        .map(|x| match x {
+                            Dim::Known(n) => Some(*n),
+                            _ => None,
+                        })
+                        .product();
+                    (axis == 1)
+                        .then(|| vec![d[0].clone(), Dim::Known(rest.unwrap_or(0))])
+                        .filter(|_| rest.is_some())
+                });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
         "Transpose" => {
@@ -301,13 +342,28 @@ pub fn infer_node<'a>(
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
         "Concat" => {
-            let shapes: Option<Vec<Vec<usize>>> = (0..inputs.len()).map(concrete).collect();
+            let shapes: Option<Vec<Vec<Dim>>> = (0..inputs.len())
+                .map(|i| input(i).and_then(ValueType::dims).map(<[Dim]>::to_vec))
+                .collect();
             let out = shapes.and_then(|s| {
                 let first = s.first()?;
                 let axis = shape::normalize_axis(node.get_int("axis").ok()??, first.len()).ok()?;
                 let mut o = first.clone();
-                o[axis] = s.iter().map(|x| x.get(axis).copied().unwrap_or(0)).sum();
-                Some(known(&o))
+                // The concatenated axis must be known; the others agree.
+                let mut total = 0;
+                for x in &s {
+                    match x.get(axis)? {
+                        Dim::Known(n) => total += n,
+                        _ => return None,
+                    }
+                }
+                o[axis] = Dim::Known(total);
+                for (i, d) in o.iter_mut().enumerate() {
+                    if i != axis && s.iter().any(|x| x.get(i) != Some(&*d)) {
+                        *d = Dim::Unknown;
+                    }
+                }
+                Some(o)
             });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
@@ -335,13 +391,42 @@ pub fn infer_node<'a>(
             };
             // Axes fed at run time (not a constant) leave the shape open.
             let runtime_axes = opset >= 13 && axes.is_none() && node.input(1).is_some();
-            let out = concrete(0).filter(|_| !runtime_axes).and_then(|s| {
-                if node.op_type == "Unsqueeze" {
-                    unsqueeze_shape(&s, &axes?).map(|s| known(&s))
-                } else {
-                    squeeze_shape(&s, axes.as_deref()).map(|s| known(&s))
-                }
-            });
+            let out = concrete(0)
+                .filter(|_| !runtime_axes)
+                .and_then(|s| {
+                    if node.op_type == "Unsqueeze" {
+                        unsqueeze_shape(&s, axes.as_deref()?).map(|s| known(&s))
+                    } else {
+                        squeeze_shape(&s, axes.as_deref()).map(|s| known(&s))
+                    }
+                })
+                .or_else(|| {
+                    // Symbolic dims carry over; the new axes have size 1.
+                    let d = dims0.as_deref()?;
+                    if node.op_type != "Unsqueeze" || runtime_axes {
+                        return None;
+                    }
+                    let ones = vec![1usize; d.len()];
+                    let placed = unsqueeze_shape(&ones, axes.as_deref()?)?;
+                    let mut it = d.iter();
+                    let mut out = Vec::with_capacity(placed.len());
+                    let mut remaining = axes.as_deref()?.len();
+                    let rank = placed.len();
+                    let norm: Vec<usize> = axes
+                        .as_deref()?
+                        .iter()
+                        .filter_map(|&a| shape::normalize_axis(a, rank).ok())
+                        .collect();
+                    for i in 0..rank {
+                        if norm.contains(&i) && remaining > 0 {
+                            remaining -= 1;
+                            out.push(Dim::Known(1));
+                        } else {
+                            out.push(it.next()?.clone());
+                        }
+                    }
+                    Some(out)
+                });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
         _ => {
@@ -449,6 +534,60 @@ pub fn matmul_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 }
 
 /// Resolves a `Reshape` target (`0` copies, `-1` infers) against `input`.
+/// MatMul's output over dims that may be symbolic (matrices of rank 2 or
+/// more; batch axes broadcast).
+fn symbolic_matmul(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let (ra, rb) = (a.len(), b.len());
+    let mut out = math::broadcast_dims(&a[..ra - 2], &b[..rb - 2])?;
+    out.push(a[ra - 2].clone());
+    out.push(b[rb - 1].clone());
+    Some(out)
+}
+
+/// Reshape of an input whose dims may be symbolic: `0` copies the input's
+/// dim, and `-1` is solved when every input dim it absorbs is known.
+fn symbolic_reshape(input: &[Dim], target: &[i64]) -> Option<Vec<Dim>> {
+    let mut out = Vec::with_capacity(target.len());
+    let mut copied = vec![false; input.len()];
+    let mut known_out: usize = 1;
+    let mut infer_at = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            0 => {
+                out.push(input.get(i)?.clone());
+                copied[i] = true;
+            }
+            -1 if infer_at.is_none() => {
+                infer_at = Some(i);
+                out.push(Dim::Unknown);
+            }
+            t if t > 0 => {
+                known_out = known_out.checked_mul(t as usize)?;
+                out.push(Dim::Known(t as usize));
+            }
+            _ => return None,
+        }
+    }
+    if let Some(at) = infer_at {
+        let mut rest: usize = 1;
+        for (d, c) in input.iter().zip(&copied) {
+            match (d, c) {
+                (_, true) => {}
+                (Dim::Known(n), false) => rest = rest.checked_mul(*n)?,
+                _ => return Some(out),
+            }
+        }
+        if known_out == 0 || rest % known_out != 0 {
+            return None;
+        }
+        out[at] = Dim::Known(rest / known_out);
+    }
+    Some(out)
+}
+
 pub fn reshape_shape(input: &[usize], target: &[i64], allowzero: bool) -> Option<Vec<usize>> {
     let total: usize = input.iter().product();
     let mut out = Vec::with_capacity(target.len());

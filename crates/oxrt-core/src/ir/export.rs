@@ -247,7 +247,9 @@ impl Model {
     /// Encodes the model as a `ModelProto`.
     pub fn to_proto(&self) -> ModelProto {
         ModelProto {
-            ir_version: Some(self.ir_version),
+            // IR 4 lets initializers be left out of the inputs, which
+            // constants of older models are once lowered.
+            ir_version: Some(self.ir_version.max(4)),
             producer_name: Some(self.producer_name.clone()),
             producer_version: Some(self.producer_version.clone()),
             domain: Some(self.domain.clone()),

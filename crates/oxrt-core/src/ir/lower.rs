@@ -54,10 +54,18 @@ impl Model {
             // IR < 3 models have no opset_import and mean opset 1.
             opsets.insert(String::new(), 1);
         }
+        let ir_version = proto.ir_version.unwrap_or(0);
+        let mut graph = lower_graph(graph, options)?;
+        if ir_version < 4 {
+            // Before IR 4 every initializer had to be listed as an input too;
+            // that did not make it a value to feed (as in ONNX Runtime), so
+            // they stay constants.
+            graph.overridable_initializers.clear();
+        }
         Ok(Model {
-            graph: lower_graph(graph, options)?,
+            graph,
             opsets,
-            ir_version: proto.ir_version.unwrap_or(0),
+            ir_version,
             producer_name: proto.producer_name().to_string(),
             producer_version: proto.producer_version().to_string(),
             domain: proto.domain().to_string(),

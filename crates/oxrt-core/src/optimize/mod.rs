@@ -8,7 +8,8 @@
 //!   elimination and dead-code elimination.
 //! - `Extended`: fusions — Conv+BatchNormalization into the weights, GELU
 //!   and LayerNormalization from their decomposed forms, Add +
-//!   LayerNormalization into SkipLayerNormalization, MatMul+Add into Gemm
+//!   LayerNormalization into SkipLayerNormalization, scaled dot-product
+//!   attention into Attention, MatMul+Add into Gemm
 //!   or a biased MatMul, Transposes into MatMul/Gemm, and a trailing
 //!   activation into Conv/Gemm/MatMul. Fused ops without a standard ONNX
 //!   form live in the `oxrt` domain ([`OXRT_DOMAIN`]); a fusion is applied
@@ -23,6 +24,7 @@ mod constant_fold;
 mod cse;
 mod dead_code;
 mod fuse_activation;
+mod fuse_attention;
 mod fuse_conv_bn;
 mod fuse_gelu;
 mod fuse_layer_norm;
@@ -157,6 +159,7 @@ pub fn optimize(
             "SkipLayerNormalization fusion",
             fuse_layer_norm::fuse_skip(graph, ctx),
         );
+        report.add("attention fusion", fuse_attention::fuse(graph, ctx));
         report.add(
             "Transpose into MatMul/Gemm",
             fuse_matmul::fold_transposes(graph, ctx),

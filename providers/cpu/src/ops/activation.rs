@@ -219,6 +219,19 @@ impl Kernel for Activation {
             Ok(vec![Tensor::from_vec(x.shape(), apply(self.act, x.as_slice::<T>()?)?)?])
         }, _ => Err(unsupported_type("activation", x)))
     }
+
+    fn in_place_input(&self) -> Option<usize> {
+        Some(0)
+    }
+
+    fn compute_in_place(&self, owned: Tensor, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        if owned.dtype().is_float() {
+            return Ok(vec![Epilogue(self.act).apply(owned)?]);
+        }
+        let mut all = inputs.to_vec();
+        all[0] = Some(&owned);
+        self.compute(&all)
+    }
 }
 
 pub(crate) fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {

@@ -249,7 +249,7 @@ impl Kernel for Attention {
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+pub(crate) fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     let heads = |name: &str| -> Result<Option<usize>> {
         node.get_int(name)?
             .map(|h| {

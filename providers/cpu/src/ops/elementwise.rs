@@ -181,6 +181,60 @@ impl Kernel for Elementwise {
         }
         Ok(vec![acc])
     }
+
+    fn in_place_input(&self) -> Option<usize> {
+        (!self.mean).then_some(0)
+    }
+
+    /// `a op= b` when `a` already has the output's shape and `b` repeats
+    /// along `a`'s leading axes (same shape, a scalar, or trailing axes);
+    /// otherwise computes normally.
+    fn compute_in_place(
+        &self,
+        mut owned: Tensor,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Vec<Tensor>> {
+        let others: Vec<&Tensor> = inputs.iter().skip(1).flatten().copied().collect();
+        let bitwise = matches!(
+            self.op,
+            Op::BitwiseAnd | Op::BitwiseOr | Op::BitwiseXor | Op::ShiftLeft | Op::ShiftRight
+        );
+        if let ([b], false) = (others.as_slice(), bitwise) {
+            if let Some(period) =
+                repeats_into(owned.shape(), b.shape()).filter(|_| b.dtype() == owned.dtype())
+            {
+                let op = self.op;
+                with_numeric_type!(owned.dtype(), T => {
+                    let bv = b.as_slice::<T>()?;
+                    for chunk in owned.as_slice_mut::<T>()?.chunks_mut(period.max(1)) {
+                        for (x, &y) in chunk.iter_mut().zip(bv) {
+                            *x = arith(op, *x, y)?;
+                        }
+                    }
+                    return Ok(vec![owned]);
+                }, _ => {});
+            }
+        }
+        let mut all = inputs.to_vec();
+        all[0] = Some(&owned);
+        self.compute(&all)
+    }
+}
+
+/// When `b` broadcasts to `a`'s shape by repeating along leading axes only
+/// (its shape, without leading 1s, is a suffix of `a`'s), the period: how
+/// many of `a`'s elements one copy of `b` covers.
+fn repeats_into(a: &[usize], b: &[usize]) -> Option<usize> {
+    let n: usize = b.iter().product();
+    if n == 0 {
+        return None;
+    }
+    let core: Vec<usize> = b.iter().copied().skip_while(|&d| d == 1).collect();
+    if b.len() > a.len() || core.len() > a.len() || !a.ends_with(&core) {
+        return None;
+    }
+    // A `b` of ones covers one element at a time.
+    Some(n)
 }
 
 /// `Pow`: the base's element type, any numeric exponent type.
@@ -269,6 +323,18 @@ pub fn register(reg: &mut KernelRegistry) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn in_place_broadcast_periods() {
+        assert_eq!(repeats_into(&[2, 3, 4], &[2, 3, 4]), Some(24));
+        assert_eq!(repeats_into(&[2, 3, 4], &[4]), Some(4));
+        assert_eq!(repeats_into(&[2, 3, 4], &[1, 3, 4]), Some(12));
+        assert_eq!(repeats_into(&[2, 3, 4], &[1]), Some(1));
+        assert_eq!(repeats_into(&[2, 3, 4], &[]), Some(1));
+        assert_eq!(repeats_into(&[2, 3, 4], &[3, 1]), None);
+        assert_eq!(repeats_into(&[3, 4], &[2, 3, 4]), None);
+        assert_eq!(repeats_into(&[2, 3, 4], &[0]), None);
+    }
 
     fn t<T: oxrt_core::Element>(v: Vec<T>) -> Tensor {
         Tensor::from_vec(vec![v.len()], v).unwrap()

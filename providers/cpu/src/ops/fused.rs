@@ -197,6 +197,7 @@ pub fn register(reg: &mut KernelRegistry) {
             create_skip_layer_norm,
         ),
         KernelDef::new("Gelu", 1.., FLOATS, crate::ops::activation::create),
+        KernelDef::new("Attention", 1.., FLOATS, crate::ops::attention::create),
         KernelDef::new(
             "LayerNormalization",
             1..,

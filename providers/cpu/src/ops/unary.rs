@@ -157,6 +157,28 @@ impl Kernel for Unary {
         };
         Ok(vec![out])
     }
+
+    /// Float math overwrites its input; predicates make booleans.
+    fn in_place_input(&self) -> Option<usize> {
+        (!matches!(self.op, Op::IsNaN | Op::IsInf { .. } | Op::Not)).then_some(0)
+    }
+
+    fn compute_in_place(
+        &self,
+        mut owned: Tensor,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Vec<Tensor>> {
+        let op = self.op;
+        if owned.dtype().is_float() && self.in_place_input().is_some() {
+            with_float_type!(owned.dtype(), T => {
+                owned.as_slice_mut::<T>()?.iter_mut().for_each(|v| *v = float_op(op, *v));
+                return Ok(vec![owned]);
+            }, _ => {});
+        }
+        let mut all = inputs.to_vec();
+        all[0] = Some(&owned);
+        self.compute(&all)
+    }
 }
 
 fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {

@@ -1,0 +1,310 @@
+//! The optimizer, the executors and the profiler on real architectures: a
+//! BERT-style encoder and a ResNet-style CNN with random weights
+//! (`examples/models/generate.py`) and the trained digit classifier, each
+//! against onnxruntime's stored outputs at every optimization level.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{mnist_dir, read_npy};
+use oxrt::{ExecutionMode, OptimizationLevel, Session, Tensor};
+
+const LEVELS: [OptimizationLevel; 4] = [
+    OptimizationLevel::Disabled,
+    OptimizationLevel::Basic,
+    OptimizationLevel::Extended,
+    OptimizationLevel::All,
+];
+
+fn models_dir() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models")
+}
+
+/// A model with its inputs and onnxruntime's outputs.
+struct Case {
+    model: PathBuf,
+    inputs: Vec<(String, Tensor)>,
+    outputs: Vec<(String, Tensor)>,
+}
+
+fn case(name: &str, inputs: &[&str], outputs: &[&str]) -> Case {
+    let dir = models_dir();
+    let load = |kind: &str, names: &[&str]| {
+        names
+            .iter()
+            .map(|n| {
+                let t = read_npy(&dir.join(format!("{name}.{kind}.{n}.npy")));
+                (n.to_string(), t)
+            })
+            .collect()
+    };
+    Case {
+        model: dir.join(format!("{name}.onnx")),
+        inputs: load("in", inputs),
+        outputs: load("out", outputs),
+    }
+}
+
+fn bert() -> Case {
+    case("bert_encoder", &["hidden", "mask"], &["output"])
+}
+
+fn cnn() -> Case {
+    case("cnn", &["image"], &["logits"])
+}
+
+fn mnist() -> Case {
+    Case {
+        model: mnist_dir().join("model.onnx"),
+        inputs: vec![(
+            "input".into(),
+            read_npy(&mnist_dir().join("test_images.npy")),
+        )],
+        outputs: vec![(
+            "logits".into(),
+            read_npy(&mnist_dir().join("reference_logits.npy")),
+        )],
+    }
+}
+
+fn session(model: &std::path::Path, level: OptimizationLevel) -> Session {
+    Session::builder()
+        .with_intra_threads(2)
+        .with_optimization_level(level)
+        .commit_from_file(model)
+        .unwrap()
+}
+
+fn run(s: &Session, c: &Case) -> Vec<Tensor> {
+    let out = s.run(c.inputs.clone()).unwrap();
+    c.outputs
+        .iter()
+        .map(|(n, _)| out.get(n).unwrap().clone())
+        .collect()
+}
+
+/// Largest |a - b| over `atol + rtol * |b|` (≤ 1 passes).
+fn worst(a: &Tensor, b: &Tensor, atol: f32, rtol: f32) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.as_slice::<f32>()
+        .unwrap()
+        .iter()
+        .zip(b.as_slice::<f32>().unwrap())
+        .map(|(x, y)| (x - y).abs() / (atol + rtol * y.abs()))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn every_level_matches_onnxruntime_and_disabled() {
+    for c in [bert(), cnn(), mnist()] {
+        let baseline = run(&session(&c.model, OptimizationLevel::Disabled), &c);
+        for level in LEVELS {
+            let got = run(&session(&c.model, level), &c);
+            for ((name, want), (g, base)) in c.outputs.iter().zip(got.iter().zip(&baseline)) {
+                let r = worst(g, want, 1e-5, 1e-4);
+                assert!(r <= 1.0, "{:?} {level} {name}: vs onnxruntime {r}", c.model);
+                let r = worst(g, base, 1e-5, 1e-5);
+                assert!(r <= 1.0, "{:?} {level} {name}: vs disabled {r}", c.model);
+            }
+        }
+    }
+}
+
+fn pass_count(s: &Session, pass: &str) -> usize {
+    s.optimization_report()
+        .passes
+        .iter()
+        .find(|(p, _)| *p == pass)
+        .map_or(0, |(_, n)| *n)
+}
+
+#[test]
+fn the_transformer_and_cnn_patterns_are_fused() {
+    let s = session(&bert().model, OptimizationLevel::Extended);
+    // Two layers: two attention blocks, two GELUs, four LayerNorms (each
+    // after a residual Add), the Q/K/V/output/FFN biases, two Dropouts.
+    assert_eq!(pass_count(&s, "attention fusion"), 2);
+    assert_eq!(pass_count(&s, "GELU fusion"), 2);
+    assert_eq!(pass_count(&s, "LayerNormalization fusion"), 4);
+    assert_eq!(pass_count(&s, "SkipLayerNormalization fusion"), 4);
+    assert_eq!(pass_count(&s, "MatMul+Add fusion"), 12);
+    assert_eq!(pass_count(&s, "no-op elimination"), 2);
+    let ops: Vec<&str> = s
+        .model()
+        .graph
+        .nodes
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    for gone in ["Softmax", "Erf", "ReduceMean", "Dropout"] {
+        assert!(!ops.contains(&gone), "{gone} left in {ops:?}");
+    }
+    let basic = session(&bert().model, OptimizationLevel::Basic);
+    assert_eq!(pass_count(&basic, "attention fusion"), 0);
+    assert!(basic.model().graph.nodes.len() > s.model().graph.nodes.len());
+
+    let s = session(&cnn().model, OptimizationLevel::Extended);
+    assert_eq!(pass_count(&s, "Conv+BatchNormalization fusion"), 7);
+    // Six Relus after a Conv (the one after the residual Add stays).
+    assert_eq!(pass_count(&s, "activation fusion"), 6);
+    assert_eq!(s.model().graph.nodes.len(), 13);
+}
+
+#[test]
+fn saved_optimized_models_load_back_and_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    for c in [bert(), cnn()] {
+        let s = session(&c.model, OptimizationLevel::All);
+        let path = dir.path().join("optimized.onnx");
+        s.save_optimized_model(&path).unwrap();
+        let reloaded = session(&path, OptimizationLevel::Disabled);
+        assert_eq!(
+            reloaded.model().graph.nodes.len(),
+            s.model().graph.nodes.len()
+        );
+        assert!(reloaded.model().opsets.contains_key("oxrt"));
+        for (a, b) in run(&s, &c).iter().zip(run(&reloaded, &c)) {
+            assert_eq!(a, &b, "{:?}", c.model);
+        }
+    }
+}
+
+#[test]
+fn parallel_and_sequential_execution_agree_exactly() {
+    for c in [bert(), cnn(), mnist()] {
+        for level in [OptimizationLevel::Disabled, OptimizationLevel::All] {
+            let seq = run(&session(&c.model, level), &c);
+            let par = Session::builder()
+                .with_intra_threads(2)
+                .with_optimization_level(level)
+                .with_execution_mode(ExecutionMode::Parallel)
+                .with_inter_threads(3)
+                .commit_from_file(&c.model)
+                .unwrap();
+            assert_eq!(par.execution_mode(), ExecutionMode::Parallel);
+            for _ in 0..3 {
+                assert_eq!(run(&par, &c), seq, "{:?} {level}", c.model);
+            }
+        }
+    }
+}
+
+#[test]
+fn concurrent_runs_from_many_threads_equal_serial_runs() {
+    let c = cnn();
+    let b = bert();
+    for mode in [ExecutionMode::Sequential, ExecutionMode::Parallel] {
+        let make = |m: &std::path::Path| {
+            Session::builder()
+                .with_intra_threads(2)
+                .with_execution_mode(mode)
+                .commit_from_file(m)
+                .unwrap()
+        };
+        let (sc, sb) = (make(&c.model), make(&b.model));
+        let (want_c, want_b) = (run(&sc, &c), run(&sb, &b));
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let (sc, sb, c, b, want_c, want_b) = (&sc, &sb, &c, &b, &want_c, &want_b);
+                scope.spawn(move || {
+                    for _ in 0..4 {
+                        if i % 2 == 0 {
+                            assert_eq!(&run(sc, c), want_c);
+                        } else {
+                            assert_eq!(&run(sb, b), want_b);
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[test]
+fn memory_reuse_changes_nothing_but_memory() {
+    for c in [bert(), cnn()] {
+        let keep_all = Session::builder()
+            .with_memory_reuse(false)
+            .commit_from_file(&c.model)
+            .unwrap();
+        let planned = session(&c.model, OptimizationLevel::All);
+        assert_eq!(run(&keep_all, &c), run(&planned, &c));
+        let dims = [("batch".to_string(), 2), ("seq".to_string(), 16)].into();
+        let plan = planned.memory_plan(&dims);
+        assert_eq!(plan.unsized_values, 0, "{}", plan.report(true));
+        assert!(
+            plan.peak_bytes < plan.unplanned_bytes,
+            "{}",
+            plan.report(false)
+        );
+        assert!(plan.arena_bytes >= plan.peak_bytes);
+        assert!(plan.arena_bytes < plan.unplanned_bytes);
+        // No two values that live at once overlap in the arena.
+        for (i, a) in plan.values.iter().enumerate() {
+            for b in &plan.values[i + 1..] {
+                let live_together = a.first <= b.last && b.first <= a.last;
+                let overlap = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
+                assert!(!(live_together && overlap), "{a:?} and {b:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cnn_memory_plan_numbers() {
+    let s = session(&cnn().model, OptimizationLevel::All);
+    let plan = s.memory_plan(&[("batch".to_string(), 1)].into());
+    // Input 3x16x16 f32; the largest activations are 16x16x16 f32 (16 KiB).
+    let input = plan.values.iter().find(|v| v.name == "image").unwrap();
+    assert_eq!(input.bytes, 3 * 16 * 16 * 4);
+    assert_eq!(input.first, 0);
+    let logits = plan.values.iter().find(|v| v.name == "logits").unwrap();
+    assert_eq!(logits.bytes, 40);
+    assert_eq!(logits.last, s.model().graph.nodes.len() - 1);
+    // Three 16 KiB activations live at once at most (the residual input,
+    // the block's intermediate and its output) plus the input.
+    assert!(plan.peak_bytes <= 3 * 16384 + 3072, "{}", plan.report(true));
+}
+
+#[test]
+fn profiling_writes_a_chrome_trace_of_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.json");
+    let c = cnn();
+    let s = Session::builder()
+        .with_profiling(&path)
+        .commit_from_file(&c.model)
+        .unwrap();
+    run(&s, &c);
+    run(&s, &c);
+    let (written, profile) = s.end_profiling().unwrap().unwrap();
+    assert_eq!(written, path);
+    let nodes = s.model().graph.nodes.len();
+    assert_eq!(profile.events.len(), 2 * nodes);
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let spans: Vec<&serde_json::Value> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .collect();
+    assert_eq!(spans.len(), 2 * nodes);
+    let conv = spans
+        .iter()
+        .find(|e| e["args"]["op"] == "FusedConv")
+        .expect("a fused convolution");
+    assert_eq!(conv["args"]["provider"], "cpu");
+    assert_eq!(
+        conv["args"]["input_shapes"][0],
+        serde_json::json!([2, 3, 16, 16])
+    );
+    // The second run starts after the first ended.
+    let first_end = spans[nodes - 1]["ts"].as_f64().unwrap();
+    assert!(spans[nodes]["ts"].as_f64().unwrap() >= first_end);
+    let summary = profile.summary(3);
+    assert!(summary.contains("FusedConv (cpu)"), "{summary}");
+    assert_eq!(summary.lines().count(), 4);
+}
