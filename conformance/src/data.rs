@@ -10,11 +10,66 @@ pub const ONNX_RELEASE: &str = "1.22.0";
 pub const EXPECTED_CASES: usize = 1765;
 /// Where the node tests live inside the wheel.
 const PREFIX: &str = "onnx/backend/test/data/node/";
+/// Where the light models (real CNN architectures with constant weights)
+/// live inside the wheel.
+const LIGHT_PREFIX: &str = "onnx/backend/test/data/light/";
 
 /// Extracts `onnx/backend/test/data/node/**` from `wheel` into `dest`
 /// (which then holds the `test_*` directories). Returns the number of cases.
 /// Entries whose paths would leave `dest` are refused.
 pub fn extract_node_tests(wheel: &Path, dest: &Path) -> Result<usize, String> {
+    extract(wheel, PREFIX, dest, |tmp| {
+        crate::case::discover(tmp)
+            .map_err(|e| e.to_string())
+            .map(|c| c.len())
+    })
+}
+
+/// Extracts the light models (`light_<name>.onnx` with their reference
+/// `light_<name>_output_0.pb`) from `wheel` into `dest`. Returns how many
+/// models there are.
+pub fn extract_light_models(wheel: &Path, dest: &Path) -> Result<usize, String> {
+    extract(
+        wheel,
+        LIGHT_PREFIX,
+        dest,
+        |tmp| Ok(light_models(tmp)?.len()),
+    )
+}
+
+/// The light models in `dir`: `(name, model, reference output)`, sorted.
+pub fn light_models(dir: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+            continue;
+        };
+        let Some(name) = file
+            .strip_prefix("light_")
+            .and_then(|f| f.strip_suffix(".onnx"))
+        else {
+            continue;
+        };
+        let reference = dir.join(format!("light_{name}_output_0.pb"));
+        if reference.is_file() {
+            out.push((name.to_string(), path.clone(), reference));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Extracts the entries under `prefix` into `dest` (through a temporary
+/// directory, so an interrupted extraction leaves nothing); `count` says how
+/// many items were extracted, and zero is an error.
+fn extract(
+    wheel: &Path,
+    prefix: &str,
+    dest: &Path,
+    count: impl Fn(&Path) -> Result<usize, String>,
+) -> Result<usize, String> {
     let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let mut archive =
         zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
@@ -26,7 +81,7 @@ pub fn extract_node_tests(wheel: &Path, dest: &Path) -> Result<usize, String> {
         let Some(name) = entry.enclosed_name() else {
             return Err(format!("unsafe path in archive entry #{i}"));
         };
-        let Ok(rel) = name.strip_prefix(PREFIX) else {
+        let Ok(rel) = name.strip_prefix(prefix) else {
             continue;
         };
         if entry.is_dir() || rel.as_os_str().is_empty() {
@@ -42,15 +97,10 @@ pub fn extract_node_tests(wheel: &Path, dest: &Path) -> Result<usize, String> {
             .map_err(|e| format!("{}: {e}", rel.display()))?;
         std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     }
-    let count = crate::case::discover(&tmp)
-        .map_err(|e| e.to_string())?
-        .len();
+    let count = count(&tmp)?;
     if count == 0 {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(format!(
-            "{} holds no node tests under {PREFIX}",
-            wheel.display()
-        ));
+        return Err(format!("{} holds nothing under {prefix}", wheel.display()));
     }
     let _ = std::fs::remove_dir_all(dest);
     std::fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;

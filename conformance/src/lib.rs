@@ -17,6 +17,7 @@ pub mod check;
 pub mod compare;
 pub mod data;
 pub mod expectations;
+pub mod models;
 pub mod reference;
 pub mod report;
 pub mod strategies;

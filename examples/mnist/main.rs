@@ -1,6 +1,7 @@
 //! The digit-classifier walkthrough: open a session, read the input
 //! metadata, run, softmax + argmax, print the predicted digits, and report
-//! accuracy on the held-out test set.
+//! accuracy on the held-out test set, in float32 and in fp16 mixed
+//! precision.
 //!
 //! Run with `cargo run --release --example mnist`.
 
@@ -46,6 +47,15 @@ fn argmax(values: &[f32]) -> usize {
             }
         })
         .0
+}
+
+/// How many rows of `logits` pick their label.
+fn accuracy(logits: &[f32], labels: &[i64]) -> usize {
+    logits
+        .chunks(10)
+        .zip(labels)
+        .filter(|(row, &label)| argmax(row) as i64 == label)
+        .count()
 }
 
 fn show_digit(pixels: &[f32]) {
@@ -100,17 +110,32 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let images = read_npy(&dir.join("test_images.npy"))?;
     let labels = read_npy(&dir.join("test_labels.npy"))?;
+    let labels = labels.as_slice::<i64>()?;
     let n = images.shape()[0];
-    let outputs = session.run([(input.name.as_str(), images)])?;
+    let outputs = session.run([(input.name.as_str(), images.clone())])?;
     let logits = outputs[0].as_slice::<f32>()?;
-    let correct = logits
-        .chunks(10)
-        .zip(labels.as_slice::<i64>()?)
-        .filter(|(row, &label)| argmax(row) as i64 == label)
-        .count();
+    let correct = accuracy(logits, labels);
     println!(
         "\nheld-out accuracy: {correct}/{n} = {:.2}%",
         100.0 * correct as f64 / n as f64
+    );
+
+    // The same model in fp16 mixed precision.
+    let half = Session::builder()
+        .with_fp16(true)
+        .commit_from_file(dir.join("model.onnx"))?;
+    let outputs = half.run([(input.name.as_str(), images)])?;
+    let half_logits = outputs[0].as_slice::<f32>()?;
+    let half_correct = accuracy(half_logits, labels);
+    let diff = logits
+        .iter()
+        .zip(half_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "fp16 mixed precision: {half_correct}/{n} = {:.2}% ({:+} digits), max |logit change| {diff:.4}",
+        100.0 * half_correct as f64 / n as f64,
+        half_correct as i64 - correct as i64
     );
     Ok(())
 }

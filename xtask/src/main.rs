@@ -28,8 +28,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run the ONNX backend node tests against a provider and gate on its expectations.
+    /// Run the ONNX backend node tests against a provider and gate on its
+    /// expectations; on cpu, also the wheel's light models at every
+    /// optimization level.
     Conformance(ConformanceArgs),
+    /// Measure a run's peak heap memory with and without the memory plan
+    /// (value release after the last reader, in-place kernels).
+    Memory(MemoryArgs),
+}
+
+#[derive(clap::Args)]
+struct MemoryArgs {
+    /// Models to measure (default: the light ResNet-50 of the ONNX wheel).
+    models: Vec<PathBuf>,
+    /// Intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(clap::Args)]
@@ -51,6 +65,9 @@ struct ConformanceArgs {
     /// expectations; the table and reports are those of `all`.
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     optimization_level: Option<OptimizationLevel>,
+    /// Skip the light models (whole CNNs at every optimization level).
+    #[arg(long)]
+    no_models: bool,
     /// Rewrite conformance/expectations/<provider>.yaml from this run.
     #[arg(long)]
     update_expectations: bool,
@@ -72,6 +89,113 @@ fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// The cache of the pinned ONNX wheel and what is extracted from it.
+fn wheel_cache() -> PathBuf {
+    workspace_root()
+        .join("target/onnx-node-tests")
+        .join(ONNX_RELEASE)
+}
+
+/// The light models extracted from the cached wheel (`None` when no wheel
+/// was downloaded, e.g. with `--data`).
+fn light_models_dir() -> Result<Option<PathBuf>> {
+    let cache = wheel_cache();
+    let dir = cache.join("light");
+    if dir.is_dir() {
+        return Ok(Some(dir));
+    }
+    let Ok(entries) = std::fs::read_dir(cache.join("wheel")) else {
+        return Ok(None);
+    };
+    let Some(wheel) = entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+    else {
+        return Ok(None);
+    };
+    let n =
+        oxrt_conformance::data::extract_light_models(&wheel, &dir).map_err(anyhow::Error::msg)?;
+    eprintln!("extracted {n} light models from {}", wheel.display());
+    Ok(Some(dir))
+}
+
+/// Runs every light model at every level; false when one differs.
+fn light_models(threads: usize) -> Result<bool> {
+    let Some(dir) = light_models_dir()? else {
+        println!("light models: skipped (no cached ONNX wheel; the node tests came from --data)");
+        return Ok(true);
+    };
+    let models = oxrt_conformance::data::light_models(&dir).map_err(anyhow::Error::msg)?;
+    let levels = [
+        OptimizationLevel::Disabled,
+        OptimizationLevel::Basic,
+        OptimizationLevel::Extended,
+        OptimizationLevel::All,
+    ];
+    let bar = ProgressBar::new(models.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} light models, {elapsed} ({msg})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut runs = Vec::new();
+    for (name, model, reference) in &models {
+        bar.set_message(name.clone());
+        let r = oxrt_conformance::models::run_model(name, model, Some(reference), &levels, threads)
+            .map_err(anyhow::Error::msg)?;
+        bar.inc(1);
+        runs.push(r);
+    }
+    bar.finish_and_clear();
+    println!(
+        "light models (ONNX {ONNX_RELEASE} wheel) at every level, against the reference and level disabled:"
+    );
+    println!(
+        "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}  result",
+        "model", "nodes", "disabled", "basic", "extended", "all", "ms (dis.)", "ms (all)"
+    );
+    let mut ok = true;
+    for r in &runs {
+        let nodes: Vec<String> = r.levels.iter().map(|l| l.nodes.to_string()).collect();
+        let failures: Vec<String> = r
+            .levels
+            .iter()
+            .filter_map(|l| l.status.as_ref().err().map(|e| format!("{}: {e}", l.level)))
+            .collect();
+        ok &= failures.is_empty();
+        println!(
+            "{:<16} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10.1} {:>10.1}  {}",
+            r.name,
+            r.nodes,
+            nodes[0],
+            nodes[1],
+            nodes[2],
+            nodes[3],
+            r.levels[0].run_ms,
+            r.levels[3].run_ms,
+            if failures.is_empty() {
+                "match".to_string()
+            } else {
+                format!("MISMATCH {}", failures.join("; "))
+            }
+        );
+    }
+    if let Some(all) = runs.first().and_then(|r| r.levels.last()) {
+        let changed: Vec<String> = all
+            .passes
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        println!(
+            "passes on {} at level all: {}",
+            runs[0].name,
+            changed.join(", ")
+        );
+    }
+    Ok(ok)
+}
+
 /// The node tests: `--data`/`$OXRT_ONNX_TEST_DATA`, or the pinned wheel's,
 /// downloaded with pip once and cached under `target/`.
 fn node_tests(data: Option<PathBuf>) -> Result<PathBuf> {
@@ -81,9 +205,7 @@ fn node_tests(data: Option<PathBuf>) -> Result<PathBuf> {
         }
         return Ok(dir);
     }
-    let cache = workspace_root()
-        .join("target/onnx-node-tests")
-        .join(ONNX_RELEASE);
+    let cache = wheel_cache();
     let node = cache.join("node");
     if node.is_dir() {
         let n = discover(&node)?.len();
@@ -263,7 +385,109 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
             gate.stale.len()
         );
     }
-    Ok(gate.ok() && levels_ok)
+    let models_ok = if args.provider == "cpu" && !args.no_models && args.filter.is_none() {
+        light_models(jobs)?
+    } else {
+        true
+    };
+    Ok(gate.ok() && levels_ok && models_ok)
+}
+
+/// Counts live heap bytes and their high-water mark, for `xtask memory`.
+struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call forwards to the system allocator with the caller's
+// layout and pointer unchanged; the counters only observe sizes.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `alloc` above with this `layout`.
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Peak heap bytes above the level before one run of `session`.
+fn run_peak(session: &oxrt::Session, feeds: &[(String, oxrt::Tensor)]) -> Result<usize> {
+    let feeds = feeds.to_vec();
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let out = session.run(feeds)?;
+    let peak = PEAK.load(Ordering::Relaxed);
+    drop(out);
+    Ok(peak.saturating_sub(base))
+}
+
+fn memory(args: MemoryArgs) -> Result<bool> {
+    let mut models = args.models.clone();
+    if models.is_empty() {
+        // The node-test download brings the wheel with the light models.
+        node_tests(None)?;
+        let dir = light_models_dir()?.context("no cached ONNX wheel")?;
+        models.push(dir.join("light_resnet50.onnx"));
+    }
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "{:<28} {:>14} {:>14} {:>14} {:>14} {:>8}",
+        "model", "planned MiB", "unplanned MiB", "peak on MiB", "peak off MiB", "saved"
+    );
+    for path in &models {
+        let build = |reuse: bool| {
+            oxrt::Session::builder()
+                .with_intra_threads(args.threads)
+                .with_memory_reuse(reuse)
+                .commit_from_file(path)
+                .with_context(|| format!("{}", path.display()))
+        };
+        let (on, off) = (build(true)?, build(false)?);
+        let mut feeds = Vec::new();
+        let mut dims = std::collections::HashMap::new();
+        for (i, v) in on.inputs().iter().enumerate() {
+            if let oxrt::ValueType::Tensor { shape: Some(s), .. } = &v.ty {
+                for d in s {
+                    if let oxrt::Dim::Symbolic(name) = d {
+                        dims.insert(name.clone(), 1);
+                    }
+                }
+            }
+            let t = oxrt_conformance::models::deterministic_input(&v.ty, i as u64)
+                .map_err(anyhow::Error::msg)?;
+            feeds.push((v.name.clone(), t));
+        }
+        let plan = on.memory_plan(&dims);
+        // Warm up once (lazy allocations), then measure each.
+        run_peak(&on, &feeds)?;
+        let (peak_on, peak_off) = (run_peak(&on, &feeds)?, run_peak(&off, &feeds)?);
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        println!(
+            "{:<28} {:>14.2} {:>14.2} {:>14.2} {:>14.2} {:>7.1}%",
+            name,
+            mib(plan.peak_bytes),
+            mib(plan.unplanned_bytes),
+            mib(peak_on),
+            mib(peak_off),
+            100.0 * (1.0 - peak_on as f64 / peak_off.max(1) as f64)
+        );
+    }
+    println!("planned: the memory plan's peak of live values (release after last reader) vs every value kept; peak on/off: measured heap high-water mark of one run above the session's own memory, with and without the plan");
+    Ok(true)
 }
 
 /// Runs `cases` on `jobs` threads at `level`, with a progress bar.
@@ -313,6 +537,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Conformance(args) => conformance(args),
+        Task::Memory(args) => memory(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

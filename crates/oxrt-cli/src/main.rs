@@ -32,6 +32,9 @@ struct ExecArgs {
     /// Inter-op threads with --parallel (0: one per core).
     #[arg(long, default_value_t = 0)]
     inter_threads: usize,
+    /// Mixed precision: eligible nodes in float16.
+    #[arg(long)]
+    fp16: bool,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +102,10 @@ enum Command {
         /// where they run), comma-separated (default: cpu).
         #[arg(short, long, value_name = "LIST", value_delimiter = ',')]
         provider: Vec<String>,
+        /// Mixed precision: eligible nodes in float16, sensitive ones in
+        /// float32.
+        #[arg(long)]
+        fp16: bool,
     },
     /// List the execution providers built into this oxrt, and libraries.
     Providers {
@@ -150,10 +157,12 @@ fn main() -> ExitCode {
             output,
             level,
             provider,
+            fp16,
         } => optimize(
             &model,
             &output,
             level,
+            fp16,
             &ProviderArgs {
                 names: provider,
                 options: Vec::new(),
@@ -179,19 +188,22 @@ fn optimize(
     model: &Path,
     output: &Path,
     level: OptimizationLevel,
+    fp16: bool,
     providers: &ProviderArgs,
 ) -> Result<()> {
     let session = Session::builder()
         .with_providers(providers.parse()?)
         .with_optimization_level(level)
+        .with_fp16(fp16)
         .commit_from_file(model)?;
     let before = oxrt::onnx::load_model(model)?
         .proto
         .graph
         .map_or(0, |g| g.node.len());
     println!(
-        "{}: {before} nodes, optimization level {level}",
-        model.display()
+        "{}: {before} nodes, optimization level {level}{}",
+        model.display(),
+        if fp16 { ", fp16 mixed precision" } else { "" }
     );
     println!("passes (nodes changed):\n{}", session.optimization_report());
     session.save_optimized_model(output)?;
@@ -251,7 +263,8 @@ fn run(
     let mut builder = Session::builder()
         .with_providers(providers)
         .with_intra_threads(exec.threads)
-        .with_optimization_level(exec.level);
+        .with_optimization_level(exec.level)
+        .with_fp16(exec.fp16);
     if exec.parallel {
         builder = builder
             .with_execution_mode(ExecutionMode::Parallel)

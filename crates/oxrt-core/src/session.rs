@@ -73,6 +73,7 @@ pub struct SessionBuilder {
     execution_mode: ExecutionMode,
     memory_reuse: bool,
     profiling: Option<PathBuf>,
+    fp16: bool,
     memory_limit: u64,
 }
 
@@ -95,6 +96,7 @@ impl SessionBuilder {
             execution_mode: ExecutionMode::Sequential,
             memory_reuse: true,
             profiling: None,
+            fp16: false,
             memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
@@ -153,6 +155,15 @@ impl SessionBuilder {
     /// `path` as a Chrome trace (also written when the session is dropped).
     pub fn with_profiling(mut self, path: impl Into<PathBuf>) -> Self {
         self.profiling = Some(path.into());
+        self
+    }
+
+    /// Mixed precision: eligible nodes (products, elementwise arithmetic,
+    /// activations, pooling, layout) run in float16; Softmax, reductions,
+    /// normalizations, Exp/Log and the like stay float32, with casts where
+    /// values cross (default off).
+    pub fn with_fp16(mut self, fp16: bool) -> Self {
+        self.fp16 = fp16;
         self
     }
 
@@ -231,6 +242,7 @@ impl SessionBuilder {
                 opsets: &mut model.opsets,
                 providers: &providers,
                 memory_limit: self.memory_limit,
+                fp16: self.fp16,
             },
         );
         tracing::debug!(%report, "graph optimized");

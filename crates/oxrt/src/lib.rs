@@ -150,6 +150,13 @@ impl SessionBuilder {
         self
     }
 
+    /// Mixed precision: eligible nodes run in float16, numerically
+    /// sensitive ones stay float32 (default off).
+    pub fn with_fp16(mut self, fp16: bool) -> Self {
+        self.inner = self.inner.with_fp16(fp16);
+        self
+    }
+
     fn prepared(self) -> Result<oxrt_core::SessionBuilder> {
         let mut list: Vec<Arc<dyn ExecutionProvider>> = Vec::new();
         for p in self.providers {

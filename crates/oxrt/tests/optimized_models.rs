@@ -308,3 +308,71 @@ fn profiling_writes_a_chrome_trace_of_every_run() {
     assert!(summary.contains("FusedConv (cpu)"), "{summary}");
     assert_eq!(summary.lines().count(), 4);
 }
+
+#[test]
+fn fp16_mode_keeps_the_example_accuracy() {
+    let c = mnist();
+    let labels = read_npy(&mnist_dir().join("test_labels.npy"));
+    let labels = labels.as_slice::<i64>().unwrap();
+    let accuracy = |logits: &Tensor| {
+        logits
+            .as_slice::<f32>()
+            .unwrap()
+            .chunks(10)
+            .zip(labels)
+            .filter(|(row, &l)| {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+                best as i64 == l
+            })
+            .count()
+    };
+    let full = run(&session(&c.model, OptimizationLevel::All), &c);
+    let half_session = Session::builder()
+        .with_fp16(true)
+        .commit_from_file(&c.model)
+        .unwrap();
+    assert!(pass_count(&half_session, "fp16 conversion") >= 4);
+    let half = run(&half_session, &c);
+    // 351/360 in float32 (as onnxruntime); fp16 changes at most one digit.
+    assert_eq!(accuracy(&full[0]), 351);
+    assert!(
+        accuracy(&half[0]).abs_diff(351) <= 1,
+        "{}",
+        accuracy(&half[0])
+    );
+    assert!(worst(&half[0], &full[0], 0.05, 0.01) <= 1.0);
+    assert_ne!(half, full, "fp16 changed nothing: was it applied?");
+}
+
+#[test]
+fn fp16_mode_keeps_sensitive_ops_in_float32() {
+    let c = bert();
+    let s = Session::builder()
+        .with_fp16(true)
+        .commit_from_file(&c.model)
+        .unwrap();
+    let g = &s.model().graph;
+    let dtype = |name: &str| g.value_types.get(name).and_then(|t| t.dtype());
+    let mut half_nodes = 0;
+    for n in &g.nodes {
+        let out = dtype(&n.outputs[0]);
+        match n.op_type.as_str() {
+            "Attention" | "SkipLayerNormalization" | "LayerNormalization" => {
+                assert_eq!(out, Some(oxrt::DataType::F32), "{}", n.name)
+            }
+            "FusedMatMul" => {
+                assert_eq!(out, Some(oxrt::DataType::F16), "{}", n.name);
+                half_nodes += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(half_nodes, 12);
+    assert_eq!(s.outputs()[0].ty.dtype(), Some(oxrt::DataType::F32));
+    let got = run(&s, &c);
+    let r = worst(&got[0], &c.outputs[0].1, 0.02, 0.02);
+    assert!(r <= 1.0, "fp16 vs onnxruntime f32: {r}");
+}

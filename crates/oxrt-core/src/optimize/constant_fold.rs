@@ -191,6 +191,7 @@ mod tests {
             opsets: &mut opsets,
             providers: &[],
             memory_limit: u64::MAX,
+            fp16: false,
         };
         assert_eq!(fold_constants(&mut g, &ctx), (0, 3));
         assert_eq!(g.nodes.len(), 1);

@@ -18,11 +18,15 @@
 //! - `All`: Extended; providers choose weight layouts when they create
 //!   kernels from the constants they receive.
 //!
+//! - fp16 mode (any level, [`OptimizeContext::fp16`]): eligible nodes run
+//!   in float16, sensitive ones stay float32 (see `fp16.rs`).
+//!
 //! Each pass reports how many nodes it changed.
 
 mod constant_fold;
 mod cse;
 mod dead_code;
+mod fp16;
 mod fuse_activation;
 mod fuse_attention;
 mod fuse_conv_bn;
@@ -87,6 +91,8 @@ pub struct OptimizeContext<'a> {
     pub providers: &'a [Arc<dyn ExecutionProvider>],
     /// Largest folded constant, in bytes.
     pub memory_limit: u64,
+    /// Run eligible nodes in float16 (mixed precision).
+    pub fp16: bool,
 }
 
 impl OptimizeContext<'_> {
@@ -127,6 +133,10 @@ pub fn optimize(
 ) -> OptimizationReport {
     let mut report = OptimizationReport::default();
     if level == OptimizationLevel::Disabled {
+        if ctx.fp16 {
+            report.add("fp16 conversion", fp16::convert(graph, ctx));
+            prune_value_types(graph);
+        }
         return report;
     }
     // Folding exposes no-ops and duplicates, which expose more folding.
@@ -167,6 +177,9 @@ pub fn optimize(
         report.add("MatMul+Add fusion", fuse_matmul::fuse_bias(graph, ctx));
         report.add("activation fusion", fuse_activation::fuse(graph, ctx));
         report.add("dead-code elimination", remove_dead_nodes(graph));
+    }
+    if ctx.fp16 {
+        report.add("fp16 conversion", fp16::convert(graph, ctx));
     }
     prune_value_types(graph);
     report
