@@ -147,8 +147,35 @@ mod tests {
         zw.start_file("onnx/__init__.py", zip::write::SimpleFileOptions::default())
             .unwrap();
         zw.finish().unwrap();
-        assert!(extract_node_tests(&wheel, &dir.path().join("node"))
-            .unwrap_err()
-            .contains("no node tests"));
+        let err = extract_node_tests(&wheel, &dir.path().join("node")).unwrap_err();
+        assert!(
+            err.contains("holds nothing under onnx/backend/test/data/node/"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn extracts_light_models_with_their_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("onnx.whl");
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        for name in [
+            "onnx/backend/test/data/light/light_vgg19.onnx",
+            "onnx/backend/test/data/light/light_vgg19_output_0.pb",
+            "onnx/backend/test/data/light/light_alone.onnx",
+            "onnx/backend/test/data/node/test_relu/model.onnx",
+        ] {
+            zw.start_file(name, opts).unwrap();
+            zw.write_all(b"x").unwrap();
+        }
+        zw.finish().unwrap();
+        let dest = dir.path().join("light");
+        // A model without its reference output is not a test.
+        assert_eq!(extract_light_models(&wheel, &dest).unwrap(), 1);
+        let models = light_models(&dest).unwrap();
+        assert_eq!(models[0].0, "vgg19");
+        assert!(models[0].2.ends_with("light_vgg19_output_0.pb"));
+        assert!(!dest.join("test_relu").exists());
     }
 }
