@@ -123,7 +123,8 @@ impl SessionBuilder {
         self
     }
 
-    /// Threads for parallelism inside one operator (0: one per core).
+    /// Threads for parallelism inside one operator (0: one per physical
+    /// core this process may use).
     pub fn with_intra_threads(mut self, threads: usize) -> Self {
         self.intra_threads = threads;
         self
@@ -198,7 +199,10 @@ impl SessionBuilder {
     }
 
     fn commit(self, mut model: Model, source: String) -> Result<Session> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Physical cores: hyper-threads share the FMA units the kernels use.
+        let cores = num_cpus::get_physical()
+            .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
         let threads = if self.intra_threads == 0 {
             cores
         } else {

@@ -243,3 +243,48 @@ mod tests {
         assert!(!ELIGIBLE_FUSED.contains(&"SkipLayerNormalization"));
     }
 }
+
+#[cfg(test)]
+mod conversion_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::optimize::tests::{constant, graph, node, run_pass_at, typed};
+
+    #[test]
+    fn products_run_in_half_with_casts_at_the_boundaries() {
+        // x -> MatMul(w) -> Relu -> Softmax -> y
+        let mut g = graph(
+            vec![
+                node("MatMul", &["x", "w"], &["m"]),
+                node("Relu", &["m"], &["r"]),
+                node("Softmax", &["r"], &["y"]),
+            ],
+            &["y"],
+        );
+        constant(&mut g, "w", &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        typed(&mut g, &["x", "w", "m", "r", "y"], &[2, 2]);
+        assert_eq!(run_pass_at(&mut g, 17, true, convert), 2);
+        let find = |op: &str| {
+            g.nodes
+                .iter()
+                .filter(|n| n.op_type == op)
+                .collect::<Vec<_>>()
+        };
+        // One Cast in (x), one Cast out (for Softmax); w became an f16 constant.
+        let casts = find("Cast");
+        assert_eq!(casts.len(), 2);
+        let to = |n: &Node| n.get_int("to").unwrap().unwrap();
+        let into_half = casts.iter().find(|c| c.inputs[0] == "x").unwrap();
+        assert_eq!(to(into_half), i64::from(DataType::F16.onnx_code()));
+        let back = casts.iter().find(|c| c.outputs[0] == "r").unwrap();
+        assert_eq!(to(back), i64::from(DataType::F32.onnx_code()));
+        let mm = find("MatMul")[0];
+        assert_eq!(mm.inputs[0], into_half.outputs[0]);
+        assert_eq!(g.initializers[&mm.inputs[1]].dtype(), DataType::F16);
+        let relu = find("Relu")[0];
+        assert_eq!(relu.inputs[0], mm.outputs[0]);
+        assert_eq!(back.inputs[0], relu.outputs[0]);
+        // Softmax still reads the f32 name.
+        assert_eq!(find("Softmax")[0].inputs[0], "r");
+    }
+}

@@ -86,3 +86,70 @@ pub fn fuse(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
     remove_nodes(graph, &removed);
     removed.len()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::optimize::tests::{constant, graph, node, run_pass, with};
+
+    #[test]
+    fn relu_after_conv_moves_into_the_epilogue() {
+        let mut g = graph(
+            vec![
+                node("Conv", &["x", "w"], &["c"]),
+                node("Relu", &["c"], &["y"]),
+            ],
+            &["y"],
+        );
+        assert_eq!(run_pass(&mut g, fuse), 1);
+        assert_eq!(g.nodes.len(), 1);
+        let n = &g.nodes[0];
+        assert_eq!(
+            (n.domain.as_str(), n.op_type.as_str()),
+            (OXRT_DOMAIN, "FusedConv")
+        );
+        assert_eq!(n.inputs, ["x", "w"]);
+        assert_eq!(n.outputs, ["y"]);
+        assert_eq!(n.get_string("activation").unwrap(), Some("Relu"));
+    }
+
+    #[test]
+    fn clip_bounds_and_leaky_alpha_become_parameters() {
+        let mut g = graph(
+            vec![
+                node("MatMul", &["x", "w"], &["m"]),
+                node("Clip", &["m", "lo", "hi"], &["y"]),
+                node("Gemm", &["x", "w"], &["g"]),
+                with(
+                    node("LeakyRelu", &["g"], &["z"]),
+                    "alpha",
+                    Attribute::Float(0.3),
+                ),
+            ],
+            &["y", "z"],
+        );
+        constant(&mut g, "lo", &[], &[0.0]);
+        constant(&mut g, "hi", &[], &[6.0]);
+        assert_eq!(run_pass(&mut g, fuse), 2);
+        let params = |op: &str| {
+            let n = g.nodes.iter().find(|n| n.op_type == op).unwrap();
+            n.get_floats("activation_params").unwrap().unwrap().to_vec()
+        };
+        assert_eq!(params("FusedMatMul"), [0.0, 6.0]);
+        assert_eq!(params("FusedGemm"), [0.3]);
+    }
+
+    #[test]
+    fn a_product_read_elsewhere_stays_unfused() {
+        let mut g = graph(
+            vec![
+                node("Conv", &["x", "w"], &["c"]),
+                node("Relu", &["c"], &["y"]),
+            ],
+            &["y", "c"],
+        );
+        assert_eq!(run_pass(&mut g, fuse), 0);
+        assert_eq!(g.nodes.len(), 2);
+    }
+}

@@ -1,6 +1,8 @@
 //! Conv + BatchNormalization (inference) folded into the convolution's
 //! weights and bias: `W' = W * s`, `B' = (B - mean) * s + beta` with
-//! `s = gamma / sqrt(var + epsilon)` per output channel.
+//! `s = gamma / sqrt(var + epsilon)` per output channel; and Conv + Add of
+//! a constant with one value per output channel (`[C,1,1]`, `[1,C,1,1]`,
+//! a scalar...) folded into the bias.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -106,6 +108,84 @@ pub fn fuse(graph: &mut Graph, _: &mut OptimizeContext<'_>) -> usize {
     removed.len()
 }
 
+/// One value per output channel of a Conv with `m` outputs and `rank`-D
+/// output, when `t` broadcasts that way (`[m,1,..]`, `[1,m,1,..]`, or one
+/// value for all).
+fn per_channel(t: &Tensor, m: usize, rank: usize) -> Option<Vec<f64>> {
+    let v = t.to_f64_vec()?;
+    if v.len() == 1 {
+        return Some(vec![v[0]; m]);
+    }
+    let s = t.shape();
+    // Right-aligned against [N, C, spatial...]: C sits at rank - 2 from the end.
+    let channel_at = s.len().checked_sub(rank - 1)?;
+    let ok = v.len() == m
+        && s.len() <= rank
+        && s.iter()
+            .enumerate()
+            .all(|(i, &d)| if i == channel_at { d == m } else { d == 1 });
+    ok.then_some(v)
+}
+
+/// Folds `Conv → Add(constant per channel)` into the Conv's bias; returns
+/// how many Adds disappeared.
+pub fn fuse_bias(graph: &mut Graph, _: &mut OptimizeContext<'_>) -> usize {
+    let index = GraphIndex::new(graph);
+    let mut removed = HashSet::new();
+    for ci in 0..graph.nodes.len() {
+        let conv = &graph.nodes[ci];
+        if !is_op(conv, "Conv") || conv.outputs.len() != 1 {
+            continue;
+        }
+        let Some(ai) = index.only_reader(&conv.outputs[0]) else {
+            continue;
+        };
+        let add = &graph.nodes[ai];
+        if !is_op(add, "Add") || removed.contains(&ai) {
+            continue;
+        }
+        let other = match (add.input(0), add.input(1)) {
+            (Some(a), Some(b)) if a == conv.outputs[0] => b,
+            (Some(a), Some(b)) if b == conv.outputs[0] => a,
+            _ => continue,
+        };
+        let (Some(c), Some(w)) = (
+            constant(graph, other),
+            conv.input(1).and_then(|n| constant(graph, n)),
+        ) else {
+            continue;
+        };
+        let m = w.shape().first().copied().unwrap_or(0);
+        if m == 0 || c.dtype() != w.dtype() {
+            continue;
+        }
+        let Some(add_bias) = per_channel(c, m, w.rank()) else {
+            continue;
+        };
+        let old = match conv.input(2) {
+            Some(n) => match constant(graph, n).and_then(|b| b.to_f64_vec()) {
+                Some(b) if b.len() == m => b,
+                _ => continue,
+            },
+            None => vec![0.0; m],
+        };
+        let bias: Vec<f64> = old.iter().zip(&add_bias).map(|(a, b)| a + b).collect();
+        let Some(b2) = float_tensor(w.dtype(), &[m], bias) else {
+            continue;
+        };
+        let b_name = fresh_name(graph, &format!("{}_add_bias", conv.name));
+        let y = add.outputs[0].clone();
+        graph.initializers.insert(b_name.clone(), Arc::new(b2));
+        let conv = &mut graph.nodes[ci];
+        conv.inputs.resize(3, String::new());
+        conv.inputs[2] = b_name;
+        conv.outputs[0] = y;
+        removed.insert(ai);
+    }
+    remove_nodes(graph, &removed);
+    removed.len()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -128,5 +208,50 @@ mod tests {
             (b2[0] - 0.1).abs() < 1e-6 && (b2[1] - 4.2).abs() < 1e-6,
             "{b2:?}"
         );
+    }
+
+    #[test]
+    fn per_channel_constants_broadcast_over_channels_only() {
+        let t = |shape: Vec<usize>, v: Vec<f32>| Tensor::from_vec(shape, v).unwrap();
+        let two = vec![1.0f32, 2.0];
+        assert_eq!(
+            per_channel(&t(vec![2, 1, 1], two.clone()), 2, 4),
+            Some(vec![1.0, 2.0])
+        );
+        assert_eq!(
+            per_channel(&t(vec![1, 2, 1, 1], two.clone()), 2, 4),
+            Some(vec![1.0, 2.0])
+        );
+        assert_eq!(
+            per_channel(&t(vec![], vec![3.0]), 2, 4),
+            Some(vec![3.0, 3.0])
+        );
+        // Along the last spatial axis, not the channels.
+        assert_eq!(per_channel(&t(vec![2], two.clone()), 2, 4), None);
+        assert_eq!(per_channel(&t(vec![1, 1, 2, 1], two), 2, 4), None);
+    }
+
+    #[test]
+    fn conv_then_channel_add_folds_into_the_bias() {
+        use crate::optimize::tests::{graph, node, run_pass};
+        let mut g = graph(
+            vec![
+                node("Conv", &["x", "w", "b"], &["c"]),
+                node("Add", &["c", "k"], &["y"]),
+            ],
+            &["y"],
+        );
+        let init = |g: &mut Graph, n: &str, shape: Vec<usize>, v: Vec<f32>| {
+            g.initializers
+                .insert(n.into(), Arc::new(Tensor::from_vec(shape, v).unwrap()));
+        };
+        init(&mut g, "w", vec![2, 1, 1, 1], vec![1.0, 1.0]);
+        init(&mut g, "b", vec![2], vec![0.5, 0.25]);
+        init(&mut g, "k", vec![2, 1, 1], vec![1.0, -1.0]);
+        assert_eq!(run_pass(&mut g, fuse_bias), 1);
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.nodes[0].outputs, ["y"]);
+        let bias = &g.initializers[&g.nodes[0].inputs[2]];
+        assert_eq!(bias.as_slice::<f32>().unwrap(), [1.5, -0.75]);
     }
 }

@@ -210,3 +210,53 @@ pub fn fuse(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
     graph.nodes.extend(added);
     count
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optimize::tests::{constant, graph, node, run_pass_at};
+
+    /// `x * 0.5 * (1 + erf(x / sqrt 2))`, grouped as PyTorch exports it.
+    fn erf_form() -> Graph {
+        let mut g = graph(
+            vec![
+                node("Div", &["x", "sqrt2"], &["d"]),
+                node("Erf", &["d"], &["e"]),
+                node("Add", &["e", "one"], &["a"]),
+                node("Mul", &["x", "a"], &["m"]),
+                node("Mul", &["m", "half"], &["y"]),
+            ],
+            &["y"],
+        );
+        constant(&mut g, "sqrt2", &[], &[std::f32::consts::SQRT_2]);
+        constant(&mut g, "one", &[], &[1.0]);
+        constant(&mut g, "half", &[], &[0.5]);
+        g
+    }
+
+    #[test]
+    fn the_erf_form_becomes_one_gelu() {
+        let mut g = erf_form();
+        assert_eq!(run_pass_at(&mut g, 20, false, fuse), 1);
+        assert_eq!(g.nodes.len(), 1);
+        let n = &g.nodes[0];
+        assert_eq!((n.domain.as_str(), n.op_type.as_str()), ("", "Gelu"));
+        assert_eq!(
+            (n.inputs.as_slice(), n.outputs.as_slice()),
+            (&["x".to_string()][..], &["y".to_string()][..])
+        );
+        assert_eq!(n.get_string("approximate").ok().flatten(), Some("none"));
+        // Before opset 20 there is no standard Gelu: oxrt's.
+        let mut g = erf_form();
+        assert_eq!(run_pass_at(&mut g, 17, false, fuse), 1);
+        assert_eq!(g.nodes[0].domain, OXRT_DOMAIN);
+    }
+
+    #[test]
+    fn a_wrong_constant_is_not_gelu() {
+        let mut g = erf_form();
+        constant(&mut g, "half", &[], &[0.25]);
+        assert_eq!(run_pass_at(&mut g, 20, false, fuse), 0);
+        assert_eq!(g.nodes.len(), 5);
+    }
+}

@@ -272,3 +272,81 @@ pub fn fuse_skip(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
     remove_nodes(graph, &removed);
     count
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::optimize::tests::{constant, graph, node, run_pass, typed, with};
+
+    /// `Add(r, s)` then a decomposed LayerNorm of the sum with gamma/beta.
+    fn decomposed() -> Graph {
+        let axes = |n: Node| with(n, "axes", Attribute::Ints(vec![-1]));
+        let mut g = graph(
+            vec![
+                node("Add", &["r", "s"], &["x"]),
+                axes(node("ReduceMean", &["x"], &["mean"])),
+                node("Sub", &["x", "mean"], &["d"]),
+                node("Pow", &["d", "two"], &["sq"]),
+                axes(node("ReduceMean", &["sq"], &["var"])),
+                node("Add", &["var", "eps"], &["ve"]),
+                node("Sqrt", &["ve"], &["std"]),
+                node("Div", &["d", "std"], &["n"]),
+                node("Mul", &["n", "gamma"], &["g"]),
+                node("Add", &["g", "beta"], &["y"]),
+            ],
+            &["y"],
+        );
+        constant(&mut g, "two", &[], &[2.0]);
+        constant(&mut g, "eps", &[], &[1e-6]);
+        constant(&mut g, "gamma", &[4], &[1.0, 2.0, 3.0, 4.0]);
+        constant(&mut g, "beta", &[4], &[0.0; 4]);
+        typed(&mut g, &["r", "s", "x"], &[2, 4]);
+        g
+    }
+
+    #[test]
+    fn the_decomposed_form_becomes_layer_normalization() {
+        let mut g = decomposed();
+        assert_eq!(run_pass(&mut g, fuse), 1);
+        assert_eq!(g.nodes.len(), 2);
+        let ln = g
+            .nodes
+            .iter()
+            .find(|n| n.op_type == "LayerNormalization")
+            .unwrap();
+        assert_eq!(ln.domain, "");
+        assert_eq!(ln.inputs[0], "x");
+        assert_eq!(ln.outputs[0], "y");
+        let eps = ln.get_float("epsilon").unwrap().unwrap();
+        assert!((eps - 1e-6).abs() < 1e-12, "{eps}");
+        assert_eq!(ln.int_or("axis", 0).unwrap(), -1);
+    }
+
+    #[test]
+    fn add_then_layer_norm_becomes_skip_layer_norm() {
+        let mut g = decomposed();
+        run_pass(&mut g, fuse);
+        assert_eq!(run_pass(&mut g, fuse_skip), 1);
+        let dead = crate::optimize::tests::dead(&g);
+        remove_nodes(&mut g, &dead);
+        assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+        let n = &g.nodes[0];
+        assert_eq!(
+            (n.domain.as_str(), n.op_type.as_str()),
+            (OXRT_DOMAIN, "SkipLayerNormalization")
+        );
+        assert_eq!(n.inputs[..2], ["r", "s"]);
+        // Nobody else reads the sum: no second output.
+        assert_eq!(n.outputs, ["y"]);
+    }
+
+    #[test]
+    fn a_mean_over_another_axis_is_left_alone() {
+        let mut g = decomposed();
+        g.nodes[1]
+            .attributes
+            .insert("axes".into(), Attribute::Ints(vec![0]));
+        assert_eq!(run_pass(&mut g, fuse), 0);
+    }
+}

@@ -6,7 +6,8 @@
 //!   inference Dropout, Cast to the same type, Reshape/Expand to the same
 //!   shape, identity Transposes and Transpose pairs), common-subexpression
 //!   elimination and dead-code elimination.
-//! - `Extended`: fusions — Conv+BatchNormalization into the weights, GELU
+//! - `Extended`: fusions — Conv+BatchNormalization into the weights, a
+//!   per-channel Add after Conv into its bias, GELU
 //!   and LayerNormalization from their decomposed forms, Add +
 //!   LayerNormalization into SkipLayerNormalization, scaled dot-product
 //!   attention into Attention, MatMul+Add into Gemm
@@ -160,6 +161,7 @@ pub fn optimize(
             "Conv+BatchNormalization fusion",
             fuse_conv_bn::fuse(graph, ctx),
         );
+        report.add("Conv+Add bias fusion", fuse_conv_bn::fuse_bias(graph, ctx));
         report.add("GELU fusion", fuse_gelu::fuse(graph, ctx));
         report.add(
             "LayerNormalization fusion",
@@ -375,9 +377,88 @@ pub(crate) fn remove_nodes(graph: &mut Graph, indices: &HashSet<usize>) {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
+    use super::OptimizeContext;
     use crate::ir::{Attribute, Graph, Node, ValueInfo, ValueType};
+    use crate::provider::{DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo};
+
+    /// A provider that takes every node (passes ask before fusing).
+    struct AcceptAll;
+
+    impl ExecutionProvider for AcceptAll {
+        fn name(&self) -> &str {
+            "accept-all"
+        }
+        fn device(&self) -> DeviceInfo {
+            DeviceInfo {
+                kind: DeviceKind::Cpu,
+                id: 0,
+                description: "test".into(),
+            }
+        }
+        fn supports(&self, _: &Node, _: &crate::NodeContext<'_>) -> Result<(), String> {
+            Ok(())
+        }
+        fn create_kernel(&self, _: &Node, _: &KernelInfo<'_>) -> crate::Result<Box<dyn Kernel>> {
+            Err(crate::Error::NotSupported("test provider".into()))
+        }
+    }
+
+    /// Runs `pass` with a provider that accepts everything, at ONNX opset
+    /// `opset`.
+    pub fn run_pass_at(
+        g: &mut Graph,
+        opset: i64,
+        fp16: bool,
+        pass: impl FnOnce(&mut Graph, &mut OptimizeContext<'_>) -> usize,
+    ) -> usize {
+        let mut opsets = BTreeMap::from([(String::new(), opset)]);
+        let providers: Vec<Arc<dyn ExecutionProvider>> = vec![Arc::new(AcceptAll)];
+        let mut ctx = OptimizeContext {
+            opsets: &mut opsets,
+            providers: &providers,
+            memory_limit: u64::MAX,
+            fp16,
+        };
+        pass(g, &mut ctx)
+    }
+
+    /// [`run_pass_at`] at opset 17.
+    pub fn run_pass(
+        g: &mut Graph,
+        pass: impl FnOnce(&mut Graph, &mut OptimizeContext<'_>) -> usize,
+    ) -> usize {
+        run_pass_at(g, 17, false, pass)
+    }
+
+    /// Adds an f32 constant.
+    pub fn constant(g: &mut Graph, name: &str, shape: &[usize], v: &[f32]) {
+        g.initializers.insert(
+            name.into(),
+            Arc::new(crate::Tensor::from_vec(shape.to_vec(), v.to_vec()).unwrap()),
+        );
+    }
+
+    /// The nodes nobody reads (what dead-code elimination removes).
+    pub fn dead(g: &Graph) -> std::collections::HashSet<usize> {
+        let used = super::used_names(g);
+        (0..g.nodes.len())
+            .filter(|&i| !g.nodes[i].outputs.iter().any(|o| used.contains(o)))
+            .collect()
+    }
+
+    /// Declares `names` as f32 tensors of `shape`.
+    pub fn typed(g: &mut Graph, names: &[&str], shape: &[usize]) {
+        for n in names {
+            g.value_types.insert(
+                n.to_string(),
+                ValueType::tensor(crate::DataType::F32, shape),
+            );
+        }
+    }
 
     pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
         Node {
