@@ -402,30 +402,30 @@ pub fn infer_node<'a>(
                 })
                 .or_else(|| {
                     // Symbolic dims carry over; the new axes have size 1.
-                    let d = dims0.as_deref()?;
                     if node.op_type != "Unsqueeze" || runtime_axes {
                         return None;
                     }
-                    let ones = vec![1usize; d.len()];
-                    let placed = unsqueeze_shape(&ones, axes.as_deref()?)?;
-                    let mut it = d.iter();
-                    let mut out = Vec::with_capacity(placed.len());
-                    let mut remaining = axes.as_deref()?.len();
-                    let rank = placed.len();
-                    let norm: Vec<usize> = axes
-                        .as_deref()?
+                    let (d, axes) = (dims0.as_deref()?, axes.as_deref()?);
+                    let rank = d.len() + axes.len();
+                    let mut norm: Vec<usize> = axes
                         .iter()
-                        .filter_map(|&a| shape::normalize_axis(a, rank).ok())
-                        .collect();
-                    for i in 0..rank {
-                        if norm.contains(&i) && remaining > 0 {
-                            remaining -= 1;
-                            out.push(Dim::Known(1));
-                        } else {
-                            out.push(it.next()?.clone());
-                        }
+                        .map(|&a| shape::normalize_axis(a, rank).ok())
+                        .collect::<Option<_>>()?;
+                    norm.sort_unstable();
+                    norm.dedup();
+                    if norm.len() != axes.len() {
+                        return None;
                     }
-                    Some(out)
+                    let mut it = d.iter();
+                    (0..rank)
+                        .map(|i| {
+                            if norm.contains(&i) {
+                                Some(Dim::Known(1))
+                            } else {
+                                it.next().cloned()
+                            }
+                        })
+                        .collect()
                 });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }

@@ -11,23 +11,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::NON_DETERMINISTIC;
 use super::{constant, remove_nodes, OptimizeContext};
 use crate::ir::{Graph, Node};
 use crate::partition::node_context;
 use crate::provider::KernelInfo;
 use crate::tensor::Tensor;
 use crate::value::{Value, ValueRef};
-
-/// Operators whose output differs between runs.
-const NON_DETERMINISTIC: &[&str] = &[
-    "RandomUniform",
-    "RandomNormal",
-    "RandomUniformLike",
-    "RandomNormalLike",
-    "Bernoulli",
-    "Multinomial",
-    "Dropout",
-];
 
 fn bytes(t: &Tensor) -> u64 {
     (t.len() * t.dtype().host_size().max(1)) as u64

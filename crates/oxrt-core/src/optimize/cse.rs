@@ -6,19 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::NON_DETERMINISTIC;
 use super::{remove_nodes, rename_reads};
 use crate::ir::{Attribute, Graph, Node};
-
-/// Operators that may give different values for the same inputs.
-const NON_DETERMINISTIC: &[&str] = &[
-    "RandomUniform",
-    "RandomNormal",
-    "RandomUniformLike",
-    "RandomNormalLike",
-    "Bernoulli",
-    "Multinomial",
-    "Dropout",
-];
 
 /// A key equal for nodes computing the same thing, or `None` when the node
 /// must not be merged.

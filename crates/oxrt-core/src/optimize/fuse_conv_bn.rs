@@ -47,18 +47,24 @@ fn fold(
     ))
 }
 
+/// When node `ci` is a Conv whose output only one node reads: that node.
+fn conv_reader(graph: &Graph, index: &GraphIndex, ci: usize) -> Option<usize> {
+    let conv = &graph.nodes[ci];
+    if !is_op(conv, "Conv") || conv.outputs.len() != 1 {
+        return None;
+    }
+    index.only_reader(&conv.outputs[0])
+}
+
 /// Folds every eligible BatchNormalization into its Conv; returns how many.
 pub fn fuse(graph: &mut Graph, _: &mut OptimizeContext<'_>) -> usize {
     let index = GraphIndex::new(graph);
     let mut removed = HashSet::new();
     for ci in 0..graph.nodes.len() {
-        let conv = &graph.nodes[ci];
-        if !is_op(conv, "Conv") || conv.outputs.len() != 1 {
-            continue;
-        }
-        let Some(bi) = index.only_reader(&conv.outputs[0]) else {
+        let Some(bi) = conv_reader(graph, &index, ci) else {
             continue;
         };
+        let conv = &graph.nodes[ci];
         let bn = &graph.nodes[bi];
         let training = bn.int_or("training_mode", 0).unwrap_or(1) != 0;
         if !is_op(bn, "BatchNormalization")
@@ -133,13 +139,10 @@ pub fn fuse_bias(graph: &mut Graph, _: &mut OptimizeContext<'_>) -> usize {
     let index = GraphIndex::new(graph);
     let mut removed = HashSet::new();
     for ci in 0..graph.nodes.len() {
-        let conv = &graph.nodes[ci];
-        if !is_op(conv, "Conv") || conv.outputs.len() != 1 {
-            continue;
-        }
-        let Some(ai) = index.only_reader(&conv.outputs[0]) else {
+        let Some(ai) = conv_reader(graph, &index, ci) else {
             continue;
         };
+        let conv = &graph.nodes[ci];
         let add = &graph.nodes[ai];
         if !is_op(add, "Add") || removed.contains(&ai) {
             continue;

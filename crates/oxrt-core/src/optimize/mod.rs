@@ -50,6 +50,18 @@ pub use cse::eliminate_common_subexpressions;
 pub use dead_code::remove_dead_nodes;
 pub use no_op::remove_no_ops;
 
+/// Operators whose output may differ between runs on the same inputs:
+/// never folded or merged.
+pub(crate) const NON_DETERMINISTIC: &[&str] = &[
+    "RandomUniform",
+    "RandomNormal",
+    "RandomUniformLike",
+    "RandomNormalLike",
+    "Bernoulli",
+    "Multinomial",
+    "Dropout",
+];
+
 /// The domain of oxrt's fused operators (`FusedConv`, `FusedGemm`,
 /// `FusedMatMul`, `SkipLayerNormalization`, and `Gelu`/`LayerNormalization`
 /// for models whose opset predates them).
