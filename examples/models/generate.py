@@ -9,6 +9,10 @@ reference outputs from onnxruntime.
   a residual Add, two parallel branches concatenated, global pooling and
   a Gemm), input `image` [batch, 3, 16, 16].
 
+- mobilenet.onnx, gpt_decoder.onnx (with --only): a MobileNet v1 and a
+  GPT-style decoder (pre-LayerNorm, causal mask, tanh GELU), for
+  benchmarks.
+
 Each model comes with its inputs as `<name>.in.<input>.npy` and
 onnxruntime's outputs (no graph optimization) as `<name>.out.<output>.npy`. Sizes are arguments, so the same
 script makes benchmark-sized models:
@@ -158,6 +162,91 @@ def cnn(args):
     return graph, {"image": rng.standard_normal((args.batch, 3, 16, 16)).astype(np.float32)}
 
 
+def mobilenet(args):
+    """MobileNet v1 (width 1.0): depthwise-separable Conv + BN + ReLU6."""
+    b = Builder(args.seed)
+    size = args.image
+
+    def block(x, c_in, c_out, stride, depthwise):
+        k, groups = (3, c_in) if depthwise else (1, 1)
+        w = b.weight("conv_w", (c_out, c_in // groups, k, k), np.sqrt(2.0 / (c_in // groups * k * k)))
+        y = b.op("Conv", [x, w], kernel_shape=[k, k], pads=[k // 2] * 4,
+                 strides=[stride, stride], group=groups)
+        c = c_out
+        y = b.op("BatchNormalization", [
+            y,
+            b.const("bn_scale", (1.0 + 0.1 * b.rng.standard_normal(c)).astype(np.float32)),
+            b.const("bn_shift", (0.1 * b.rng.standard_normal(c)).astype(np.float32)),
+            b.const("bn_mean", (0.1 * b.rng.standard_normal(c)).astype(np.float32)),
+            b.const("bn_var", (0.5 + b.rng.random(c)).astype(np.float32)),
+        ], epsilon=1e-5)
+        return b.op("Clip", [y, b.const("zero", np.float32(0.0)), b.const("six", np.float32(6.0))])
+
+    x = block("image", 3, 32, 2, False)
+    c = 32
+    for c_out, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + \
+            [(512, 1)] * 5 + [(1024, 2), (1024, 1)]:
+        x = block(x, c, c, stride, True)
+        x = block(x, c, c_out, 1, False)
+        c = c_out
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])])
+    w = b.weight("fc_w", (1000, c), 1.0 / np.sqrt(c))
+    b.op("Gemm", [x, w, b.weight("fc_b", (1000,), 0.02)], transB=1)
+    b.nodes[-1].output[0] = "logits"
+    graph = helper.make_graph(
+        b.nodes,
+        "mobilenet",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])],
+        b.inits,
+    )
+    rng = np.random.default_rng(args.seed + 1)
+    return graph, {"image": rng.standard_normal((args.batch, 3, size, size)).astype(np.float32)}
+
+
+def gelu_tanh(b, x):
+    """0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), GPT-2 style."""
+    cube = b.op("Pow", [x, b.const("three", np.float32(3.0))])
+    inner = b.op("Add", [x, b.op("Mul", [cube, b.const("c", np.float32(0.044715))])])
+    t = b.op("Tanh", [b.op("Mul", [inner, b.const("k", np.float32(np.sqrt(2.0 / np.pi)))])])
+    one = b.op("Add", [t, b.const("one", np.float32(1.0))])
+    return b.op("Mul", [b.op("Mul", [x, b.const("half", np.float32(0.5))]), one])
+
+
+def gpt(args):
+    """A GPT-style decoder: pre-LayerNorm blocks, causal attention, tanh GELU."""
+    b = Builder(args.seed)
+    h, heads, ffn, seq = args.hidden, args.heads, args.ffn, args.seq
+    dh = h // heads
+    causal = np.triu(np.full((seq, seq), -10000.0, np.float32), k=1)[None, None]
+    mask = b.const("causal", causal)
+    split = b.const("split_shape", np.array([0, 0, heads, dh], np.int64))
+    merge = b.const("merge_shape", np.array([0, 0, h], np.int64))
+    x = "hidden"
+    for _ in range(args.layers):
+        a = layer_norm(b, x, h, eps=1e-5)
+        q = b.op("Transpose", [b.op("Reshape", [linear(b, a, h, h), split])], perm=[0, 2, 1, 3])
+        k = b.op("Transpose", [b.op("Reshape", [linear(b, a, h, h), split])], perm=[0, 2, 3, 1])
+        v = b.op("Transpose", [b.op("Reshape", [linear(b, a, h, h), split])], perm=[0, 2, 1, 3])
+        scores = b.op("Mul", [b.op("MatMul", [q, k]), b.const("scale", np.float32(1.0 / np.sqrt(dh)))])
+        probs = b.op("Softmax", [b.op("Add", [scores, mask])], axis=-1)
+        ctx = b.op("Transpose", [b.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+        x = b.op("Add", [x, linear(b, b.op("Reshape", [ctx, merge]), h, h)])
+        f = linear(b, gelu_tanh(b, linear(b, layer_norm(b, x, h, eps=1e-5), h, ffn)), ffn, h)
+        x = b.op("Add", [x, f])
+    x = layer_norm(b, x, h, eps=1e-5)
+    b.nodes.append(helper.make_node("Identity", [x], ["output"], name="output_identity"))
+    graph = helper.make_graph(
+        b.nodes,
+        "gpt_decoder",
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", seq, h])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", seq, h])],
+        b.inits,
+    )
+    rng = np.random.default_rng(args.seed + 1)
+    return graph, {"hidden": rng.standard_normal((args.batch, seq, h)).astype(np.float32)}
+
+
 def save(name, graph, inputs, out):
     import onnxruntime as ort
 
@@ -183,7 +272,9 @@ def save(name, graph, inputs, out):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
-    p.add_argument("--only", choices=["bert", "cnn"])
+    p.add_argument("--only", choices=["bert", "cnn", "mobilenet", "gpt"])
+    p.add_argument("--name", help="file name stem (default: the model's)")
+    p.add_argument("--image", type=int, default=224, help="mobilenet input size")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--ffn", type=int, default=128)
@@ -193,10 +284,13 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    if args.only in (None, "bert"):
-        save("bert_encoder", *bert(args), args.out)
-    if args.only in (None, "cnn"):
-        save("cnn", *cnn(args), args.out)
+    # The bundled test models: bert_encoder and cnn (mobilenet and gpt are
+    # benchmark models, made on request with --only).
+    makers = {"bert": ("bert_encoder", bert), "cnn": ("cnn", cnn),
+              "mobilenet": ("mobilenet", mobilenet), "gpt": ("gpt_decoder", gpt)}
+    for key in ([args.only] if args.only else ["bert", "cnn"]):
+        stem, make = makers[key]
+        save(args.name or stem, *make(args), args.out)
 
 
 if __name__ == "__main__":

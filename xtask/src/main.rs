@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod bench;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,6 +34,9 @@ enum Task {
     /// expectations; on cpu, also the wheel's light models at every
     /// optimization level.
     Conformance(ConformanceArgs),
+    /// Time whole models in oxrt (and onnxruntime with --vs-ort); table and
+    /// dashboard JSON.
+    Bench(bench::BenchArgs),
     /// Measure a run's peak heap memory with and without the memory plan
     /// (value release after the last reader, in-place kernels).
     Memory(MemoryArgs),
@@ -538,6 +543,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Conformance(args) => conformance(args),
         Task::Memory(args) => memory(args),
+        Task::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

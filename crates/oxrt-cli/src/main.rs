@@ -1,5 +1,6 @@
 //! `oxrt`: run, inspect and check ONNX models from the command line.
 
+mod bench;
 mod npy;
 mod report;
 
@@ -107,6 +108,33 @@ enum Command {
         #[arg(long)]
         fp16: bool,
     },
+    /// Measure a model's latency: warm-up runs, then timed runs (random
+    /// inputs of the declared shapes unless given).
+    Bench {
+        /// The ONNX model.
+        model: PathBuf,
+        /// An input as NAME=FILE.npy (the others are random).
+        #[arg(short, long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// A symbolic dimension's size, NAME=VALUE (repeatable).
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
+        /// Timed runs.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        iterations: usize,
+        /// Untimed runs first.
+        #[arg(short, long, default_value_t = 5)]
+        warmup: usize,
+        /// Execution providers in priority order (default: cpu).
+        #[arg(short, long, value_name = "LIST", value_delimiter = ',')]
+        provider: Vec<String>,
+        /// Print one JSON object (median_ms, p90_ms, min_ms, mean_ms,
+        /// iterations, threads...).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
     /// List the execution providers built into this oxrt, and libraries.
     Providers {
         /// Also load and describe this provider library (repeatable).
@@ -168,6 +196,26 @@ fn main() -> ExitCode {
                 options: Vec::new(),
             },
         ),
+        Command::Bench {
+            model,
+            inputs,
+            dims,
+            iterations,
+            warmup,
+            provider,
+            json,
+            exec,
+        } => run_bench(
+            &model,
+            &inputs,
+            &dims,
+            (iterations, warmup, json),
+            &ProviderArgs {
+                names: provider,
+                options: Vec::new(),
+            },
+            &exec,
+        ),
         Command::Providers { load } => report::providers(&load),
     };
     match result {
@@ -177,6 +225,83 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `NAME=VALUE` pairs of `--dim`.
+fn parse_dims(dims: &[String]) -> Result<std::collections::HashMap<String, usize>> {
+    let mut bound = std::collections::HashMap::new();
+    for d in dims {
+        let Some((name, value)) = d.split_once('=') else {
+            bail!("--dim '{d}' must be NAME=VALUE");
+        };
+        let value: usize = value
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--dim '{d}': {e}"))?;
+        bound.insert(name.trim().to_string(), value);
+    }
+    Ok(bound)
+}
+
+/// `NAME=FILE.npy` pairs of `--input`, read.
+fn read_inputs(inputs: &[String]) -> Result<Vec<(String, Tensor)>> {
+    let mut fed = Vec::new();
+    for spec in inputs {
+        let Some((name, file)) = spec.split_once('=') else {
+            bail!("--input '{spec}' must be NAME=FILE.npy");
+        };
+        let tensor = npy::read(Path::new(file)).with_context(|| format!("input '{name}'"))?;
+        fed.push((name.to_string(), tensor));
+    }
+    Ok(fed)
+}
+
+/// A session as `exec` and `providers` say, recording a profile to
+/// `profile` when given.
+fn build_session(
+    model: &Path,
+    providers: &ProviderArgs,
+    exec: &ExecArgs,
+    profile: Option<&Path>,
+) -> Result<Session> {
+    let mut builder = Session::builder()
+        .with_providers(providers.parse()?)
+        .with_intra_threads(exec.threads)
+        .with_optimization_level(exec.level)
+        .with_fp16(exec.fp16);
+    if exec.parallel {
+        builder = builder
+            .with_execution_mode(ExecutionMode::Parallel)
+            .with_inter_threads(exec.inter_threads);
+    }
+    if let Some(path) = profile {
+        builder = builder.with_profiling(path);
+    }
+    Ok(builder.commit_from_file(model)?)
+}
+
+fn run_bench(
+    model: &Path,
+    inputs: &[String],
+    dims: &[String],
+    (iterations, warmup, json): (usize, usize, bool),
+    providers: &ProviderArgs,
+    exec: &ExecArgs,
+) -> Result<()> {
+    let session = build_session(model, providers, exec, None)?;
+    let inputs = read_inputs(inputs)?;
+    let dims = parse_dims(dims)?;
+    bench::bench(
+        &session,
+        &bench::BenchArgs {
+            model,
+            inputs: &inputs,
+            dims: &dims,
+            iterations,
+            warmup,
+            json,
+        },
+    )
 }
 
 fn parse_level(s: &str) -> Result<OptimizationLevel, String> {
@@ -259,29 +384,8 @@ fn run(
     top_k: usize,
     exec: &ExecArgs,
 ) -> Result<()> {
-    let providers = providers.parse()?;
-    let mut builder = Session::builder()
-        .with_providers(providers)
-        .with_intra_threads(exec.threads)
-        .with_optimization_level(exec.level)
-        .with_fp16(exec.fp16);
-    if exec.parallel {
-        builder = builder
-            .with_execution_mode(ExecutionMode::Parallel)
-            .with_inter_threads(exec.inter_threads);
-    }
-    if let Some(path) = profile {
-        builder = builder.with_profiling(path);
-    }
-    let session = builder.commit_from_file(model)?;
-    let mut fed: Vec<(String, Tensor)> = Vec::new();
-    for spec in inputs {
-        let Some((name, file)) = spec.split_once('=') else {
-            bail!("--input '{spec}' must be NAME=FILE.npy");
-        };
-        let tensor = npy::read(Path::new(file)).with_context(|| format!("input '{name}'"))?;
-        fed.push((name.to_string(), tensor));
-    }
+    let session = build_session(model, providers, exec, profile)?;
+    let fed = read_inputs(inputs)?;
     if fed.is_empty() {
         let needed: Vec<String> = session
             .inputs()
