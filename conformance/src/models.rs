@@ -46,20 +46,31 @@ impl ModelRun {
 /// A deterministic input of `ty` (symbolic dims taken as 1): values in
 /// [-1, 1) from a fixed linear congruential sequence.
 pub fn deterministic_input(ty: &ValueType, seed: u64) -> Result<Tensor, String> {
+    deterministic_input_sized(ty, seed, &std::collections::HashMap::new())
+}
+
+/// [`deterministic_input`] with symbolic dims taken from `dims` (1 when
+/// absent).
+pub fn deterministic_input_sized(
+    ty: &ValueType,
+    seed: u64,
+    dims: &std::collections::HashMap<String, usize>,
+) -> Result<Tensor, String> {
     let ValueType::Tensor {
         dtype: oxrt::DataType::F32,
-        shape: Some(dims),
+        shape: Some(declared),
     } = ty
     else {
         return Err(format!(
             "input of type {ty}: only float tensors are generated"
         ));
     };
-    let shape: Vec<usize> = dims
+    let shape: Vec<usize> = declared
         .iter()
         .map(|d| match d {
             Dim::Known(n) => *n,
-            _ => 1,
+            Dim::Symbolic(s) => dims.get(s).copied().unwrap_or(1),
+            Dim::Unknown => 1,
         })
         .collect();
     let n: usize = shape.iter().product();

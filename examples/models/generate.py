@@ -167,8 +167,8 @@ def mobilenet(args):
     b = Builder(args.seed)
     size = args.image
 
-    def block(x, c_in, c_out, stride, depthwise):
-        k, groups = (3, c_in) if depthwise else (1, 1)
+    def block(x, c_in, c_out, stride, depthwise, k=1):
+        k, groups = (3, c_in) if depthwise else (k, 1)
         w = b.weight("conv_w", (c_out, c_in // groups, k, k), np.sqrt(2.0 / (c_in // groups * k * k)))
         y = b.op("Conv", [x, w], kernel_shape=[k, k], pads=[k // 2] * 4,
                  strides=[stride, stride], group=groups)
@@ -182,7 +182,7 @@ def mobilenet(args):
         ], epsilon=1e-5)
         return b.op("Clip", [y, b.const("zero", np.float32(0.0)), b.const("six", np.float32(6.0))])
 
-    x = block("image", 3, 32, 2, False)
+    x = block("image", 3, 32, 2, False, k=3)
     c = 32
     for c_out, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + \
             [(512, 1)] * 5 + [(1024, 2), (1024, 1)]:

@@ -146,12 +146,22 @@ fn model_path(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Sizes of the symbolic dims of model `name`'s inputs (batch 1).
+fn dims_of(name: &str) -> std::collections::HashMap<String, usize> {
+    let mut dims = std::collections::HashMap::from([("batch".to_string(), 1)]);
+    if let Some(seq) = name.strip_prefix("bert") {
+        dims.insert("seq".into(), seq.parse().unwrap_or(128));
+    }
+    dims
+}
+
 /// Deterministic inputs for `session`, also written as `input_<k>.npy`.
-fn inputs(session: &Session, dir: &Path) -> Result<Vec<(String, Tensor)>> {
+fn inputs(session: &Session, name: &str, dir: &Path) -> Result<Vec<(String, Tensor)>> {
     std::fs::create_dir_all(dir)?;
+    let dims = dims_of(name);
     let mut feeds = Vec::new();
     for (k, v) in session.inputs().iter().enumerate() {
-        let t = oxrt_conformance::models::deterministic_input(&v.ty, k as u64)
+        let t = oxrt_conformance::models::deterministic_input_sized(&v.ty, k as u64, &dims)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("input '{}'", v.name))?;
         write_npy(&dir.join(format!("input_{k}.npy")), &t)?;
@@ -281,7 +291,7 @@ pub fn bench(args: BenchArgs) -> Result<bool> {
                 .commit_from_file(&path)
                 .with_context(|| format!("{}", path.display()))?;
             let dir = bench_dir().join("inputs").join(name);
-            let feeds = inputs(&session, &dir)?;
+            let feeds = inputs(&session, name, &dir)?;
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
             // Alternating blocks: oxrt, ORT, oxrt, ORT.

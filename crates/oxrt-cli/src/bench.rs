@@ -198,6 +198,7 @@ pub fn bench(session: &Session, args: &BenchArgs<'_>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

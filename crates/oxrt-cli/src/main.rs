@@ -132,6 +132,10 @@ enum Command {
         /// iterations, threads...).
         #[arg(long)]
         json: bool,
+        /// Also profile every run: the top operators by total time, and a
+        /// Chrome trace.
+        #[arg(long, value_name = "TRACE.json", num_args = 0..=1, default_missing_value = "oxrt-bench-trace.json")]
+        profile: Option<PathBuf>,
         #[command(flatten)]
         exec: ExecArgs,
     },
@@ -204,12 +208,14 @@ fn main() -> ExitCode {
             warmup,
             provider,
             json,
+            profile,
             exec,
         } => run_bench(
             &model,
             &inputs,
             &dims,
             (iterations, warmup, json),
+            profile.as_deref(),
             &ProviderArgs {
                 names: provider,
                 options: Vec::new(),
@@ -285,10 +291,11 @@ fn run_bench(
     inputs: &[String],
     dims: &[String],
     (iterations, warmup, json): (usize, usize, bool),
+    profile: Option<&Path>,
     providers: &ProviderArgs,
     exec: &ExecArgs,
 ) -> Result<()> {
-    let session = build_session(model, providers, exec, None)?;
+    let session = build_session(model, providers, exec, profile)?;
     let inputs = read_inputs(inputs)?;
     let dims = parse_dims(dims)?;
     bench::bench(
@@ -301,7 +308,13 @@ fn run_bench(
             warmup,
             json,
         },
-    )
+    )?;
+    if let Some((path, p)) = session.end_profiling()? {
+        eprintln!("top operators over all runs (warm-up included):");
+        eprint!("{}", p.summary(15));
+        eprintln!("trace: {}", path.display());
+    }
+    Ok(())
 }
 
 fn parse_level(s: &str) -> Result<OptimizationLevel, String> {

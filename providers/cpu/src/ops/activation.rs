@@ -71,22 +71,24 @@ fn softplus<T: Real>(v: T) -> T {
 }
 
 fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
-    let f = function::<T>(act)?;
-    Ok(x.iter().map(|&v| f(v)).collect())
+    let mut y = x.to_vec();
+    apply_in_place(act, &mut y)?;
+    Ok(y)
 }
 
-/// The activation applied to one element.
-fn function<T: Real>(act: Act) -> Result<Box<dyn Fn(T) -> T>> {
+/// Applies the activation to every element of `x` in place (one match,
+/// then a loop the compiler specializes per activation).
+fn apply_in_place<T: Real>(act: Act, x: &mut [T]) -> Result<()> {
     let zero = T::zero();
     let one = T::one();
     let c = cast_f32::<T>;
-    let f: Box<dyn Fn(T) -> T> = match act {
-        Act::Relu => Box::new(move |v| if v > zero { v } else { zero }),
+    match act {
+        Act::Relu => each(x, move |v| if v > zero { v } else { zero }),
         Act::LeakyRelu(alpha) => {
             let a = c(alpha)?;
-            Box::new(move |v| if v >= zero { v } else { v * a })
+            each(x, move |v| if v >= zero { v } else { v * a })
         }
-        Act::Sigmoid => Box::new(move |v| {
+        Act::Sigmoid => each(x, move |v| {
             // Stable on both tails: never exponentiates a large positive number.
             if v >= zero {
                 one / (one + (-v).exp())
@@ -95,20 +97,23 @@ fn function<T: Real>(act: Act) -> Result<Box<dyn Fn(T) -> T>> {
                 e / (one + e)
             }
         }),
-        Act::Tanh => Box::new(|v| v.tanh()),
+        Act::Tanh => each(x, |v| v.tanh()),
         Act::Elu(alpha) => {
             let a = c(alpha)?;
-            Box::new(move |v| if v >= zero { v } else { a * v.exp_m1() })
+            each(x, move |v| if v >= zero { v } else { a * v.exp_m1() })
         }
         Act::Selu { alpha, gamma } => {
             let (a, g) = (c(alpha)?, c(gamma)?);
-            Box::new(move |v| if v > zero { g * v } else { g * a * v.exp_m1() })
+            each(
+                x,
+                move |v| if v > zero { g * v } else { g * a * v.exp_m1() },
+            )
         }
         Act::Celu(alpha) => {
             let a = c(alpha)?;
-            Box::new(move |v| v.max(zero) + (a * (v / a).exp_m1()).min(zero))
+            each(x, move |v| v.max(zero) + (a * (v / a).exp_m1()).min(zero))
         }
-        Act::Gelu { tanh } => Box::new(move |v| {
+        Act::Gelu { tanh } => each(x, move |v| {
             let x = v.to_f64().unwrap_or(f64::NAN);
             let y = if tanh {
                 let k = (2.0 / std::f64::consts::PI).sqrt();
@@ -120,28 +125,28 @@ fn function<T: Real>(act: Act) -> Result<Box<dyn Fn(T) -> T>> {
         }),
         Act::HardSigmoid { alpha, beta } => {
             let (a, b) = (c(alpha)?, c(beta)?);
-            Box::new(move |v| (a * v + b).max(zero).min(one))
+            each(x, move |v| (a * v + b).max(zero).min(one))
         }
         Act::HardSwish => {
             let (a, b) = (c(1.0 / 6.0)?, c(0.5)?);
-            Box::new(move |v| v * (a * v + b).max(zero).min(one))
+            each(x, move |v| v * (a * v + b).max(zero).min(one))
         }
-        Act::Mish => Box::new(|v| v * softplus(v).tanh()),
+        Act::Mish => each(x, |v| v * softplus(v).tanh()),
         Act::Swish(alpha) => {
             let a = c(alpha)?;
-            Box::new(move |v| v / (one + (-(a * v)).exp()))
+            each(x, move |v| v / (one + (-(a * v)).exp()))
         }
-        Act::Softplus => Box::new(softplus),
-        Act::Softsign => Box::new(move |v| v / (one + v.abs())),
+        Act::Softplus => each(x, softplus),
+        Act::Softsign => each(x, move |v| v / (one + v.abs())),
         Act::ThresholdedRelu(alpha) => {
             let a = c(alpha)?;
-            Box::new(move |v| if v > a { v } else { zero })
+            each(x, move |v| if v > a { v } else { zero })
         }
         Act::Clip { min, max } => {
             // Bounds beyond the type's range clip nothing on that side.
             let lo = T::from(min).unwrap_or(T::neg_infinity());
             let hi = T::from(max).unwrap_or(T::infinity());
-            Box::new(move |v| {
+            each(x, move |v| {
                 if v < lo {
                     lo
                 } else if v > hi {
@@ -151,8 +156,13 @@ fn function<T: Real>(act: Act) -> Result<Box<dyn Fn(T) -> T>> {
                 }
             })
         }
-    };
-    Ok(f)
+    }
+    Ok(())
+}
+
+/// `x[i] = f(x[i])`.
+fn each<T: Copy>(x: &mut [T], f: impl Fn(T) -> T) {
+    x.iter_mut().for_each(|v| *v = f(*v));
 }
 
 /// The activation a fused product (`oxrt.FusedConv`, `FusedGemm`,
@@ -195,8 +205,7 @@ impl Epilogue {
     /// Applies the activation to `t` in place.
     pub(crate) fn apply(&self, mut t: Tensor) -> Result<Tensor> {
         with_float_type!(t.dtype(), T => {
-            let f = function::<T>(self.0)?;
-            t.as_slice_mut::<T>()?.iter_mut().for_each(|v| *v = f(*v));
+            apply_in_place(self.0, t.as_slice_mut::<T>()?)?;
             Ok(t)
         }, _ => Err(unsupported_type("fused activation", &t)))
     }

@@ -9,6 +9,7 @@ use oxrt_core::{
 };
 
 use crate::broadcast::{broadcast_all, broadcast_index};
+use crate::gemm::{gemm, MatRef};
 use crate::kernel::{optional, read_ints, required, unsupported_type};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
@@ -21,6 +22,137 @@ struct Attention {
     kv_heads: Option<usize>,
     softcap: f64,
     qk_mode: i64,
+    /// The node names only output 0 (Y): the fast path may skip the rest.
+    only_y: bool,
+}
+
+/// Offsets of a mask broadcast to `[b, h, sq, t]`: strides per axis (0
+/// where the mask repeats), or `None` when it does not broadcast.
+fn mask_strides(shape: &[usize], out: [usize; 4]) -> Option<[usize; 4]> {
+    if shape.len() > 4 {
+        return None;
+    }
+    let mut dims = [1usize; 4];
+    dims[4 - shape.len()..].copy_from_slice(shape);
+    let mut strides = [0usize; 4];
+    let mut acc = 1;
+    for a in (0..4).rev() {
+        if dims[a] == out[a] {
+            strides[a] = acc;
+        } else if dims[a] != 1 {
+            return None;
+        }
+        acc *= dims[a];
+    }
+    Some(strides)
+}
+
+impl Attention {
+    /// 4-D f32 Q/K/V without past state, padding lengths or softcap, only
+    /// Y requested: per (batch, head) `softmax(scale * Q K^T + mask) V`
+    /// with two GEMMs and an f32 softmax, heads in parallel. `None` when
+    /// the general path must run.
+    fn fast_f32(&self, inputs: &[Option<&Tensor>]) -> Option<Result<Tensor>> {
+        use rayon::prelude::*;
+        let (q, k, v) = (
+            required(inputs, 0).ok()?,
+            required(inputs, 1).ok()?,
+            required(inputs, 2).ok()?,
+        );
+        let extra = (4..7).any(|i| optional(inputs, i).is_some());
+        let types = [q, k, v]
+            .iter()
+            .all(|t| t.dtype() == D::F32 && t.rank() == 4);
+        if !self.only_y || extra || !types || self.softcap > 0.0 || self.qk_mode != 0 {
+            return None;
+        }
+        let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+        let (b, hq, sq, d) = (qs[0], qs[1], qs[2], qs[3]);
+        let (hk, t, dv) = (ks[1], ks[2], vs[3]);
+        if ks[0] != b
+            || vs[0] != b
+            || ks[3] != d
+            || vs[1] != hk
+            || vs[2] != t
+            || hk == 0
+            || hq % hk != 0
+        {
+            return None;
+        }
+        let mask = optional(inputs, 3);
+        let (mask_vals, strides): (Option<Vec<f32>>, [usize; 4]) = match mask {
+            None => (None, [0; 4]),
+            Some(m) => {
+                let strides = mask_strides(m.shape(), [b, hq, sq, t])?;
+                let vals = match m.dtype() {
+                    D::Bool => m
+                        .as_slice::<bool>()
+                        .ok()?
+                        .iter()
+                        .map(|&keep| if keep { 0.0 } else { f32::NEG_INFINITY })
+                        .collect(),
+                    D::F32 => m.as_slice::<f32>().ok()?.to_vec(),
+                    _ => return None,
+                };
+                (Some(vals), strides)
+            }
+        };
+        let scale = self.scale.unwrap_or(1.0 / (d as f64).sqrt()) as f32;
+        let group = hq / hk;
+        let (qd, kd, vd) = (
+            q.as_slice::<f32>().ok()?,
+            k.as_slice::<f32>().ok()?,
+            v.as_slice::<f32>().ok()?,
+        );
+        let mut y = vec![0.0f32; b * hq * sq * dv];
+        let causal = self.causal;
+        let result = y.par_chunks_mut((sq * dv).max(1)).enumerate().try_for_each(
+            |(bh, out)| -> Result<()> {
+                let (bi, h) = (bh / hq, bh % hq);
+                let kh = h / group;
+                let qm = &qd[bh * sq * d..][..sq * d];
+                let km = &kd[(bi * hk + kh) * t * d..][..t * d];
+                let vm = &vd[(bi * hk + kh) * t * dv..][..t * dv];
+                let mut scores = vec![0.0f32; sq * t];
+                gemm(
+                    MatRef::row_major(qm, sq, d, false),
+                    MatRef::row_major(km, t, d, true),
+                    &mut scores,
+                    scale,
+                    false,
+                )?;
+                for (i, row) in scores.chunks_mut(t.max(1)).enumerate() {
+                    if let Some(mv) = &mask_vals {
+                        let base = bi * strides[0] + h * strides[1] + i * strides[2];
+                        for (j, s) in row.iter_mut().enumerate() {
+                            *s += mv[base + j * strides[3]];
+                        }
+                    }
+                    if causal {
+                        row.iter_mut()
+                            .skip(i + 1)
+                            .for_each(|s| *s = f32::NEG_INFINITY);
+                    }
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0.0f32;
+                    for s in row.iter_mut() {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    let inv = 1.0 / sum;
+                    row.iter_mut().for_each(|s| *s *= inv);
+                }
+                gemm(
+                    MatRef::row_major(&scores, sq, t, false),
+                    MatRef::row_major(vm, t, dv, false),
+                    out,
+                    1.0,
+                    false,
+                )
+            },
+        );
+        Some(result.and_then(|()| Tensor::from_vec(vec![b, hq, sq, dv], y)))
+    }
 }
 
 /// A tensor as `[batch, heads, seq, size]` f64 values.
@@ -100,6 +232,9 @@ impl Heads {
 
 impl Kernel for Attention {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        if let Some(y) = self.fast_f32(inputs) {
+            return Ok(vec![y?]);
+        }
         let (qt, kt, vt) = (
             required(inputs, 0)?,
             required(inputs, 1)?,
@@ -271,6 +406,7 @@ pub(crate) fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>>
         kv_heads: heads("kv_num_heads")?,
         softcap: node.float_or("softcap", 0.0)?.into(),
         qk_mode,
+        only_y: node.outputs.iter().skip(1).all(String::is_empty),
     }))
 }
 
@@ -285,6 +421,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fast_path_matches_the_general_one() {
+        // Two batches, 4 query heads over 2 kv heads (GQA), masks of two
+        // broadcast shapes, causal and not.
+        let vals = |n: usize, seed: u32| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0
+                        - 1.0
+                })
+                .collect()
+        };
+        let q = Tensor::from_vec(vec![2, 4, 5, 8], vals(2 * 4 * 5 * 8, 1)).unwrap();
+        let k = Tensor::from_vec(vec![2, 2, 6, 8], vals(2 * 2 * 6 * 8, 2)).unwrap();
+        let v = Tensor::from_vec(vec![2, 2, 6, 3], vals(2 * 2 * 6 * 3, 3)).unwrap();
+        let masks = [
+            None,
+            Some(Tensor::from_vec(vec![2, 1, 1, 6], vals(12, 4)).unwrap()),
+            Some(Tensor::from_vec(vec![5, 6], vals(30, 5)).unwrap()),
+        ];
+        for mask in &masks {
+            for causal in [false, true] {
+                let make = |only_y| Attention {
+                    scale: Some(0.3),
+                    causal,
+                    q_heads: None,
+                    kv_heads: None,
+                    softcap: 0.0,
+                    qk_mode: 0,
+                    only_y,
+                };
+                let inputs = [Some(&q), Some(&k), Some(&v), mask.as_ref()];
+                let fast = make(true).compute(&inputs).unwrap();
+                let general = make(false).compute(&inputs).unwrap();
+                assert_eq!(fast.len(), 1);
+                assert_eq!(fast[0].shape(), general[0].shape());
+                for (a, b) in fast[0]
+                    .as_slice::<f32>()
+                    .unwrap()
+                    .iter()
+                    .zip(general[0].as_slice::<f32>().unwrap())
+                {
+                    assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn single_query_attends_by_softmax() {
         // One head, one query, two keys: scores 0 and ln(3) (scale 1).
         let q = Tensor::from_vec(vec![1, 1, 1, 1], vec![1.0f32]).unwrap();
@@ -297,6 +481,7 @@ mod tests {
             kv_heads: None,
             softcap: 0.0,
             qk_mode: 0,
+            only_y: false,
         };
         let out = a.compute(&[Some(&q), Some(&k), Some(&v)]).unwrap();
         // Weights 1/4 and 3/4.
@@ -309,6 +494,7 @@ mod tests {
             kv_heads: None,
             softcap: 0.0,
             qk_mode: 0,
+            only_y: false,
         };
         let out = c.compute(&[Some(&q), Some(&k), Some(&v)]).unwrap();
         assert!((out[0].as_slice::<f32>().unwrap()[0] - 10.0).abs() < 1e-5);

@@ -7,6 +7,8 @@ use oxrt_core::{
     DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
 };
 
+use std::sync::{Arc, Mutex};
+
 use crate::gemm::{gemm, MatRef};
 use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith};
 use crate::ops::activation::FLOATS;
@@ -17,6 +19,37 @@ use crate::ops::window::taps;
 struct Conv {
     attrs: WindowAttrs,
     group: usize,
+    /// The tap table of the last input size seen (the same on every run of
+    /// a model with static shapes).
+    taps: TapCache,
+}
+
+/// The tap table for one spatial input size, built once.
+#[derive(Default)]
+struct TapCache(Mutex<Option<TapTable>>);
+
+/// A spatial input size and its tap table.
+type TapTable = (Vec<usize>, Arc<Vec<isize>>);
+
+impl TapCache {
+    fn get(&self, win: &oxrt_core::shape::Window, spatial: &[usize]) -> Arc<Vec<isize>> {
+        if let Ok(guard) = self.0.lock() {
+            if let Some((s, t)) = guard.as_ref() {
+                if s == spatial
+                    && t.len()
+                        == win.output.iter().product::<usize>()
+                            * win.kernel.iter().product::<usize>()
+                {
+                    return t.clone();
+                }
+            }
+        }
+        let t = Arc::new(taps(win, spatial));
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some((spatial.to_vec(), t.clone()));
+        }
+        t
+    }
 }
 
 impl Conv {
@@ -57,34 +90,44 @@ impl Conv {
         let in_len: usize = spatial.iter().product();
         let out_len: usize = win.output.iter().product();
         let k_len: usize = win.kernel.iter().product();
-        let tap = taps(&win, spatial);
+        let tap = self.taps.get(&win, spatial);
         let xd = x.as_slice::<T>()?;
         let wd = w.as_slice::<T>()?;
         let mut y = vec![T::zero(); n * m * out_len];
         let rows = cg * k_len;
-        let mut col = vec![T::zero(); rows * out_len];
-        for img in 0..n {
-            for grp in 0..g {
-                // col[(ch * k_len + k), o] = x[img, grp*cg + ch, tap(o, k)]
-                for ch in 0..cg {
-                    let xc = &xd[(img * c + grp * cg + ch) * in_len..][..in_len];
-                    for k in 0..k_len {
-                        let row = &mut col[(ch * k_len + k) * out_len..][..out_len];
-                        for (o, v) in row.iter_mut().enumerate() {
-                            let t = tap[o * k_len + k];
-                            *v = if t >= 0 { xc[t as usize] } else { T::zero() };
-                        }
-                    }
+        // A 1x1 window that reads every input position once, in order.
+        let pointwise = k_len == 1
+            && out_len == in_len
+            && tap.iter().enumerate().all(|(o, &t)| t == o as isize);
+        if cg == 1 && mg == 1 && spatial.len() == 2 {
+            depthwise_2d(xd, wd, &mut y, &win, [spatial[0], spatial[1]]);
+        } else if cg == 1 && mg == 1 {
+            depthwise(xd, wd, &tap, &mut y, k_len, in_len, out_len);
+        } else {
+            let mut col = if pointwise {
+                Vec::new()
+            } else {
+                vec![T::zero(); rows * out_len]
+            };
+            for img in 0..n {
+                for grp in 0..g {
+                    let xg = &xd[(img * c + grp * cg) * in_len..][..cg * in_len];
+                    let b_mat: &[T] = if pointwise {
+                        xg
+                    } else {
+                        im2col(xg, &tap, &mut col, k_len, in_len, out_len);
+                        &col
+                    };
+                    let wg = &wd[grp * mg * rows..][..mg * rows];
+                    let yg = &mut y[(img * m + grp * mg) * out_len..][..mg * out_len];
+                    gemm(
+                        MatRef::row_major(wg, mg, rows, false),
+                        MatRef::row_major(b_mat, rows, out_len, false),
+                        yg,
+                        T::one(),
+                        false,
+                    )?;
                 }
-                let wg = &wd[grp * mg * rows..][..mg * rows];
-                let yg = &mut y[(img * m + grp * mg) * out_len..][..mg * out_len];
-                gemm(
-                    MatRef::row_major(wg, mg, rows, false),
-                    MatRef::row_major(&col, rows, out_len, false),
-                    yg,
-                    T::one(),
-                    false,
-                )?;
             }
         }
         if let Some(bias) = bias {
@@ -97,6 +140,125 @@ impl Conv {
         shape.extend(&win.output);
         Tensor::from_vec(shape, y)
     }
+}
+
+/// `col[(ch * k_len + k), o] = x[ch, tap(o, k)]` (zero where the tap is
+/// padding), rows filled in parallel.
+fn im2col<T: Arith>(
+    x: &[T],
+    tap: &[isize],
+    col: &mut [T],
+    k_len: usize,
+    in_len: usize,
+    out_len: usize,
+) {
+    use rayon::prelude::*;
+    col.par_chunks_mut(out_len.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (ch, k) = (r / k_len, r % k_len);
+            let xc = &x[ch * in_len..][..in_len];
+            for (o, v) in row.iter_mut().enumerate() {
+                let t = tap[o * k_len + k];
+                *v = if t >= 0 { xc[t as usize] } else { T::zero() };
+            }
+        });
+}
+
+/// One filter per channel (group = channels, one output each): each output
+/// channel sums its taps directly, channels in parallel. `y` holds
+/// `images x channels` planes of `out_len`.
+fn depthwise<T: Arith>(
+    x: &[T],
+    w: &[T],
+    tap: &[isize],
+    y: &mut [T],
+    k_len: usize,
+    in_len: usize,
+    out_len: usize,
+) {
+    use rayon::prelude::*;
+    let channels = w.len() / k_len.max(1);
+    y.par_chunks_mut(out_len.max(1))
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let ch = plane % channels.max(1);
+            let xc = &x[plane * in_len..][..in_len];
+            let wc = &w[ch * k_len..][..k_len];
+            for (o, v) in out.iter_mut().enumerate() {
+                let taps = &tap[o * k_len..][..k_len];
+                let mut acc = T::zero();
+                for (&t, &wk) in taps.iter().zip(wc) {
+                    if t >= 0 {
+                        acc = acc.add(wk.mul(xc[t as usize]));
+                    }
+                }
+                *v = acc;
+            }
+        });
+}
+
+/// Depthwise 2-D convolution without a tap table: for each kernel offset,
+/// a run over the output row of the input positions it reads (contiguous
+/// at stride 1), planes in parallel.
+fn depthwise_2d<T: Arith>(
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    win: &oxrt_core::shape::Window,
+    [h, wd]: [usize; 2],
+) {
+    use rayon::prelude::*;
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let (sh, sw) = (win.strides[0] as isize, win.strides[1] as isize);
+    let (dh, dw) = (win.dilations[0] as isize, win.dilations[1] as isize);
+    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
+    let k_len = kh * kw;
+    let channels = w.len() / k_len.max(1);
+    // The output columns whose input column `ox * sw + off` is inside.
+    let cols = |off: isize| -> (usize, usize) {
+        let lo = if off >= 0 { 0 } else { (-off + sw - 1) / sw };
+        let hi = (wd as isize - off + sw - 1).div_euclid(sw);
+        (
+            lo.clamp(0, ow as isize) as usize,
+            hi.clamp(0, ow as isize) as usize,
+        )
+    };
+    y.par_chunks_mut((oh * ow).max(1))
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let ch = plane % channels.max(1);
+            let xc = &x[plane * h * wd..][..h * wd];
+            let wc = &w[ch * k_len..][..k_len];
+            for oy in 0..oh {
+                let row = &mut out[oy * ow..][..ow];
+                for ky in 0..kh {
+                    let iy = oy as isize * sh + ky as isize * dh - ph;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let xr = &xc[iy as usize * wd..][..wd];
+                    for kx in 0..kw {
+                        let wk = wc[ky * kw + kx];
+                        let off = kx as isize * dw - pw;
+                        let (lo, hi) = cols(off);
+                        if sw == 1 {
+                            let start = (lo as isize + off) as usize;
+                            let src = &xr[start..start + (hi - lo)];
+                            for (v, &xv) in row[lo..hi].iter_mut().zip(src) {
+                                *v = v.add(wk.mul(xv));
+                            }
+                        } else {
+                            for (ox, v) in row.iter_mut().enumerate().take(hi).skip(lo) {
+                                let ix = (ox as isize * sw + off) as usize;
+                                *v = v.add(wk.mul(xr[ix]));
+                            }
+                        }
+                    }
+                }
+            }
+        });
 }
 
 impl Kernel for Conv {
@@ -234,6 +396,7 @@ fn create_conv(node: &Node, _: &KernelInfo<'_>) -> Result<Conv> {
     Ok(Conv {
         attrs: WindowAttrs::from_node(node)?,
         group,
+        taps: TapCache::default(),
     })
 }
 
@@ -250,9 +413,13 @@ mod tests {
     use super::*;
 
     fn conv(attrs: WindowAttrs, group: usize, x: Tensor, w: Tensor, b: Option<Tensor>) -> Tensor {
-        Conv { attrs, group }
-            .run::<f32>(&x, &w, b.as_ref())
-            .unwrap()
+        Conv {
+            attrs,
+            group,
+            taps: TapCache::default(),
+        }
+        .run::<f32>(&x, &w, b.as_ref())
+        .unwrap()
     }
 
     fn attrs(pads: &[usize], strides: &[usize]) -> WindowAttrs {
@@ -302,6 +469,7 @@ mod tests {
         let k = ConvInteger(Conv {
             attrs: attrs(&[0, 0, 0, 0], &[1, 1]),
             group: 1,
+            taps: TapCache::default(),
         });
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![10u8, 11, 12, 13]).unwrap();
         let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![3u8, 5]).unwrap();
@@ -316,6 +484,84 @@ mod tests {
         assert!(k.compute(&[Some(&x), Some(&w), Some(&bad)]).is_err());
     }
 
+    /// Direct 2-D convolution, the definition.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f32],
+        w: &[f32],
+        (n, c, h, wd): (usize, usize, usize, usize),
+        (m, kh, kw): (usize, usize, usize),
+        g: usize,
+        stride: usize,
+        pad: usize,
+    ) -> (Vec<f32>, usize, usize) {
+        let oh = (h + 2 * pad - kh) / stride + 1;
+        let ow = (wd + 2 * pad - kw) / stride + 1;
+        let (cg, mg) = (c / g, m / g);
+        let mut y = vec![0.0f32; n * m * oh * ow];
+        for img in 0..n {
+            for oc in 0..m {
+                let grp = oc / mg;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = 0.0f32;
+                        for ic in 0..cg {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * stride + ky) as isize - pad as isize;
+                                    let ix = (ox * stride + kx) as isize - pad as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((img * c + grp * cg + ic) * h + iy as usize) * wd
+                                        + ix as usize];
+                                    acc += xv * w[((oc * cg + ic) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                        y[((img * m + oc) * oh + oy) * ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        (y, oh, ow)
+    }
+
+    #[test]
+    fn depthwise_and_pointwise_paths_match_the_definition() {
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
+                .collect()
+        };
+        // (channels, outputs, kernel, group, stride, pad)
+        for (c, m, k, g, stride, pad) in [
+            (3, 3, 3, 3, 2, 1),
+            (3, 3, 3, 3, 1, 1),
+            (4, 5, 1, 1, 1, 0),
+            (4, 4, 1, 2, 1, 0),
+            (4, 6, 3, 2, 1, 1),
+        ] {
+            let (n, h, wd) = (2, 7, 6);
+            let x = vals(n * c * h * wd, 1);
+            let w = vals(m * (c / g) * k * k, 2);
+            let (want, oh, ow) = naive(&x, &w, (n, c, h, wd), (m, k, k), g, stride, pad);
+            let mut a = attrs(&[pad; 4], &[stride, stride]);
+            a.kernel_shape = Some(vec![k, k]);
+            let y = conv(
+                a,
+                g,
+                Tensor::from_vec(vec![n, c, h, wd], x).unwrap(),
+                Tensor::from_vec(vec![m, c / g, k, k], w).unwrap(),
+                None,
+            );
+            assert_eq!(y.shape(), [n, m, oh, ow]);
+            for (a, b) in y.as_slice::<f32>().unwrap().iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "c {c} m {m} k {k} g {g}: {a} vs {b}");
+            }
+        }
+    }
+
     #[test]
     fn channel_mismatch_is_an_error() {
         let x = Tensor::from_vec(vec![1, 3, 2, 2], vec![0.0f32; 12]).unwrap();
@@ -323,6 +569,7 @@ mod tests {
         let err = Conv {
             attrs: attrs(&[0, 0, 0, 0], &[1, 1]),
             group: 1,
+            taps: TapCache::default(),
         }
         .run::<f32>(&x, &w, None)
         .unwrap_err();
