@@ -8,6 +8,10 @@ use oxrt_core::{bf16, f16, Error, Result};
 
 use crate::kernel::Arith;
 
+/// Products smaller than this many multiply-adds run on one thread: below
+/// it, splitting costs more than it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 22;
+
 /// A strided read-only matrix view.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {
@@ -117,41 +121,38 @@ pub fn gemm<T: Arith>(
     }
     if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() {
         let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
+        let big = threads > 1 && m * n * k >= PARALLEL_MIN_MACS;
+        if big && m >= 16 * threads {
+            // Row blocks of A and C on the intra-op threads, each product on
+            // one thread: splits better than the crate's own threading at
+            // the shapes convolutions and transformer layers have.
+            use rayon::prelude::*;
+            let rows = m.div_ceil(threads);
+            c.par_chunks_mut(rows * n)
+                .enumerate()
+                .try_for_each(|(i, block)| {
+                    let a_block = MatRef {
+                        data: &a.data[i * rows * a.row_stride..],
+                        rows: block.len() / n,
+                        ..a
+                    };
+                    crate_gemm(
+                        a_block,
+                        b,
+                        block,
+                        alpha,
+                        accumulate,
+                        gemm::Parallelism::None,
+                    )
+                })?;
+            return Ok(());
+        }
+        let parallelism = if big {
             gemm::Parallelism::Rayon(threads)
         } else {
             gemm::Parallelism::None
         };
-        // SAFETY: `fits()` checked that every element addressed through the
-        // given strides lies inside `a.data` and `b.data`; `c` has exactly
-        // m*n elements addressed row-major (rs = n, cs = 1) and is exclusively
-        // borrowed. T is f32 or f64, types gemm supports. With
-        // read_dst=false gemm ignores `alpha` (its dst scale) and writes dst.
-        // Exercised by the gemm tests below and every MatMul/Gemm/Conv test.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                a.data.as_ptr(),
-                a.col_stride as isize,
-                a.row_stride as isize,
-                b.data.as_ptr(),
-                b.col_stride as isize,
-                b.row_stride as isize,
-                if accumulate { T::one() } else { T::zero() },
-                alpha,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-        return Ok(());
+        return crate_gemm(a, b, c, alpha, accumulate, parallelism);
     }
     for i in 0..m {
         for j in 0..n {
@@ -164,6 +165,54 @@ pub fn gemm<T: Arith>(
             let v = alpha.mul(acc);
             c[i * n + j] = if accumulate { c[i * n + j].add(v) } else { v };
         }
+    }
+    Ok(())
+}
+
+/// The `gemm` crate's product for f32/f64 (`T` is one of them).
+fn crate_gemm<T: Arith>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    alpha: T,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if !a.fits() || !b.fits() || c.len() != m * n || b.rows != k {
+        return Err(Error::invalid(
+            "matrix buffers are smaller than their shapes",
+        ));
+    }
+    // SAFETY: `fits()` checked just above that every element addressed
+    // through the given strides lies inside `a.data` and `b.data`; `c` has
+    // exactly m*n elements addressed row-major (rs = n, cs = 1) and is
+    // exclusively borrowed. The caller only passes f32 or f64, types gemm
+    // supports. With read_dst=false gemm ignores `alpha` (its dst scale)
+    // and writes dst. Exercised by the gemm tests below (serial and
+    // row-blocked) and every MatMul/Gemm/Conv test.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            if accumulate { T::one() } else { T::zero() },
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
     Ok(())
 }
@@ -181,6 +230,64 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn row_blocks_on_two_threads_match_one_product() {
+        // Large enough to split: 72 x 256 x 256 multiply-adds > 2^22.
+        let (m, k, n) = (72, 256, 256);
+        let a: Vec<f32> = (0..m * k)
+            .map(|x| ((x * 31) % 97) as f32 / 50.0 - 1.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|x| ((x * 17) % 89) as f32 / 45.0 - 1.0)
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for transposed in [false, true] {
+            // A stored k x m when read transposed.
+            let a_mat = if transposed {
+                let mut t = vec![0.0f32; m * k];
+                for r in 0..m {
+                    for c in 0..k {
+                        t[c * m + r] = a[r * k + c];
+                    }
+                }
+                t
+            } else {
+                a.clone()
+            };
+            let view = if transposed {
+                MatRef::row_major(&a_mat, k, m, true)
+            } else {
+                MatRef::row_major(&a_mat, m, k, false)
+            };
+            let mut split = vec![1.0f32; m * n];
+            pool.install(|| {
+                gemm(
+                    view,
+                    MatRef::row_major(&b, k, n, false),
+                    &mut split,
+                    0.5,
+                    true,
+                )
+                .unwrap()
+            });
+            let mut serial = vec![1.0f32; m * n];
+            gemm(
+                view,
+                MatRef::row_major(&b, k, n, false),
+                &mut serial,
+                0.5,
+                true,
+            )
+            .unwrap();
+            for (x, y) in split.iter().zip(&serial) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+            }
+        }
     }
 
     #[test]

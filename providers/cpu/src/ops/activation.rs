@@ -205,10 +205,21 @@ impl Epilogue {
     /// Applies the activation to `t` in place.
     pub(crate) fn apply(&self, mut t: Tensor) -> Result<Tensor> {
         with_float_type!(t.dtype(), T => {
-            apply_in_place(self.0, t.as_slice_mut::<T>()?)?;
+            apply_parallel(self.0, t.as_slice_mut::<T>()?)?;
             Ok(t)
         }, _ => Err(unsupported_type("fused activation", &t)))
     }
+}
+
+/// [`apply_in_place`] over chunks on the intra-op threads when `x` is large.
+fn apply_parallel<T: Real>(act: Act, x: &mut [T]) -> Result<()> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 15;
+    if x.len() <= CHUNK || rayon::current_num_threads() == 1 {
+        return apply_in_place(act, x);
+    }
+    x.par_chunks_mut(CHUNK)
+        .try_for_each(|c| apply_in_place(act, c))
 }
 
 impl Kernel for Activation {
@@ -237,6 +248,7 @@ impl Kernel for Activation {
         if owned.dtype().is_float() {
             return Ok(vec![Epilogue(self.act).apply(owned)?]);
         }
+        // Integer Relu and the like compute normally.
         let mut all = inputs.to_vec();
         all[0] = Some(&owned);
         self.compute(&all)

@@ -14,7 +14,7 @@ use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 use crate::ops::unary::round_half_even;
-use crate::ops::window::taps;
+use crate::ops::window::{taps, valid_outputs};
 
 struct Conv {
     attrs: WindowAttrs,
@@ -90,7 +90,12 @@ impl Conv {
         let in_len: usize = spatial.iter().product();
         let out_len: usize = win.output.iter().product();
         let k_len: usize = win.kernel.iter().product();
-        let tap = self.taps.get(&win, spatial);
+        // 2-D windows are walked row by row; other ranks use the tap table.
+        let tap = if spatial.len() == 2 {
+            Arc::new(Vec::new())
+        } else {
+            self.taps.get(&win, spatial)
+        };
         let xd = x.as_slice::<T>()?;
         let wd = w.as_slice::<T>()?;
         let mut y = vec![T::zero(); n * m * out_len];
@@ -98,7 +103,8 @@ impl Conv {
         // A 1x1 window that reads every input position once, in order.
         let pointwise = k_len == 1
             && out_len == in_len
-            && tap.iter().enumerate().all(|(o, &t)| t == o as isize);
+            && win.strides.iter().all(|&s| s == 1)
+            && win.pads_begin.iter().all(|&p| p == 0);
         if cg == 1 && mg == 1 && spatial.len() == 2 {
             depthwise_2d(xd, wd, &mut y, &win, [spatial[0], spatial[1]]);
         } else if cg == 1 && mg == 1 {
@@ -114,6 +120,9 @@ impl Conv {
                     let xg = &xd[(img * c + grp * cg) * in_len..][..cg * in_len];
                     let b_mat: &[T] = if pointwise {
                         xg
+                    } else if spatial.len() == 2 {
+                        im2col_2d(xg, &mut col, &win, [spatial[0], spatial[1]]);
+                        &col
                     } else {
                         im2col(xg, &tap, &mut col, k_len, in_len, out_len);
                         &col
@@ -131,10 +140,13 @@ impl Conv {
             }
         }
         if let Some(bias) = bias {
-            for (i, chunk) in y.chunks_mut(out_len.max(1)).enumerate() {
-                let bv = bias[i % m];
-                chunk.iter_mut().for_each(|v| *v = v.add(bv));
-            }
+            use rayon::prelude::*;
+            y.par_chunks_mut(out_len.max(1))
+                .enumerate()
+                .for_each(|(i, chunk)| {
+                    let bv = bias[i % m];
+                    chunk.iter_mut().for_each(|v| *v = v.add(bv));
+                });
         }
         let mut shape = vec![n, m];
         shape.extend(&win.output);
@@ -161,6 +173,52 @@ fn im2col<T: Arith>(
             for (o, v) in row.iter_mut().enumerate() {
                 let t = tap[o * k_len + k];
                 *v = if t >= 0 { xc[t as usize] } else { T::zero() };
+            }
+        });
+}
+
+/// [`im2col`] for 2-D windows without the tap table: each row of `col`
+/// (one channel and kernel offset) is filled output row by output row
+/// from one input row (a contiguous copy at stride 1), zero where padded.
+fn im2col_2d<T: Arith>(
+    x: &[T],
+    col: &mut [T],
+    win: &oxrt_core::shape::Window,
+    [h, wd]: [usize; 2],
+) {
+    use rayon::prelude::*;
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let (sh, sw) = (win.strides[0] as isize, win.strides[1] as isize);
+    let (dh, dw) = (win.dilations[0] as isize, win.dilations[1] as isize);
+    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
+    let k_len = kh * kw;
+    col.par_chunks_mut((oh * ow).max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (ch, k) = (r / k_len, r % k_len);
+            let (ky, kx) = (k / kw, k % kw);
+            let xc = &x[ch * h * wd..][..h * wd];
+            let off = kx as isize * dw - pw;
+            let cols = valid_outputs(off, sw, wd, ow);
+            for oy in 0..oh {
+                let out = &mut row[oy * ow..][..ow];
+                let iy = oy as isize * sh + ky as isize * dh - ph;
+                if iy < 0 || iy >= h as isize {
+                    out.fill(T::zero());
+                    continue;
+                }
+                let xr = &xc[iy as usize * wd..][..wd];
+                out[..cols.start].fill(T::zero());
+                out[cols.end..].fill(T::zero());
+                if sw == 1 {
+                    let start = (cols.start as isize + off) as usize;
+                    out[cols.clone()].copy_from_slice(&xr[start..start + cols.len()]);
+                } else {
+                    for ox in cols.clone() {
+                        out[ox] = xr[(ox as isize * sw + off) as usize];
+                    }
+                }
             }
         });
 }
@@ -216,15 +274,6 @@ fn depthwise_2d<T: Arith>(
     let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
     let k_len = kh * kw;
     let channels = w.len() / k_len.max(1);
-    // The output columns whose input column `ox * sw + off` is inside.
-    let cols = |off: isize| -> (usize, usize) {
-        let lo = if off >= 0 { 0 } else { (-off + sw - 1) / sw };
-        let hi = (wd as isize - off + sw - 1).div_euclid(sw);
-        (
-            lo.clamp(0, ow as isize) as usize,
-            hi.clamp(0, ow as isize) as usize,
-        )
-    };
     y.par_chunks_mut((oh * ow).max(1))
         .enumerate()
         .for_each(|(plane, out)| {
@@ -242,7 +291,8 @@ fn depthwise_2d<T: Arith>(
                     for kx in 0..kw {
                         let wk = wc[ky * kw + kx];
                         let off = kx as isize * dw - pw;
-                        let (lo, hi) = cols(off);
+                        let cols = valid_outputs(off, sw, wd, ow);
+                        let (lo, hi) = (cols.start, cols.end);
                         if sw == 1 {
                             let start = (lo as isize + off) as usize;
                             let src = &xr[start..start + (hi - lo)];

@@ -71,10 +71,11 @@ impl FusedMatMul {
                     bias.shape()
                 )));
             }
+            use rayon::prelude::*;
             let bv = bias.as_slice::<T>()?;
-            for row in y.as_slice_mut::<T>()?.chunks_mut(n.max(1)) {
-                row.iter_mut().zip(bv).for_each(|(v, &b)| *v = *v + b);
-            }
+            y.as_slice_mut::<T>()?
+                .par_chunks_mut(n.max(1))
+                .for_each(|row| row.iter_mut().zip(bv).for_each(|(v, &b)| *v = *v + b));
         }
         match &self.epilogue {
             Some(e) => e.apply(y),

@@ -112,8 +112,12 @@ pub fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
     let inner: usize = first.shape()[axis + 1..].iter().product();
     let mut shape = first.shape().to_vec();
     shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
-    // Concatenate flat, then gather rows in output order.
+    // Concatenate flat, then gather rows in output order (one block per
+    // input when nothing lies outside the axis: already in order).
     let flat = Storage::concat(&parts.iter().map(|p| p.storage()).collect::<Vec<_>>())?;
+    if outer == 1 {
+        return Tensor::from_storage(first.dtype(), shape, flat);
+    }
     let mut starts = Vec::with_capacity(parts.len());
     let mut acc = 0;
     for p in parts {

@@ -9,7 +9,7 @@ use oxrt_core::{
 use crate::kernel::{cast_f32, required, unsupported_type, with_float_type, Real};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
-use crate::ops::window::{taps, OUTSIDE};
+use crate::ops::window::{taps, valid_outputs, OUTSIDE};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -47,6 +47,52 @@ fn column_major(flat: usize, dims: &[usize]) -> usize {
     out
 }
 
+/// 2-D max pooling without indices: per output row, a running maximum
+/// over the kernel's input rows and columns (contiguous at stride 1),
+/// planes in parallel. A window entirely in padding gives -inf, as the
+/// general path does.
+fn max_pool_2d<T: Real>(
+    x: &[T],
+    planes: usize,
+    [h, wd]: [usize; 2],
+    win: &oxrt_core::shape::Window,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let (sh, sw) = (win.strides[0] as isize, win.strides[1] as isize);
+    let (dh, dw) = (win.dilations[0] as isize, win.dilations[1] as isize);
+    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
+    let mut y = vec![T::neg_infinity(); planes * oh * ow];
+    y.par_chunks_mut((oh * ow).max(1))
+        .enumerate()
+        .for_each(|(p, out)| {
+            let xp = &x[p * h * wd..][..h * wd];
+            for oy in 0..oh {
+                let row = &mut out[oy * ow..][..ow];
+                for ky in 0..kh {
+                    let iy = oy as isize * sh + ky as isize * dh - ph;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let xr = &xp[iy as usize * wd..][..wd];
+                    for kx in 0..kw {
+                        let off = kx as isize * dw - pw;
+                        let cols = valid_outputs(off, sw, wd, ow);
+                        let start = cols.start;
+                        for (ox, v) in row[cols].iter_mut().enumerate() {
+                            let xv = xr[((start + ox) as isize * sw + off) as usize];
+                            let cur = *v;
+                            // A select, not a branch: maxima are unpredictable.
+                            *v = if xv > cur { xv } else { cur };
+                        }
+                    }
+                }
+            }
+        });
+    y
+}
+
 impl Pool {
     /// The pooled values, and the indices when the node asked for them.
     fn run<T: Real>(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
@@ -59,6 +105,12 @@ impl Pool {
         let spatial = &xs[2..];
         let win = self.attrs.resolve(spatial, None)?;
         let planes = xs[0] * xs[1];
+        if let (Kind::Max { indices: false, .. }, [h, w]) = (&self.kind, spatial) {
+            let mut shape = xs[..2].to_vec();
+            shape.extend(&win.output);
+            let y = max_pool_2d(x.as_slice::<T>()?, planes, [*h, *w], &win);
+            return Ok((Tensor::from_vec(shape, y)?, None));
+        }
         let in_len: usize = spatial.iter().product();
         let out_len: usize = win.output.iter().product();
         let k_len: usize = win.kernel.iter().product();
@@ -346,6 +398,50 @@ mod tests {
             pads: Some(pads.to_vec()),
             auto_pad: AutoPad::NotSet,
             ceil_mode: ceil,
+        }
+    }
+
+    #[test]
+    fn the_2d_max_pool_path_matches_the_general_one() {
+        let x = Tensor::from_vec(
+            vec![2, 3, 7, 6],
+            (0..252).map(|v| ((v * 37) % 101) as f32 - 50.0).collect(),
+        )
+        .unwrap();
+        // (kernel, strides, pads, ceil, dilations)
+        type Case<'a> = (
+            &'a [usize],
+            &'a [usize],
+            &'a [usize],
+            bool,
+            Option<Vec<usize>>,
+        );
+        let cases: [Case<'_>; 4] = [
+            (&[3, 3], &[2, 2], &[1, 1, 1, 1], false, None),
+            (&[2, 3], &[1, 2], &[0, 1, 1, 0], true, None),
+            (&[3, 2], &[2, 1], &[0, 0, 0, 0], false, Some(vec![2, 2])),
+            (&[1, 1], &[1, 1], &[0, 0, 0, 0], false, None),
+        ];
+        for (k, st, pads, ceil, dil) in cases {
+            let mut a = attrs(k, st, pads, ceil);
+            a.dilations = dil;
+            let run = |indices: bool| {
+                Pool {
+                    attrs: a.clone(),
+                    kind: Kind::Max {
+                        column_major: false,
+                        indices,
+                    },
+                }
+                .run::<f32>(&x)
+                .unwrap()
+                .0
+            };
+            assert_eq!(
+                run(false),
+                run(true),
+                "kernel {k:?} strides {st:?} pads {pads:?}"
+            );
         }
     }
 

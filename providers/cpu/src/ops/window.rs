@@ -85,3 +85,49 @@ mod tests {
         assert_eq!(taps(&w, &[2, 3]), vec![0, 1, 3, 4, 1, 2, 4, 5]);
     }
 }
+
+/// The output positions `o` in `0..outputs` whose input position
+/// `o * stride + offset` lies in `0..len`, as a range (for kernels that
+/// walk one kernel offset across a whole output row).
+pub fn valid_outputs(
+    offset: isize,
+    stride: isize,
+    len: usize,
+    outputs: usize,
+) -> std::ops::Range<usize> {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset + stride - 1) / stride
+    };
+    let hi = (len as isize - offset + stride - 1).div_euclid(stride);
+    let (lo, hi) = (
+        lo.clamp(0, outputs as isize) as usize,
+        hi.clamp(0, outputs as isize) as usize,
+    );
+    lo..hi.max(lo)
+}
+
+#[cfg(test)]
+mod valid_output_tests {
+    use super::valid_outputs;
+
+    #[test]
+    fn ranges_cover_exactly_the_inside_positions() {
+        for stride in 1..4isize {
+            for offset in -3..4isize {
+                for len in 0..9usize {
+                    let r = valid_outputs(offset, stride, len, 6);
+                    for o in 0..6usize {
+                        let i = o as isize * stride + offset;
+                        assert_eq!(
+                            r.contains(&o),
+                            i >= 0 && i < len as isize,
+                            "{stride} {offset} {len} {o}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
