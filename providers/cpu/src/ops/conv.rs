@@ -105,9 +105,13 @@ impl Conv {
             && out_len == in_len
             && win.strides.iter().all(|&s| s == 1)
             && win.pads_begin.iter().all(|&p| p == 0);
-        if cg == 1 && mg == 1 && spatial.len() == 2 {
+        // Direct depthwise sums accumulate in T: only for f32/f64 (half
+        // precision goes through the GEMM, which accumulates in f32).
+        let wide = matches!(x.dtype(), D::F32 | D::F64);
+        let depthwise_direct = cg == 1 && mg == 1 && wide;
+        if depthwise_direct && spatial.len() == 2 {
             depthwise_2d(xd, wd, &mut y, &win, [spatial[0], spatial[1]]);
-        } else if cg == 1 && mg == 1 {
+        } else if depthwise_direct {
             depthwise(xd, wd, &tap, &mut y, k_len, in_len, out_len);
         } else {
             let mut col = if pointwise {
