@@ -165,6 +165,56 @@ struct Elementwise {
 impl Kernel for Elementwise {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let parts: Vec<&Tensor> = inputs.iter().flatten().copied().collect();
+        // A binary op whose second operand covers a block of the first's
+        // axes (bias, per-channel scale): a copy of the first, updated.
+        if let ([a, b], false, false) = (parts.as_slice(), self.mean, self.bitwise()) {
+            let numeric =
+                a.dtype() != oxrt_core::DataType::Bool && a.dtype() != oxrt_core::DataType::String;
+            if numeric
+                && a.dtype() == b.dtype()
+                && blocked_broadcast(a.shape(), b.shape()).is_some()
+            {
+                return self.compute_in_place((*a).clone(), &[None, Some(b)]);
+            }
+        }
+        self.compute_general(inputs)
+    }
+
+    fn in_place_input(&self) -> Option<usize> {
+        (!self.mean).then_some(0)
+    }
+
+    /// `a op= b` when `a` already has the output's shape and `b` repeats
+    /// along `a`'s leading axes (same shape, a scalar, or trailing axes);
+    /// otherwise computes normally.
+    fn compute_in_place(
+        &self,
+        mut owned: Tensor,
+        inputs: &[Option<&Tensor>],
+    ) -> Result<Vec<Tensor>> {
+        let others: Vec<&Tensor> = inputs.iter().skip(1).flatten().copied().collect();
+        if let ([b], false) = (others.as_slice(), self.bitwise()) {
+            if let Some(block) =
+                blocked_broadcast(owned.shape(), b.shape()).filter(|_| b.dtype() == owned.dtype())
+            {
+                let op = self.op;
+                with_numeric_type!(owned.dtype(), T => {
+                    apply_blocked(op, owned.as_slice_mut::<T>()?, b.as_slice::<T>()?, block)?;
+                    return Ok(vec![owned]);
+                }, _ => {});
+            }
+        }
+        // The general path (which must not come back here).
+        let mut all = inputs.to_vec();
+        all[0] = Some(&owned);
+        self.compute_general(&all)
+    }
+}
+
+impl Elementwise {
+    /// Folds the operator over the inputs with numpy broadcasting.
+    fn compute_general(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let parts: Vec<&Tensor> = inputs.iter().flatten().copied().collect();
         let (first, rest) = parts
             .split_first()
             .ok_or_else(|| Error::invalid(format!("{} needs at least one input", self.name)))?;
@@ -182,59 +232,60 @@ impl Kernel for Elementwise {
         Ok(vec![acc])
     }
 
-    fn in_place_input(&self) -> Option<usize> {
-        (!self.mean).then_some(0)
-    }
-
-    /// `a op= b` when `a` already has the output's shape and `b` repeats
-    /// along `a`'s leading axes (same shape, a scalar, or trailing axes);
-    /// otherwise computes normally.
-    fn compute_in_place(
-        &self,
-        mut owned: Tensor,
-        inputs: &[Option<&Tensor>],
-    ) -> Result<Vec<Tensor>> {
-        let others: Vec<&Tensor> = inputs.iter().skip(1).flatten().copied().collect();
-        let bitwise = matches!(
+    fn bitwise(&self) -> bool {
+        matches!(
             self.op,
             Op::BitwiseAnd | Op::BitwiseOr | Op::BitwiseXor | Op::ShiftLeft | Op::ShiftRight
-        );
-        if let ([b], false) = (others.as_slice(), bitwise) {
-            if let Some(period) =
-                repeats_into(owned.shape(), b.shape()).filter(|_| b.dtype() == owned.dtype())
-            {
-                let op = self.op;
-                with_numeric_type!(owned.dtype(), T => {
-                    let bv = b.as_slice::<T>()?;
-                    for chunk in owned.as_slice_mut::<T>()?.chunks_mut(period.max(1)) {
-                        for (x, &y) in chunk.iter_mut().zip(bv) {
-                            *x = arith(op, *x, y)?;
-                        }
-                    }
-                    return Ok(vec![owned]);
-                }, _ => {});
-            }
-        }
-        let mut all = inputs.to_vec();
-        all[0] = Some(&owned);
-        self.compute(&all)
+        )
     }
 }
 
-/// When `b` broadcasts to `a`'s shape by repeating along leading axes only
-/// (its shape, without leading 1s, is a suffix of `a`'s), the period: how
-/// many of `a`'s elements one copy of `b` covers.
-fn repeats_into(a: &[usize], b: &[usize]) -> Option<usize> {
-    let n: usize = b.iter().product();
-    if n == 0 {
+/// When `b` broadcasts to `a`'s shape by covering one block of `a`'s axes
+/// (its dims equal `a`'s there and are 1 elsewhere: a suffix, a
+/// per-channel `[C, 1, 1]`, a scalar...), `(mid, inner)`: `b` has `mid`
+/// values, each used for `inner` consecutive elements of `a`, cycling.
+fn blocked_broadcast(a: &[usize], b: &[usize]) -> Option<(usize, usize)> {
+    if b.len() > a.len() || b.contains(&0) || a.contains(&0) {
         return None;
     }
-    let core: Vec<usize> = b.iter().copied().skip_while(|&d| d == 1).collect();
-    if b.len() > a.len() || core.len() > a.len() || !a.ends_with(&core) {
+    let pad = a.len() - b.len();
+    let dim = |i: usize| if i < pad { 1 } else { b[i - pad] };
+    let non_one: Vec<usize> = (0..a.len()).filter(|&i| dim(i) != 1).collect();
+    let (Some(&first), Some(&last)) = (non_one.first(), non_one.last()) else {
+        // All ones: one value for everything.
+        return Some((1, a.iter().product()));
+    };
+    if (first..=last).any(|i| dim(i) != a[i]) {
         return None;
     }
-    // A `b` of ones covers one element at a time.
-    Some(n)
+    Some((
+        a[first..=last].iter().product(),
+        a[last + 1..].iter().product(),
+    ))
+}
+
+/// `a[i] = op(a[i], b[...])` for a `b` that [`blocked_broadcast`]s into `a`.
+fn apply_blocked<T: Arith + PartialOrd + Modulo>(
+    op: Op,
+    a: &mut [T],
+    b: &[T],
+    (mid, inner): (usize, usize),
+) -> Result<()> {
+    if inner == 1 {
+        for chunk in a.chunks_mut(mid.max(1)) {
+            for (x, &y) in chunk.iter_mut().zip(b) {
+                *x = arith(op, *x, y)?;
+            }
+        }
+        return Ok(());
+    }
+    for (k, chunk) in a.chunks_mut(inner).enumerate() {
+        let y = b[k % mid.max(1)];
+        for x in chunk.iter_mut() {
+            *x = arith(op, *x, y)?;
+        }
+    }
+    Ok(())
 }
 
 /// `Pow`: the base's element type, any numeric exponent type.
@@ -325,15 +376,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn in_place_broadcast_periods() {
-        assert_eq!(repeats_into(&[2, 3, 4], &[2, 3, 4]), Some(24));
-        assert_eq!(repeats_into(&[2, 3, 4], &[4]), Some(4));
-        assert_eq!(repeats_into(&[2, 3, 4], &[1, 3, 4]), Some(12));
-        assert_eq!(repeats_into(&[2, 3, 4], &[1]), Some(1));
-        assert_eq!(repeats_into(&[2, 3, 4], &[]), Some(1));
-        assert_eq!(repeats_into(&[2, 3, 4], &[3, 1]), None);
-        assert_eq!(repeats_into(&[3, 4], &[2, 3, 4]), None);
-        assert_eq!(repeats_into(&[2, 3, 4], &[0]), None);
+    fn blocked_broadcasts() {
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[2, 3, 4]), Some((24, 1)));
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[4]), Some((4, 1)));
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[1, 3, 4]), Some((12, 1)));
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[1]), Some((1, 24)));
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[]), Some((1, 24)));
+        // Per channel: 3 values, each for 4 elements.
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[3, 1]), Some((3, 4)));
+        assert_eq!(
+            blocked_broadcast(&[2, 3, 4, 5], &[1, 3, 1, 1]),
+            Some((3, 20))
+        );
+        // Two separate blocks, or a bigger b: the general path.
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[2, 1, 4]), None);
+        assert_eq!(blocked_broadcast(&[3, 4], &[2, 3, 4]), None);
+        assert_eq!(blocked_broadcast(&[2, 3, 4], &[0]), None);
+    }
+
+    #[test]
+    fn blocked_updates_match_general_broadcasting() {
+        let a = Tensor::from_vec(vec![2, 3, 2], (0..12).map(|v| v as f32).collect()).unwrap();
+        for b_shape in [vec![3, 1], vec![1, 3, 1], vec![2], vec![1], vec![2, 3, 2]] {
+            let n: usize = b_shape.iter().product();
+            let b = Tensor::from_vec(
+                b_shape.clone(),
+                (0..n).map(|v| v as f32 * 0.5 + 1.0).collect(),
+            )
+            .unwrap();
+            for op in [Op::Add, Op::Sub, Op::Mul] {
+                let general = apply(op, "op", &a, &b).unwrap();
+                let mut fast = a.clone();
+                let block = blocked_broadcast(a.shape(), b.shape()).unwrap();
+                apply_blocked(
+                    op,
+                    fast.as_slice_mut::<f32>().unwrap(),
+                    b.as_slice::<f32>().unwrap(),
+                    block,
+                )
+                .unwrap();
+                assert_eq!(fast, general, "{b_shape:?} {op:?}");
+            }
+        }
     }
 
     fn t<T: oxrt_core::Element>(v: Vec<T>) -> Tensor {
