@@ -69,15 +69,15 @@ fn batch_norm<T: Real>(x: &Tensor, params: [&Tensor; 4], eps: f32) -> Result<Ten
     let a: Vec<T> = (0..c).map(|i| p[0][i] / (p[3][i] + eps).sqrt()).collect();
     let b: Vec<T> = (0..c).map(|i| p[1][i] - p[2][i] * a[i]).collect();
     let inner: usize = xs[2..].iter().product();
-    let xd = x.as_slice::<T>()?;
-    let y: Vec<T> = xd
-        .iter()
+    let mut y = x.as_slice::<T>()?.to_vec();
+    // One plane per (image, channel), planes on the intra-op threads.
+    use rayon::prelude::*;
+    y.par_chunks_mut(inner.max(1))
         .enumerate()
-        .map(|(i, &v)| {
-            let ch = (i / inner.max(1)) % c;
-            v * a[ch] + b[ch]
-        })
-        .collect();
+        .for_each(|(k, plane)| {
+            let (ak, bk) = (a[k % c.max(1)], b[k % c.max(1)]);
+            plane.iter_mut().for_each(|v| *v = *v * ak + bk);
+        });
     Tensor::from_vec(xs, y)
 }
 
