@@ -14,7 +14,7 @@ use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
 use crate::ops::unary::round_half_even;
-use crate::ops::window::{taps, valid_outputs};
+use crate::ops::window::{taps, valid_outputs, Window2d};
 
 struct Conv {
     attrs: WindowAttrs,
@@ -191,28 +191,24 @@ fn im2col_2d<T: Arith>(
     [h, wd]: [usize; 2],
 ) {
     use rayon::prelude::*;
-    let (kh, kw) = (win.kernel[0], win.kernel[1]);
-    let (oh, ow) = (win.output[0], win.output[1]);
-    let (sh, sw) = (win.strides[0] as isize, win.strides[1] as isize);
-    let (dh, dw) = (win.dilations[0] as isize, win.dilations[1] as isize);
-    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
-    let k_len = kh * kw;
+    let g = Window2d::new(win);
+    let ([_, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
+    let k_len = g.kernel[0] * kw;
     col.par_chunks_mut((oh * ow).max(1))
         .enumerate()
         .for_each(|(r, row)| {
             let (ch, k) = (r / k_len, r % k_len);
             let (ky, kx) = (k / kw, k % kw);
             let xc = &x[ch * h * wd..][..h * wd];
-            let off = kx as isize * dw - pw;
+            let off = g.column_offset(kx);
             let cols = valid_outputs(off, sw, wd, ow);
             for oy in 0..oh {
                 let out = &mut row[oy * ow..][..ow];
-                let iy = oy as isize * sh + ky as isize * dh - ph;
-                if iy < 0 || iy >= h as isize {
+                let Some(iy) = g.input_row(oy, ky, h) else {
                     out.fill(T::zero());
                     continue;
-                }
-                let xr = &xc[iy as usize * wd..][..wd];
+                };
+                let xr = &xc[iy * wd..][..wd];
                 out[..cols.start].fill(T::zero());
                 out[cols.end..].fill(T::zero());
                 if sw == 1 {
@@ -271,11 +267,8 @@ fn depthwise_2d<T: Arith>(
     [h, wd]: [usize; 2],
 ) {
     use rayon::prelude::*;
-    let (kh, kw) = (win.kernel[0], win.kernel[1]);
-    let (oh, ow) = (win.output[0], win.output[1]);
-    let (sh, sw) = (win.strides[0] as isize, win.strides[1] as isize);
-    let (dh, dw) = (win.dilations[0] as isize, win.dilations[1] as isize);
-    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
+    let g = Window2d::new(win);
+    let ([kh, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
     let k_len = kh * kw;
     let channels = w.len() / k_len.max(1);
     y.par_chunks_mut((oh * ow).max(1))
@@ -287,26 +280,24 @@ fn depthwise_2d<T: Arith>(
             for oy in 0..oh {
                 let row = &mut out[oy * ow..][..ow];
                 for ky in 0..kh {
-                    let iy = oy as isize * sh + ky as isize * dh - ph;
-                    if iy < 0 || iy >= h as isize {
+                    let Some(iy) = g.input_row(oy, ky, h) else {
                         continue;
-                    }
-                    let xr = &xc[iy as usize * wd..][..wd];
+                    };
+                    let xr = &xc[iy * wd..][..wd];
                     for kx in 0..kw {
                         let wk = wc[ky * kw + kx];
-                        let off = kx as isize * dw - pw;
+                        let off = g.column_offset(kx);
                         let cols = valid_outputs(off, sw, wd, ow);
-                        let (lo, hi) = (cols.start, cols.end);
                         if sw == 1 {
-                            let start = (lo as isize + off) as usize;
-                            let src = &xr[start..start + (hi - lo)];
-                            for (v, &xv) in row[lo..hi].iter_mut().zip(src) {
+                            let start = (cols.start as isize + off) as usize;
+                            let src = &xr[start..start + cols.len()];
+                            for (v, &xv) in row[cols].iter_mut().zip(src) {
                                 *v = v.add(wk.mul(xv));
                             }
                         } else {
-                            for (ox, v) in row.iter_mut().enumerate().take(hi).skip(lo) {
-                                let ix = (ox as isize * sw + off) as usize;
-                                *v = v.add(wk.mul(xr[ix]));
+                            for ox in cols {
+                                let v = &mut row[ox];
+                                *v = v.add(wk.mul(xr[(ox as isize * sw + off) as usize]));
                             }
                         }
                     }

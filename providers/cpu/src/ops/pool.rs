@@ -9,7 +9,7 @@ use oxrt_core::{
 use crate::kernel::{cast_f32, required, unsupported_type, with_float_type, Real};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
-use crate::ops::window::{taps, valid_outputs, OUTSIDE};
+use crate::ops::window::{taps, valid_outputs, Window2d, OUTSIDE};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -58,11 +58,8 @@ fn max_pool_2d<T: Real>(
     win: &oxrt_core::shape::Window,
 ) -> Vec<T> {
     use rayon::prelude::*;
-    let (kh, kw) = (win.kernel[0], win.kernel[1]);
-    let (oh, ow) = (win.output[0], win.output[1]);
-    let (sh, sw) = (win.strides[0] as isize, win.strides[1] as isize);
-    let (dh, dw) = (win.dilations[0] as isize, win.dilations[1] as isize);
-    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
+    let g = Window2d::new(win);
+    let ([kh, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
     let mut y = vec![T::neg_infinity(); planes * oh * ow];
     y.par_chunks_mut((oh * ow).max(1))
         .enumerate()
@@ -71,13 +68,12 @@ fn max_pool_2d<T: Real>(
             for oy in 0..oh {
                 let row = &mut out[oy * ow..][..ow];
                 for ky in 0..kh {
-                    let iy = oy as isize * sh + ky as isize * dh - ph;
-                    if iy < 0 || iy >= h as isize {
+                    let Some(iy) = g.input_row(oy, ky, h) else {
                         continue;
-                    }
-                    let xr = &xp[iy as usize * wd..][..wd];
+                    };
+                    let xr = &xp[iy * wd..][..wd];
                     for kx in 0..kw {
-                        let off = kx as isize * dw - pw;
+                        let off = g.column_offset(kx);
                         let cols = valid_outputs(off, sw, wd, ow);
                         let start = cols.start;
                         for (ox, v) in row[cols].iter_mut().enumerate() {

@@ -86,6 +86,41 @@ mod tests {
     }
 }
 
+/// A 2-D window's geometry as signed numbers, for kernels that walk rows.
+pub struct Window2d {
+    pub kernel: [usize; 2],
+    pub output: [usize; 2],
+    pub strides: [isize; 2],
+    pub dilations: [isize; 2],
+    pub pads: [isize; 2],
+}
+
+impl Window2d {
+    pub fn new(win: &Window) -> Self {
+        let i = |v: &[usize], a: usize| v.get(a).copied().unwrap_or(1) as isize;
+        Self {
+            kernel: [win.kernel[0], win.kernel[1]],
+            output: [win.output[0], win.output[1]],
+            strides: [i(&win.strides, 0), i(&win.strides, 1)],
+            dilations: [i(&win.dilations, 0), i(&win.dilations, 1)],
+            pads: [win.pads_begin[0] as isize, win.pads_begin[1] as isize],
+        }
+    }
+
+    /// The input row that output row `oy` reads at kernel row `ky`, if it
+    /// lies inside the `h` input rows.
+    pub fn input_row(&self, oy: usize, ky: usize, h: usize) -> Option<usize> {
+        let iy = oy as isize * self.strides[0] + ky as isize * self.dilations[0] - self.pads[0];
+        (iy >= 0 && iy < h as isize).then_some(iy as usize)
+    }
+
+    /// The input column offset of kernel column `kx` (input column
+    /// `ox * stride + offset`).
+    pub fn column_offset(&self, kx: usize) -> isize {
+        kx as isize * self.dilations[1] - self.pads[1]
+    }
+}
+
 /// The output positions `o` in `0..outputs` whose input position
 /// `o * stride + offset` lies in `0..len`, as a range (for kernels that
 /// walk one kernel offset across a whole output row).
