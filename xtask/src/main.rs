@@ -101,6 +101,15 @@ fn wheel_cache() -> PathBuf {
         .join(ONNX_RELEASE)
 }
 
+/// The `.whl` file in `dir`, if there is one.
+fn cached_wheel(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+}
+
 /// The light models extracted from the cached wheel (`None` when no wheel
 /// was downloaded, e.g. with `--data`).
 fn light_models_dir() -> Result<Option<PathBuf>> {
@@ -109,14 +118,7 @@ fn light_models_dir() -> Result<Option<PathBuf>> {
     if dir.is_dir() {
         return Ok(Some(dir));
     }
-    let Ok(entries) = std::fs::read_dir(cache.join("wheel")) else {
-        return Ok(None);
-    };
-    let Some(wheel) = entries
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-    else {
+    let Some(wheel) = cached_wheel(&cache.join("wheel")) else {
         return Ok(None);
     };
     let n =
@@ -236,10 +238,7 @@ fn node_tests(data: Option<PathBuf>) -> Result<PathBuf> {
     if !status.success() {
         bail!("`{python} -m pip download onnx=={ONNX_RELEASE}` failed ({status})");
     }
-    let wheel = std::fs::read_dir(&wheel_dir)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+    let wheel = cached_wheel(&wheel_dir)
         .with_context(|| format!("pip left no .whl in {}", wheel_dir.display()))?;
     eprintln!("extracting node tests from {}", wheel.display());
     let n = extract_node_tests(&wheel, &node).map_err(anyhow::Error::msg)?;

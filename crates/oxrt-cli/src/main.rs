@@ -178,7 +178,7 @@ fn main() -> ExitCode {
             dims,
         } => report::inspect(&model).and_then(|()| {
             if plan {
-                report::memory_plan(&model, level, &dims)
+                report::memory_plan(&model, level, parse_dims(&dims)?)
             } else {
                 Ok(())
             }

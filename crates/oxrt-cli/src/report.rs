@@ -121,21 +121,14 @@ pub fn check(path: &Path) -> Result<()> {
 }
 
 /// `oxrt inspect --plan`: the memory plan of a session built at `level`.
-pub fn memory_plan(path: &Path, level: oxrt::OptimizationLevel, dims: &[String]) -> Result<()> {
+pub fn memory_plan(
+    path: &Path,
+    level: oxrt::OptimizationLevel,
+    mut bound: std::collections::HashMap<String, usize>,
+) -> Result<()> {
     let session = Session::builder()
         .with_optimization_level(level)
         .commit_from_file(path)?;
-    let mut bound = std::collections::HashMap::new();
-    for d in dims {
-        let Some((name, value)) = d.split_once('=') else {
-            anyhow::bail!("--dim '{d}' must be NAME=VALUE");
-        };
-        let value: usize = value
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--dim '{d}': {e}"))?;
-        bound.insert(name.trim().to_string(), value);
-    }
     for v in session.inputs() {
         if let oxrt::ValueType::Tensor { shape: Some(s), .. } = &v.ty {
             for d in s {

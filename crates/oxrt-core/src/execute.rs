@@ -75,9 +75,9 @@ impl<'g> Runner<'g> {
         slots
     }
 
-    /// The owned tensor a step may overwrite, taken out of its slot.
-    fn take_in_place(step: &Step, slot: &mut Option<Slot<'_>>) -> Option<crate::Tensor> {
-        step.in_place?;
+    /// The owned tensor in `slot`, taken out for an in-place step (`None`,
+    /// and the slot untouched, when it holds anything else).
+    fn take_owned_tensor(slot: &mut Option<Slot<'_>>) -> Option<crate::Tensor> {
         match slot.take() {
             Some(Slot::Owned(Value::Tensor(t))) => Some(t),
             other => {
@@ -103,7 +103,7 @@ impl<'g> Runner<'g> {
             let t0 = Instant::now();
             let owned = match (step.in_place, self.release) {
                 (Some(i), true) => step.inputs[i]
-                    .and_then(|s| Self::take_in_place(step, &mut slots[s]))
+                    .and_then(|s| Self::take_owned_tensor(&mut slots[s]))
                     .map(|t| (i, t)),
                 _ => None,
             };
@@ -147,30 +147,11 @@ impl<'g> Runner<'g> {
 
         let plan = self.plan;
         let n = plan.steps.len();
-        // Which step produces each slot, and who waits for each step.
-        let mut producer: Vec<Option<usize>> = vec![None; plan.slot_count];
-        for (i, step) in plan.steps.iter().enumerate() {
-            for s in step.outputs.iter().flatten() {
-                producer[*s] = Some(i);
-            }
-        }
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut waiting: Vec<usize> = vec![0; n];
-        for (i, step) in plan.steps.iter().enumerate() {
-            let mut deps: Vec<usize> = step
-                .inputs
-                .iter()
-                .flatten()
-                .filter_map(|&s| producer[s])
-                .collect();
-            deps.sort_unstable();
-            deps.dedup();
-            waiting[i] = deps.len();
-            for d in deps {
-                dependents[d].push(i);
-            }
-        }
-        let waiting: Vec<AtomicUsize> = waiting.into_iter().map(AtomicUsize::new).collect();
+        let waiting: Vec<AtomicUsize> = plan
+            .dependencies
+            .iter()
+            .map(|&d| AtomicUsize::new(d))
+            .collect();
         let readers: Vec<AtomicUsize> = plan.readers.iter().map(|&r| AtomicUsize::new(r)).collect();
         let slots: Vec<RwLock<Option<Slot<'a>>>> =
             self.bind(feeds).into_iter().map(RwLock::new).collect();
@@ -188,7 +169,7 @@ impl<'g> Runner<'g> {
                 (Some(k), true) => match step.inputs[k] {
                     Some(s) => {
                         let mut guard = slots[s].write().map_err(|_| poisoned())?;
-                        Self::take_in_place(step, &mut guard).map(|t| (k, t))
+                        Self::take_owned_tensor(&mut guard).map(|t| (k, t))
                     }
                     None => None,
                 },
@@ -218,10 +199,7 @@ impl<'g> Runner<'g> {
                 }
             }
             if self.release {
-                let mut done: Vec<usize> = step.inputs.iter().flatten().copied().collect();
-                done.sort_unstable();
-                done.dedup();
-                for s in done {
+                for &s in &step.distinct_inputs {
                     if readers[s].fetch_sub(1, Ordering::AcqRel) == 1 && !plan.kept[s] {
                         *slots[s].write().map_err(|_| poisoned())? = None;
                     }
@@ -232,7 +210,7 @@ impl<'g> Runner<'g> {
                     }
                 }
             }
-            Ok(dependents[i]
+            Ok(plan.dependents[i]
                 .iter()
                 .copied()
                 .filter(|&d| waiting[d].fetch_sub(1, Ordering::AcqRel) == 1)

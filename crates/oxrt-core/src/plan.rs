@@ -42,6 +42,8 @@ pub struct Step {
     pub outputs: Vec<Option<usize>>,
     /// Slots whose last reader is this step: released right after it.
     pub release: Vec<usize>,
+    /// The distinct slots among `inputs`, sorted.
+    pub distinct_inputs: Vec<usize>,
     /// The input whose buffer the kernel may overwrite with its output:
     /// set when the kernel offers one ([`Kernel::in_place_input`]), this
     /// step is the value's only reader and the value is not kept.
@@ -65,6 +67,10 @@ pub struct ExecutionPlan {
     pub readers: Vec<usize>,
     /// Slots never released: graph outputs and constants.
     pub kept: Vec<bool>,
+    /// The steps that read what each step makes.
+    pub dependents: Vec<Vec<usize>>,
+    /// How many distinct steps each step reads from.
+    pub dependencies: Vec<usize>,
 }
 
 /// Where a value lives: host memory or the device of provider `p`.
@@ -142,6 +148,7 @@ fn copy_step(kind: StepKind, src: usize, dst: usize) -> Step {
         outputs: vec![Some(dst)],
         release: Vec::new(),
         in_place: None,
+        distinct_inputs: Vec::new(),
     }
 }
 
@@ -319,6 +326,7 @@ impl ExecutionPlan {
                 outputs,
                 release: Vec::new(),
                 in_place: None,
+                distinct_inputs: Vec::new(),
             });
         }
         // Graph outputs are returned from host memory.
@@ -356,12 +364,35 @@ impl ExecutionPlan {
             }
         }
         let mut readers = vec![0usize; slot_count];
-        for step in &steps {
+        for step in &mut steps {
             let mut seen: Vec<usize> = step.inputs.iter().flatten().copied().collect();
             seen.sort_unstable();
             seen.dedup();
-            for s in seen {
+            for &s in &seen {
                 readers[s] += 1;
+            }
+            step.distinct_inputs = seen;
+        }
+        // For parallel runs: the steps each step waits for, and who waits.
+        let mut producer: Vec<Option<usize>> = vec![None; slot_count];
+        for (i, step) in steps.iter().enumerate() {
+            for s in step.outputs.iter().flatten() {
+                producer[*s] = Some(i);
+            }
+        }
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+        let mut dependencies = vec![0usize; steps.len()];
+        for (i, step) in steps.iter().enumerate() {
+            let mut deps: Vec<usize> = step
+                .distinct_inputs
+                .iter()
+                .filter_map(|&s| producer[s])
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            dependencies[i] = deps.len();
+            for d in deps {
+                dependents[d].push(i);
             }
         }
         for step in &mut steps {
@@ -399,6 +430,8 @@ impl ExecutionPlan {
             slot_values,
             readers,
             kept,
+            dependents,
+            dependencies,
         })
     }
 

@@ -62,6 +62,23 @@ impl std::fmt::Display for OptimizationLevel {
     }
 }
 
+/// A rayon pool of `n` threads named `oxrt-<kind>-<i>`.
+fn thread_pool(n: usize, kind: &'static str) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(move |i| format!("oxrt-{kind}-{i}"))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot create {n} {kind}-op threads: {e}")))
+}
+
+/// Writes `bytes` to `path`, naming the file in the error.
+fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Write {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// Configures and creates a [`Session`].
 #[derive(Clone)]
 pub struct SessionBuilder {
@@ -216,22 +233,10 @@ impl SessionBuilder {
                 } else {
                     self.inter_threads
                 };
-                Some(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(n)
-                        .thread_name(|i| format!("oxrt-inter-{i}"))
-                        .build()
-                        .map_err(|e| {
-                            Error::Config(format!("cannot create {n} inter-op threads: {e}"))
-                        })?,
-                )
+                Some(thread_pool(n, "inter")?)
             }
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("oxrt-intra-{i}"))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot create {threads} intra-op threads: {e}")))?;
+        let pool = thread_pool(threads, "intra")?;
         let mut providers = self.providers;
         if let Some(f) = self.fallback {
             if !providers.iter().any(|p| p.name() == f.name()) {
@@ -462,12 +467,7 @@ impl Session {
 
     /// Writes the optimized model to `path` as an ONNX file.
     pub fn save_optimized_model(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = self.optimized_model_bytes()?;
-        std::fs::write(path, bytes).map_err(|source| Error::Write {
-            path: path.display().to_string(),
-            source,
-        })
+        write_file(path.as_ref(), self.optimized_model_bytes()?)
     }
 
     /// Runs the model on named inputs and returns every output.
@@ -476,15 +476,12 @@ impl Session {
         &self,
         inputs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<SessionOutputs> {
-        let fed = self.bind_inputs(inputs)?;
         let Some(profiling) = &self.profiling else {
+            let fed = self.bind_inputs(inputs)?;
             return self.pool.install(|| self.execute(fed, None));
         };
         let begun = Instant::now();
-        let mut profile = RunProfile::default();
-        let outputs = self
-            .pool
-            .install(|| self.execute(fed, Some(&mut profile)))?;
+        let (outputs, profile) = self.run_with_profile(inputs)?;
         let mut p = profiling
             .lock()
             .map_err(|_| Error::invalid("the profile lock is poisoned"))?;
@@ -510,10 +507,7 @@ impl Session {
             .lock()
             .map_err(|_| Error::invalid("the profile lock is poisoned"))?;
         if !p.written {
-            std::fs::write(&p.path, p.profile.chrome_trace()).map_err(|source| Error::Write {
-                path: p.path.display().to_string(),
-                source,
-            })?;
+            write_file(&p.path, p.profile.chrome_trace())?;
             p.written = true;
         }
         Ok(Some((p.path.clone(), p.profile.clone())))

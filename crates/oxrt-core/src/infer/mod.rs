@@ -316,16 +316,17 @@ pub fn infer_node<'a>(
                     // [batch, known...] with axis 1 keeps the symbol.
                     let d = dims0.as_deref()?;
                     let axis = flatten_axis(node.int_or("axis", 1).ok()?, d.len()).ok()?;
-                    let rest: Option<usize> = d[axis..]
+                    if axis != 1 {
+                        return None;
+                    }
+                    let rest: usize = d[1..]
                         .iter()
                         .map(|x| match x {
                             Dim::Known(n) => Some(*n),
                             _ => None,
                         })
-                        .product();
-                    (axis == 1)
-                        .then(|| vec![d[0].clone(), Dim::Known(rest.unwrap_or(0))])
-                        .filter(|_| rest.is_some())
+                        .product::<Option<usize>>()?;
+                    Some(vec![d[0].clone(), Dim::Known(rest)])
                 });
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
@@ -391,42 +392,16 @@ pub fn infer_node<'a>(
             };
             // Axes fed at run time (not a constant) leave the shape open.
             let runtime_axes = opset >= 13 && axes.is_none() && node.input(1).is_some();
-            let out = concrete(0)
-                .filter(|_| !runtime_axes)
-                .and_then(|s| {
-                    if node.op_type == "Unsqueeze" {
-                        unsqueeze_shape(&s, axes.as_deref()?).map(|s| known(&s))
-                    } else {
-                        squeeze_shape(&s, axes.as_deref()).map(|s| known(&s))
-                    }
-                })
-                .or_else(|| {
-                    // Symbolic dims carry over; the new axes have size 1.
-                    if node.op_type != "Unsqueeze" || runtime_axes {
-                        return None;
-                    }
-                    let (d, axes) = (dims0.as_deref()?, axes.as_deref()?);
-                    let rank = d.len() + axes.len();
-                    let mut norm: Vec<usize> = axes
-                        .iter()
-                        .map(|&a| shape::normalize_axis(a, rank).ok())
-                        .collect::<Option<_>>()?;
-                    norm.sort_unstable();
-                    norm.dedup();
-                    if norm.len() != axes.len() {
-                        return None;
-                    }
-                    let mut it = d.iter();
-                    (0..rank)
-                        .map(|i| {
-                            if norm.contains(&i) {
-                                Some(Dim::Known(1))
-                            } else {
-                                it.next().cloned()
-                            }
-                        })
-                        .collect()
-                });
+            let out = if runtime_axes {
+                None
+            } else if node.op_type == "Unsqueeze" {
+                // Symbolic dims carry over; the new axes have size 1.
+                dims0
+                    .as_deref()
+                    .and_then(|d| unsqueeze_dims(d, axes.as_deref()?, Dim::Known(1)))
+            } else {
+                concrete(0).and_then(|s| squeeze_shape(&s, axes.as_deref()).map(|s| known(&s)))
+            };
             vec![dtype0.and_then(|d| tensor(d, out))]
         }
         _ => {
@@ -615,6 +590,11 @@ pub fn reshape_shape(input: &[usize], target: &[i64], allowzero: bool) -> Option
 
 /// Output shape of `Unsqueeze` with `axes`.
 pub fn unsqueeze_shape(input: &[usize], axes: &[i64]) -> Option<Vec<usize>> {
+    unsqueeze_dims(input, axes, 1)
+}
+
+/// [`unsqueeze_shape`] over any kind of dim (`one` is the size-1 dim).
+fn unsqueeze_dims<D: Clone>(input: &[D], axes: &[i64], one: D) -> Option<Vec<D>> {
     let rank = input.len() + axes.len();
     let mut norm: Vec<usize> = axes
         .iter()
@@ -628,9 +608,9 @@ pub fn unsqueeze_shape(input: &[usize], axes: &[i64]) -> Option<Vec<usize>> {
     (0..rank)
         .map(|i| {
             if norm.contains(&i) {
-                Some(1)
+                Some(one.clone())
             } else {
-                it.next().copied()
+                it.next().cloned()
             }
         })
         .collect()

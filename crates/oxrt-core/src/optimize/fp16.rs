@@ -20,7 +20,6 @@ use super::{fresh_name, OptimizeContext, OXRT_DOMAIN};
 use crate::dtype::DataType;
 use crate::ir::{Attribute, Graph, Node, ValueType};
 use crate::provider::NodeContext;
-use crate::tensor::Tensor;
 
 /// Ops run in f16 (standard domain, then the `oxrt` fused ones).
 const ELIGIBLE: &[&str] = &[
@@ -140,63 +139,50 @@ pub fn convert(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
         return 0;
     }
     let outputs: HashSet<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
-    // The f16 name of every output a converted node makes.
+    // Every name made below goes into the graph at once, so `fresh_name`
+    // never hands out a name twice. First the f16 name of every f32
+    // output a converted node makes.
     let mut half_of: HashMap<String, String> = HashMap::new();
     for &i in &chosen {
-        for o in graph.nodes[i].outputs.iter().filter(|o| !o.is_empty()) {
-            if is_f32(graph, o) {
-                half_of.insert(o.clone(), fresh_name(graph, &format!("{o}_fp16")));
+        for k in 0..graph.nodes[i].outputs.len() {
+            let o = graph.nodes[i].outputs[k].clone();
+            if !o.is_empty() && is_f32(graph, &o) {
+                let h = fresh_name(graph, &format!("{o}_fp16"));
+                graph.nodes[i].outputs[k] = h.clone();
+                half_of.insert(o, h);
             }
         }
     }
-    let mut added: Vec<Node> = Vec::new();
     let mut cast_in: HashMap<String, String> = HashMap::new();
-    let mut new_constants: Vec<(String, Tensor)> = Vec::new();
-    let mut taken: HashSet<String> = half_of.values().cloned().collect();
-    let mut fresh = |graph: &Graph, base: String| {
-        let mut name = fresh_name(graph, &base);
-        let mut k = 1;
-        while taken.contains(&name) {
-            name = fresh_name(graph, &format!("{base}_{k}"));
-            k += 1;
-        }
-        taken.insert(name.clone());
-        name
-    };
     for &i in &chosen {
         for j in 0..graph.nodes[i].inputs.len() {
             let input = graph.nodes[i].inputs[j].clone();
             if input.is_empty() || !is_f32(graph, &input) {
                 continue;
             }
-            let replacement = if let Some(h) = half_of.get(&input) {
-                h.clone()
-            } else if let Some(h) = cast_in.get(&input) {
+            let replacement = if let Some(h) = half_of.get(&input).or(cast_in.get(&input)) {
                 h.clone()
             } else if let Some(t) = super::constant(graph, &input).cloned() {
-                let name = fresh(graph, format!("{input}_fp16"));
                 let converted = t
                     .to_f64_vec()
                     .and_then(|v| super::float_tensor(DataType::F16, t.shape(), v));
                 let Some(converted) = converted else {
                     continue;
                 };
-                new_constants.push((name.clone(), converted));
+                let name = fresh_name(graph, &format!("{input}_fp16"));
+                graph.initializers.insert(name.clone(), Arc::new(converted));
                 cast_in.insert(input.clone(), name.clone());
                 name
             } else {
-                let name = fresh(graph, format!("{input}_fp16"));
-                let node_name = fresh(graph, format!("{input}_to_fp16"));
-                added.push(cast(node_name, input.clone(), name.clone(), DataType::F16));
+                let name = fresh_name(graph, &format!("{input}_fp16"));
+                let node_name = fresh_name(graph, &format!("{input}_to_fp16"));
+                graph
+                    .nodes
+                    .push(cast(node_name, input.clone(), name.clone(), DataType::F16));
                 cast_in.insert(input.clone(), name.clone());
                 name
             };
             graph.nodes[i].inputs[j] = replacement;
-        }
-        for o in graph.nodes[i].outputs.iter_mut() {
-            if let Some(h) = half_of.get(o) {
-                *o = h.clone();
-            }
         }
     }
     // Casts back for f32 readers: nodes not converted (subgraph reads
@@ -206,14 +192,12 @@ pub fn convert(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
         let read_f32 =
             outputs.contains(orig) || index.readers(orig).iter().any(|r| !chosen.contains(r));
         if read_f32 {
-            let node_name = fresh(graph, format!("{orig}_to_fp32"));
-            added.push(cast(node_name, half.clone(), orig.clone(), DataType::F32));
+            let node_name = fresh_name(graph, &format!("{orig}_to_fp32"));
+            graph
+                .nodes
+                .push(cast(node_name, half.clone(), orig.clone(), DataType::F32));
         }
     }
-    for (name, t) in new_constants {
-        graph.initializers.insert(name, Arc::new(t));
-    }
-    graph.nodes.extend(added);
     chosen.len()
 }
 
