@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{mnist_dir, read_npy};
+use common::{digits_correct, mnist_dir, read_npy};
 use oxrt::{DataType, Dim, Session};
 
 fn session() -> Session {
@@ -39,19 +39,7 @@ fn held_out_accuracy_is_that_of_the_trained_model() {
     let images = read_npy(&mnist_dir().join("test_images.npy"));
     let labels = read_npy(&mnist_dir().join("test_labels.npy"));
     let out = s.run([("input", images)]).unwrap();
-    let correct = out[0]
-        .as_slice::<f32>()
-        .unwrap()
-        .chunks(10)
-        .zip(labels.as_slice::<i64>().unwrap())
-        .filter(|(row, &l)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
-            best as i64 == l
-        })
-        .count();
+    let correct = digits_correct(&out[0], &labels);
     // onnxruntime classifies 351 of the 360 held-out digits correctly.
     assert_eq!(correct, 351);
 }

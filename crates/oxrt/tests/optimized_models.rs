@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{mnist_dir, read_npy};
+use common::{digits_correct, mnist_dir, read_npy};
 use oxrt::{ExecutionMode, OptimizationLevel, Session, Tensor};
 
 const LEVELS: [OptimizationLevel; 4] = [
@@ -313,22 +313,7 @@ fn profiling_writes_a_chrome_trace_of_every_run() {
 fn fp16_mode_keeps_the_example_accuracy() {
     let c = mnist();
     let labels = read_npy(&mnist_dir().join("test_labels.npy"));
-    let labels = labels.as_slice::<i64>().unwrap();
-    let accuracy = |logits: &Tensor| {
-        logits
-            .as_slice::<f32>()
-            .unwrap()
-            .chunks(10)
-            .zip(labels)
-            .filter(|(row, &l)| {
-                let best = row
-                    .iter()
-                    .enumerate()
-                    .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
-                best as i64 == l
-            })
-            .count()
-    };
+    let accuracy = |logits: &Tensor| digits_correct(logits, &labels);
     let full = run(&session(&c.model, OptimizationLevel::All), &c);
     let half_session = Session::builder()
         .with_fp16(true)

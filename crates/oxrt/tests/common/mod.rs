@@ -132,3 +132,21 @@ pub fn read_npy(path: &std::path::Path) -> oxrt::Tensor {
         _ => oxrt::Tensor::from_vec(shape, npy.into_vec::<i64>().expect("i64")).expect("tensor"),
     }
 }
+
+/// How many rows of 10 logits pick the label of the held-out digit at
+/// their position.
+pub fn digits_correct(logits: &oxrt::Tensor, labels: &oxrt::Tensor) -> usize {
+    logits
+        .as_slice::<f32>()
+        .expect("f32 logits")
+        .chunks(10)
+        .zip(labels.as_slice::<i64>().expect("i64 labels"))
+        .filter(|(row, &l)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+            best as i64 == l
+        })
+        .count()
+}
