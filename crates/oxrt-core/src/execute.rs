@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::arena::{with_arena, Arena};
 use crate::device::{DeviceCost, DeviceTensor};
 use crate::error::{Error, Result};
 use crate::ir::Graph;
@@ -56,6 +57,9 @@ pub(crate) struct Runner<'g> {
     /// Release values after their last reader (the memory plan); off, every
     /// value lives to the end of the run.
     pub release: bool,
+    /// Where released buffers go and kernels take theirs from (`None`: the
+    /// thread's current arena, if any, as for subgraphs).
+    pub arena: Option<Arc<Arena>>,
 }
 
 impl<'g> Runner<'g> {
@@ -87,9 +91,27 @@ impl<'g> Runner<'g> {
         }
     }
 
+    /// Hands a released slot's tensor buffer to the arena.
+    fn release_slot(&self, slot: Option<Slot<'_>>) {
+        if let (Some(arena), Some(Slot::Owned(Value::Tensor(t)))) = (&self.arena, slot) {
+            arena.give(t.into_storage());
+        }
+    }
+
     /// Runs every step with `feeds` (slot, value) bound first and returns the
     /// graph outputs in order.
     pub fn run<'a>(
+        &self,
+        feeds: Vec<(usize, Slot<'a>)>,
+        profile: Option<&mut RunProfile>,
+    ) -> Result<Vec<Value>>
+    where
+        'g: 'a,
+    {
+        with_arena(self.arena.as_ref(), || self.run_sequential(feeds, profile))
+    }
+
+    fn run_sequential<'a>(
         &self,
         feeds: Vec<(usize, Slot<'a>)>,
         mut profile: Option<&mut RunProfile>,
@@ -123,7 +145,7 @@ impl<'g> Runner<'g> {
             }
             if self.release {
                 for &s in &step.release {
-                    slots[s] = None;
+                    self.release_slot(slots[s].take());
                 }
             }
         }
@@ -186,7 +208,9 @@ impl<'g> Runner<'g> {
                     .iter()
                     .map(|g| g.as_ref().and_then(|g| g.as_ref()))
                     .collect();
-                let r = intra.install(|| self.run_step(step, &args, owned))?;
+                let r = intra.install(|| {
+                    with_arena(self.arena.as_ref(), || self.run_step(step, &args, owned))
+                })?;
                 if profiling {
                     let e = self.event(step, started, t0, r.1, &args);
                     events.lock().map_err(|_| poisoned())?.push(e);
@@ -201,12 +225,14 @@ impl<'g> Runner<'g> {
             if self.release {
                 for &s in &step.distinct_inputs {
                     if readers[s].fetch_sub(1, Ordering::AcqRel) == 1 && !plan.kept[s] {
-                        *slots[s].write().map_err(|_| poisoned())? = None;
+                        let v = slots[s].write().map_err(|_| poisoned())?.take();
+                        self.release_slot(v);
                     }
                 }
                 for s in step.outputs.iter().flatten() {
                     if plan.readers[*s] == 0 && !plan.kept[*s] {
-                        *slots[*s].write().map_err(|_| poisoned())? = None;
+                        let v = slots[*s].write().map_err(|_| poisoned())?.take();
+                        self.release_slot(v);
                     }
                 }
             }

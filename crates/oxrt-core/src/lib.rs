@@ -4,6 +4,7 @@
 //! Providers plug in through [`ExecutionProvider`]; this crate depends on none
 //! of them. Most users go through the `oxrt` facade crate instead.
 
+pub mod arena;
 pub mod device;
 pub mod dtype;
 pub mod dylib;
@@ -25,6 +26,7 @@ pub mod tensor;
 pub mod tensor_proto;
 pub mod value;
 
+pub use arena::{Arena, ArenaStats};
 pub use device::{DeviceBuffer, DeviceCost, DeviceMemory, DeviceTensor};
 pub use dtype::DataType;
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use oxrt_onnx::{check_model, CheckOptions};
 
+use crate::arena::{Arena, ArenaStats};
 use crate::error::{Error, Result};
 pub use crate::execute::ExecutionMode;
 use crate::execute::{Runner, Slot};
@@ -89,6 +90,7 @@ pub struct SessionBuilder {
     inter_threads: usize,
     execution_mode: ExecutionMode,
     memory_reuse: bool,
+    arena_limit: usize,
     profiling: Option<PathBuf>,
     fp16: bool,
     memory_limit: u64,
@@ -112,6 +114,7 @@ impl SessionBuilder {
             inter_threads: 0,
             execution_mode: ExecutionMode::Sequential,
             memory_reuse: true,
+            arena_limit: crate::arena::DEFAULT_LIMIT,
             profiling: None,
             fp16: false,
             memory_limit: DEFAULT_MEMORY_LIMIT,
@@ -165,6 +168,14 @@ impl SessionBuilder {
     /// intermediate value lives until the run ends (for measurement).
     pub fn with_memory_reuse(mut self, reuse: bool) -> Self {
         self.memory_reuse = reuse;
+        self
+    }
+
+    /// Bytes of released tensor buffers the session keeps for reuse by later
+    /// steps and runs (default [`crate::arena::DEFAULT_LIMIT`]; 0 keeps
+    /// none, and every buffer is a fresh allocation).
+    pub fn with_arena_limit(mut self, bytes: usize) -> Self {
+        self.arena_limit = bytes;
         self
     }
 
@@ -276,6 +287,8 @@ impl SessionBuilder {
             optimization_report: report,
             inter_pool,
             memory_reuse: self.memory_reuse,
+            arena: (self.memory_reuse && self.arena_limit > 0)
+                .then(|| Arc::new(Arena::new(self.arena_limit))),
             profiling: self.profiling.map(|path| {
                 Mutex::new(Profiling {
                     path,
@@ -303,6 +316,8 @@ pub struct Session {
     /// Inter-op threads, in parallel execution mode.
     inter_pool: Option<rayon::ThreadPool>,
     memory_reuse: bool,
+    /// Released buffers, shared by every run (`None` without memory reuse).
+    arena: Option<Arc<Arena>>,
     profiling: Option<Mutex<Profiling>>,
 }
 
@@ -697,6 +712,13 @@ impl Session {
         Ok(())
     }
 
+    /// What the run arena has served: buffers reused and freshly allocated
+    /// over all runs so far, and what it holds now (`None` without memory
+    /// reuse).
+    pub fn arena_stats(&self) -> Option<ArenaStats> {
+        self.arena.as_ref().map(|a| a.stats())
+    }
+
     fn execute(
         &self,
         fed: Vec<(usize, Value)>,
@@ -707,6 +729,7 @@ impl Session {
             plan: &self.plan,
             providers: &self.providers,
             release: self.memory_reuse,
+            arena: self.arena.clone(),
         };
         let feeds = fed.into_iter().map(|(s, v)| (s, Slot::Owned(v))).collect();
         let values = match &self.inter_pool {

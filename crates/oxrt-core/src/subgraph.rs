@@ -159,6 +159,7 @@ impl Subgraph {
             plan: &self.plan,
             providers: &self.providers,
             release: true,
+            arena: crate::arena::current(),
         };
         runner.run(feeds, None)
     }

@@ -60,20 +60,21 @@ impl Storage {
 
     /// Storage of `len` zero (default) elements of `dtype`.
     fn zeros(dtype: DataType, len: usize) -> Storage {
+        use crate::arena::zeroed;
         use DataType as D;
         match dtype {
-            D::F32 => Storage::F32(vec![0.0; len]),
-            D::F64 => Storage::F64(vec![0.0; len]),
-            D::F16 => Storage::F16(vec![f16::ZERO; len]),
-            D::BF16 => Storage::BF16(vec![bf16::ZERO; len]),
-            D::I8 => Storage::I8(vec![0; len]),
-            D::I16 => Storage::I16(vec![0; len]),
-            D::I32 => Storage::I32(vec![0; len]),
-            D::I64 => Storage::I64(vec![0; len]),
-            D::U8 => Storage::U8(vec![0; len]),
-            D::U16 => Storage::U16(vec![0; len]),
-            D::U32 => Storage::U32(vec![0; len]),
-            D::U64 => Storage::U64(vec![0; len]),
+            D::F32 => Storage::F32(zeroed(len)),
+            D::F64 => Storage::F64(zeroed(len)),
+            D::F16 => Storage::F16(zeroed(len)),
+            D::BF16 => Storage::BF16(zeroed(len)),
+            D::I8 => Storage::I8(zeroed(len)),
+            D::I16 => Storage::I16(zeroed(len)),
+            D::I32 => Storage::I32(zeroed(len)),
+            D::I64 => Storage::I64(zeroed(len)),
+            D::U8 => Storage::U8(zeroed(len)),
+            D::U16 => Storage::U16(zeroed(len)),
+            D::U32 => Storage::U32(zeroed(len)),
+            D::U64 => Storage::U64(zeroed(len)),
             D::Bool => Storage::Bool(vec![false; len]),
             D::String => Storage::String(vec![String::new(); len]),
             D::Complex64 => Storage::Complex64(vec![[0.0; 2]; len]),
@@ -137,10 +138,10 @@ impl Storage {
         let total = parts.iter().map(|p| p.len()).sum();
         let mixed = || Error::invalid("cannot concatenate tensors of different element types");
         macro_rules! concat_as {
-            ($($var:ident),*) => {
+            ($($var:ident: $alloc:expr),*) => {
                 match first {
                     $(Storage::$var(_) => {
-                        let mut out = Vec::with_capacity(total);
+                        let mut out = $alloc;
                         for p in parts {
                             let Storage::$var(v) = p else { return Err(mixed()) };
                             out.extend_from_slice(v);
@@ -150,9 +151,14 @@ impl Storage {
                 }
             };
         }
+        // Numeric buffers come from the run arena.
+        use crate::arena::buffer as arena;
         Ok(concat_as!(
-            F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, String, Complex64,
-            Complex128, Bits
+            F32: arena(total), F64: arena(total), F16: arena(total), BF16: arena(total),
+            I8: arena(total), I16: arena(total), I32: arena(total), I64: arena(total),
+            U8: arena(total), U16: arena(total), U32: arena(total), U64: arena(total),
+            Bool: arena(total), Bits: arena(total), String: Vec::with_capacity(total),
+            Complex64: Vec::with_capacity(total), Complex128: Vec::with_capacity(total)
         ))
     }
 
@@ -174,6 +180,8 @@ pub trait Element: Copy + Send + Sync + PartialEq + fmt::Debug + 'static {
     fn take(storage: Storage) -> Option<Vec<Self>>;
     /// Wraps a vector in storage.
     fn store(data: Vec<Self>) -> Storage;
+    /// The capacity of the vector inside `storage` if it holds this type.
+    fn capacity(storage: &Storage) -> Option<usize>;
 }
 
 macro_rules! element {
@@ -200,6 +208,12 @@ macro_rules! element {
             }
             fn store(data: Vec<Self>) -> Storage {
                 Storage::$variant(data)
+            }
+            fn capacity(storage: &Storage) -> Option<usize> {
+                match storage {
+                    Storage::$variant(v) => Some(v.capacity()),
+                    _ => None,
+                }
             }
         }
     };

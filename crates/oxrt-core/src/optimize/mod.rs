@@ -16,8 +16,13 @@
 //!   form live in the `oxrt` domain ([`OXRT_DOMAIN`]); a fusion is applied
 //!   only when the provider that would run the original node runs the fused
 //!   one too.
-//! - `All`: Extended; providers choose weight layouts when they create
-//!   kernels from the constants they receive.
+//! - `All`: Extended, then weight layouts chosen for the CPU provider at
+//!   session creation: 3x3 stride-1 convolutions on large enough maps
+//!   become `WinogradConv` with their filters pre-transformed (see
+//!   `winograd.rs`).
+//!
+//! Initializers no node reads any more (weights a fusion replaced) are
+//! dropped.
 //!
 //! - fp16 mode (any level, [`OptimizeContext::fp16`]): eligible nodes run
 //!   in float16, sensitive ones stay float32 (see `fp16.rs`).
@@ -35,6 +40,7 @@ mod fuse_gelu;
 mod fuse_layer_norm;
 mod fuse_matmul;
 mod no_op;
+mod winograd;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -49,6 +55,7 @@ pub use constant_fold::fold_constants;
 pub use cse::eliminate_common_subexpressions;
 pub use dead_code::remove_dead_nodes;
 pub use no_op::remove_no_ops;
+pub use winograd::winograd_filters;
 
 /// Operators whose output may differ between runs on the same inputs:
 /// never folded or merged.
@@ -63,8 +70,8 @@ pub(crate) const NON_DETERMINISTIC: &[&str] = &[
 ];
 
 /// The domain of oxrt's fused operators (`FusedConv`, `FusedGemm`,
-/// `FusedMatMul`, `SkipLayerNormalization`, and `Gelu`/`LayerNormalization`
-/// for models whose opset predates them).
+/// `FusedMatMul`, `SkipLayerNormalization`, `Gelu`/`LayerNormalization`
+/// for models whose opset predates them, and `WinogradConv` at level `all`).
 pub const OXRT_DOMAIN: &str = "oxrt";
 
 /// What the passes changed: `(pass name, nodes changed)` in run order.
@@ -192,9 +199,13 @@ pub fn optimize(
         report.add("activation fusion", fuse_activation::fuse(graph, ctx));
         report.add("dead-code elimination", remove_dead_nodes(graph));
     }
+    if level == OptimizationLevel::All {
+        report.add("Winograd 3x3 convolution", winograd::convert(graph, ctx));
+    }
     if ctx.fp16 {
         report.add("fp16 conversion", fp16::convert(graph, ctx));
     }
+    prune_initializers(graph);
     prune_value_types(graph);
     report
 }
@@ -208,6 +219,19 @@ fn used_names(graph: &Graph) -> HashSet<String> {
         used.extend(n.subgraphs().flat_map(crate::plan::outer_reads));
     }
     used
+}
+
+/// Drops initializers nothing reads (and no run can feed).
+fn prune_initializers(graph: &mut Graph) {
+    let used = used_names(graph);
+    let fed: HashSet<&str> = graph
+        .overridable_initializers
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    graph
+        .initializers
+        .retain(|name, _| used.contains(name) || fed.contains(name.as_str()));
 }
 
 /// Drops inferred types of values the graph no longer has.

@@ -104,7 +104,7 @@ impl Attention {
             k.as_slice::<f32>().ok()?,
             v.as_slice::<f32>().ok()?,
         );
-        let mut y = vec![0.0f32; b * hq * sq * dv];
+        let mut y = crate::kernel::zeros::<f32>(b * hq * sq * dv);
         let causal = self.causal;
         let result = y.par_chunks_mut((sq * dv).max(1)).enumerate().try_for_each(
             |(bh, out)| -> Result<()> {
@@ -113,7 +113,7 @@ impl Attention {
                 let qm = &qd[bh * sq * d..][..sq * d];
                 let km = &kd[(bi * hk + kh) * t * d..][..t * d];
                 let vm = &vd[(bi * hk + kh) * t * dv..][..t * dv];
-                let mut scores = vec![0.0f32; sq * t];
+                let mut scores = crate::kernel::zeros::<f32>(sq * t);
                 gemm(
                     MatRef::row_major(qm, sq, d, false),
                     MatRef::row_major(km, t, d, true),

@@ -98,7 +98,7 @@ impl Conv {
         };
         let xd = x.as_slice::<T>()?;
         let wd = w.as_slice::<T>()?;
-        let mut y = vec![T::zero(); n * m * out_len];
+        let mut y = crate::kernel::zeros::<T>(n * m * out_len);
         let rows = cg * k_len;
         // A 1x1 window that reads every input position once, in order.
         let pointwise = k_len == 1
@@ -117,7 +117,7 @@ impl Conv {
             let mut col = if pointwise {
                 Vec::new()
             } else {
-                vec![T::zero(); rows * out_len]
+                crate::kernel::zeros::<T>(rows * out_len)
             };
             for img in 0..n {
                 for grp in 0..g {
@@ -142,6 +142,7 @@ impl Conv {
                     )?;
                 }
             }
+            oxrt_core::arena::recycle(col);
         }
         if let Some(bias) = bias {
             use rayon::prelude::*;

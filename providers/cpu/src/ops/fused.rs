@@ -17,12 +17,12 @@ use crate::ops::activation::{Epilogue, FLOATS};
 use crate::ops::matmul::matmul_transposed;
 
 /// The domain of the fused operators.
-const DOMAIN: &str = "oxrt";
+pub(crate) const DOMAIN: &str = "oxrt";
 
 /// A standard kernel followed by a fused activation.
-struct WithEpilogue {
-    inner: Box<dyn Kernel>,
-    epilogue: Option<Epilogue>,
+pub(crate) struct WithEpilogue {
+    pub inner: Box<dyn Kernel>,
+    pub epilogue: Option<Epilogue>,
 }
 
 impl Kernel for WithEpilogue {
@@ -143,7 +143,7 @@ impl SkipLayerNorm {
         );
         let b = beta.map(|b| b.as_slice::<T>()).transpose()?;
         let mut sum: Vec<T> = xs.iter().zip(ss).map(|(&a, &b)| a + b).collect();
-        let mut y = vec![T::zero(); sum.len()];
+        let mut y = crate::kernel::filled(sum.len(), T::zero());
         let f = |v: T| v.to_f64().unwrap_or(f64::NAN);
         for (row, out) in sum.chunks_mut(h.max(1)).zip(y.chunks_mut(h.max(1))) {
             let mean = row.iter().map(|&v| f(v)).sum::<f64>() / h as f64;

@@ -79,7 +79,7 @@ pub(crate) fn matmul_transposed<T: Arith + num_traits::NumCast>(
     let oa = batch_offsets(&a2, &batch, m * k);
     let ob = batch_offsets(&b2, &batch, k * n);
     let (ad, bd) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-    let mut y = vec![T::zero(); count * m * n];
+    let mut y = crate::kernel::zeros::<T>(count * m * n);
     let (sa, sb) = (&a2[a2.len() - 2..], &b2[b2.len() - 2..]);
     for i in 0..count {
         gemm(
@@ -256,7 +256,7 @@ impl Gemm {
                 am.cols, bm.rows, self.trans_a as u8, self.trans_b as u8
             )));
         }
-        let mut y = vec![T::zero(); m * n];
+        let mut y = crate::kernel::zeros::<T>(m * n);
         let mut accumulate = false;
         if let Some(c) = c {
             let beta: T = cast_f32(self.beta)?;

@@ -52,6 +52,7 @@ pub mod topk;
 pub mod unary;
 pub mod unique;
 pub mod window;
+pub mod winograd;
 
 use oxrt_core::KernelRegistry;
 
@@ -107,4 +108,5 @@ pub fn register_all(reg: &mut KernelRegistry) {
     topk::register(reg);
     unary::register(reg);
     unique::register(reg);
+    winograd::register(reg);
 }

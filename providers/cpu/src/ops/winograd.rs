@@ -1,0 +1,416 @@
+//! `WinogradConv` (domain `oxrt`): a 3x3, stride-1, single-group f32
+//! convolution by Winograd's minimal filtering F(4x4, 3x3), produced by
+//! the optimizer at level `all`.
+//!
+//! Inputs: `X` (N x C x H x W), `U` (36 x C x K: the filters already in
+//! the Winograd domain, `U[p] = G g G^T` laid out for one GEMM per
+//! position `p`, see `oxrt_core::optimize::winograd_filters`), optional
+//! `B` (K). Attributes as Conv's (`pads`/`auto_pad`), plus Conv's fused
+//! `activation`. Each 4x4 output tile costs 36 multiply-adds per input
+//! channel instead of 144.
+//!
+//! Per image: the input transform `V = B^T d B` of every 6x6 input tile
+//! (tiles in parallel, 16 channels per vector), 36 GEMMs `M[p] = V[p] U[p]`
+//! (in parallel), and the output transform `Y = A^T M A` plus the bias
+//! (output channels in parallel).
+
+use oxrt_core::shape::WindowAttrs;
+use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+use rayon::prelude::*;
+
+use crate::gemm::{gemm, MatRef};
+use crate::kernel::{optional, required, unsupported_type, zeros};
+use crate::ops::activation::Epilogue;
+use crate::ops::fused::WithEpilogue;
+use crate::ops::window::Window2d;
+
+/// Output tile side.
+const M: usize = 4;
+/// Input tile side (`M + 3 - 1`).
+const A: usize = 6;
+/// Winograd-domain positions per tile.
+const P: usize = A * A;
+/// Channels transformed at once (one vector of f32 lanes).
+const L: usize = 16;
+
+/// The input transform `B^T`.
+const BT: [[f32; A]; A] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+/// The output transform `A^T`.
+const AT: [[f32; A]; M] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+];
+
+type Lanes = [f32; L];
+
+/// `out[r][c] = sum_i t[r][i] * d[i][c]`: a small constant matrix times a
+/// column of lane vectors, for every column.
+#[inline(always)]
+fn left<const R: usize, const N: usize>(t: &[[f32; A]; R], d: &[[Lanes; N]; A]) -> [[Lanes; N]; R] {
+    let mut out = [[[0.0; L]; N]; R];
+    for r in 0..R {
+        for i in 0..A {
+            let w = t[r][i];
+            if w == 0.0 {
+                continue;
+            }
+            for c in 0..N {
+                for l in 0..L {
+                    out[r][c][l] += w * d[i][c][l];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `out[r][c] = sum_j d[r][j] * t[c][j]`: lane vectors times a small
+/// constant matrix transposed, for every row.
+#[inline(always)]
+fn right<const R: usize, const N: usize>(
+    d: &[[Lanes; A]; R],
+    t: &[[f32; A]; N],
+) -> [[Lanes; N]; R] {
+    let mut out = [[[0.0; L]; N]; R];
+    for r in 0..R {
+        for c in 0..N {
+            for j in 0..A {
+                let w = t[c][j];
+                if w == 0.0 {
+                    continue;
+                }
+                for l in 0..L {
+                    out[r][c][l] += w * d[r][j][l];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The tile grid of one image.
+#[derive(Clone, Copy)]
+struct Grid {
+    c: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    pad_top: isize,
+    pad_left: isize,
+    tiles_w: usize,
+}
+
+impl Grid {
+    fn tiles(&self) -> usize {
+        self.oh.div_ceil(M) * self.tiles_w
+    }
+}
+
+/// `V[t][p][c]` for every tile `t` of image `x` (C x H x W).
+fn input_transform(x: &[f32], g: Grid, v: &mut [f32]) {
+    let (c, h, w) = (g.c, g.h, g.w);
+    v.par_chunks_mut(P * c).enumerate().for_each(|(t, vt)| {
+        let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
+        let y0 = (ty * M) as isize - g.pad_top;
+        let x0 = (tx * M) as isize - g.pad_left;
+        let interior = y0 >= 0 && x0 >= 0 && y0 as usize + A <= h && x0 as usize + A <= w;
+        for c0 in (0..c).step_by(L) {
+            let lanes = L.min(c - c0);
+            let mut d = [[[0.0f32; L]; A]; A];
+            for (l, ch) in (c0..c0 + lanes).enumerate() {
+                let plane = &x[ch * h * w..][..h * w];
+                for (i, row) in d.iter_mut().enumerate() {
+                    let iy = y0 + i as isize;
+                    if interior {
+                        let src = &plane[iy as usize * w + x0 as usize..][..A];
+                        for (j, &s) in src.iter().enumerate() {
+                            row[j][l] = s;
+                        }
+                    } else if (0..h as isize).contains(&iy) {
+                        for (j, cell) in row.iter_mut().enumerate() {
+                            let ix = x0 + j as isize;
+                            if (0..w as isize).contains(&ix) {
+                                cell[l] = plane[iy as usize * w + ix as usize];
+                            }
+                        }
+                    }
+                }
+            }
+            let tmp = left(&BT, &d);
+            let out = right(&tmp, &BT);
+            for (p, vals) in out.iter().flatten().enumerate() {
+                vt[p * c + c0..][..lanes].copy_from_slice(&vals[..lanes]);
+            }
+        }
+    });
+}
+
+/// `Y[k]` (OH x OW planes) from `Mo[p][t][k]`, plus the bias.
+fn output_transform(mo: &[f32], g: Grid, k: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+    let (oh, ow) = (g.oh, g.ow);
+    let tiles = g.tiles();
+    y.par_chunks_mut(L * oh * ow)
+        .enumerate()
+        .for_each(|(blk, planes)| {
+            let k0 = blk * L;
+            let lanes = planes.len() / (oh * ow).max(1);
+            let mut b = [0.0f32; L];
+            if let Some(bias) = bias {
+                b[..lanes].copy_from_slice(&bias[k0..k0 + lanes]);
+            }
+            for t in 0..tiles {
+                let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
+                let mut m = [[[0.0f32; L]; A]; A];
+                for (p, cell) in m.iter_mut().flatten().enumerate() {
+                    cell[..lanes].copy_from_slice(&mo[(p * tiles + t) * k + k0..][..lanes]);
+                }
+                let tmp = left(&AT, &m);
+                let out = right(&tmp, &AT);
+                for (r, row) in out.iter().enumerate() {
+                    let oy = ty * M + r;
+                    if oy >= oh {
+                        break;
+                    }
+                    for (s, vals) in row.iter().enumerate() {
+                        let ox = tx * M + s;
+                        if ox >= ow {
+                            break;
+                        }
+                        for l in 0..lanes {
+                            planes[l * oh * ow + oy * ow + ox] = vals[l] + b[l];
+                        }
+                    }
+                }
+            }
+        });
+}
+
+struct WinogradConv {
+    attrs: WindowAttrs,
+}
+
+impl WinogradConv {
+    fn run(&self, x: &Tensor, u: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let (xs, us) = (x.shape(), u.shape());
+        let [n, c, h, w] = xs[..] else {
+            return Err(Error::invalid(format!(
+                "X must be N x C x H x W, got {xs:?}"
+            )));
+        };
+        if us.len() != 3 || us[0] != P || us[1] != c {
+            return Err(Error::invalid(format!(
+                "U must be {P} x C x K with C = {c} (X's channels), got {us:?}"
+            )));
+        }
+        let k = us[2];
+        let win = self.attrs.resolve(&[h, w], Some(&[3, 3]))?;
+        if win.kernel != [3, 3] || win.strides != [1, 1] || win.dilations != [1, 1] {
+            return Err(Error::invalid(format!(
+                "WinogradConv needs a 3x3 window at stride 1 without dilation, got kernel {:?} strides {:?} dilations {:?}",
+                win.kernel, win.strides, win.dilations
+            )));
+        }
+        let bias = match b {
+            Some(b) if b.len() != k => {
+                return Err(Error::invalid(format!(
+                    "B must have {k} values, got shape {:?}",
+                    b.shape()
+                )))
+            }
+            Some(b) => Some(b.as_slice::<f32>()?),
+            None => None,
+        };
+        let g2 = Window2d::new(&win);
+        let [oh, ow] = g2.output;
+        let grid = Grid {
+            c,
+            h,
+            w,
+            oh,
+            ow,
+            pad_top: win.pads_begin[0] as isize,
+            pad_left: win.pads_begin[1] as isize,
+            tiles_w: ow.div_ceil(M),
+        };
+        let tiles = grid.tiles();
+        let (xd, ud) = (x.as_slice::<f32>()?, u.as_slice::<f32>()?);
+        let mut y = zeros::<f32>(n * k * oh * ow);
+        let mut v = zeros::<f32>(tiles * P * c);
+        let mut mo = zeros::<f32>(P * tiles * k);
+        for img in 0..n {
+            input_transform(&xd[img * c * h * w..][..c * h * w], grid, &mut v);
+            mo.par_chunks_mut((tiles * k).max(1))
+                .enumerate()
+                .try_for_each(|(p, mp)| {
+                    let vp = MatRef {
+                        data: &v[p * c..],
+                        rows: tiles,
+                        cols: c,
+                        row_stride: P * c,
+                        col_stride: 1,
+                    };
+                    let up = MatRef::row_major(&ud[p * c * k..][..c * k], c, k, false);
+                    gemm(vp, up, mp, 1.0, false)
+                })?;
+            let yi = &mut y[img * k * oh * ow..][..k * oh * ow];
+            output_transform(&mo, grid, k, bias, yi);
+        }
+        oxrt_core::arena::recycle(v);
+        oxrt_core::arena::recycle(mo);
+        Tensor::from_vec(vec![n, k, oh, ow], y)
+    }
+}
+
+impl Kernel for WinogradConv {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let (x, u, b) = (
+            required(inputs, 0)?,
+            required(inputs, 1)?,
+            optional(inputs, 2),
+        );
+        if x.dtype() != oxrt_core::DataType::F32 || u.dtype() != x.dtype() {
+            return Err(unsupported_type("WinogradConv", x));
+        }
+        Ok(vec![self.run(x, u, b)?])
+    }
+}
+
+fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    Ok(Box::new(WithEpilogue {
+        inner: Box::new(WinogradConv {
+            attrs: WindowAttrs::from_node(node)?,
+        }),
+        epilogue: Epilogue::from_node(node)?,
+    }))
+}
+
+pub fn register(reg: &mut KernelRegistry) {
+    let mut def = KernelDef::new("WinogradConv", 1.., &[oxrt_core::DataType::F32], create);
+    def.domain = crate::ops::fused::DOMAIN;
+    reg.add(def);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use oxrt_core::optimize::winograd_filters;
+    use oxrt_core::shape::AutoPad;
+
+    fn attrs(pads: usize, stride: usize) -> WindowAttrs {
+        WindowAttrs {
+            kernel_shape: None,
+            strides: Some(vec![stride; 2]),
+            dilations: None,
+            pads: Some(vec![pads; 4]),
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: false,
+        }
+    }
+
+    /// Direct 3x3 stride-1 convolution (the definition), in f64.
+    fn direct(x: &[f32], wt: &[f32], [n, c, h, w]: [usize; 4], k: usize, pad: usize) -> Vec<f32> {
+        let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
+        let mut y = vec![0.0f32; n * k * oh * ow];
+        for i in 0..n {
+            for o in 0..k {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = 0.0f64;
+                        for ch in 0..c {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let (iy, ix) = (oy + ky, ox + kx);
+                                    if iy < pad || ix < pad || iy - pad >= h || ix - pad >= w {
+                                        continue;
+                                    }
+                                    let xv = x[((i * c + ch) * h + iy - pad) * w + ix - pad];
+                                    let wv = wt[((o * c + ch) * 3 + ky) * 3 + kx];
+                                    acc += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        y[((i * k + o) * oh + oy) * ow + ox] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_direct_convolution_on_ragged_tiles_and_channel_counts() {
+        // Channel counts off the vector width, outputs off the tile size,
+        // with and without padding, two images.
+        for (shape, k, pad) in [
+            ([2, 3, 7, 9], 5, 1),
+            ([1, 17, 10, 6], 18, 0),
+            ([1, 33, 13, 13], 16, 1),
+        ] {
+            let [n, c, h, w] = shape;
+            let x = values(n * c * h * w, 1);
+            let wt = values(k * c * 9, 2);
+            let bias = values(k, 3);
+            let u = winograd_filters(&wt, k, c).unwrap();
+            let conv = WinogradConv {
+                attrs: attrs(pad, 1),
+            };
+            let y = conv
+                .run(
+                    &Tensor::from_vec(shape.to_vec(), x.clone()).unwrap(),
+                    &Tensor::from_vec(vec![P, c, k], u).unwrap(),
+                    Some(&Tensor::from_vec(vec![k], bias.clone()).unwrap()),
+                )
+                .unwrap();
+            let mut want = direct(&x, &wt, shape, k, pad);
+            let plane = want.len() / (n * k);
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[(i / plane) % k];
+            }
+            assert_eq!(y.shape(), [n, k, h + 2 * pad - 2, w + 2 * pad - 2]);
+            let got = y.as_slice::<f32>().unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{shape:?}: max error {worst}");
+        }
+    }
+
+    #[test]
+    fn rejects_windows_it_cannot_compute() {
+        let conv = WinogradConv { attrs: attrs(0, 2) };
+        let x = Tensor::from_vec(vec![1, 1, 4, 4], vec![0.0f32; 16]).unwrap();
+        let u = Tensor::from_vec(vec![P, 1, 1], vec![0.0f32; P]).unwrap();
+        let e = conv.run(&x, &u, None).unwrap_err().to_string();
+        assert!(e.contains("stride 1"), "{e}");
+        let bad_u = Tensor::from_vec(vec![P, 2, 1], vec![0.0f32; 2 * P]).unwrap();
+        let e = WinogradConv { attrs: attrs(0, 1) }
+            .run(&x, &bad_u, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("X's channels"), "{e}");
+    }
+}
