@@ -402,6 +402,8 @@ struct CountingAlloc;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Bytes handed out so far (never decreases).
+static HANDED_OUT: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call forwards to the system allocator with the caller's
 // layout and pointer unchanged; the counters only observe sizes.
@@ -412,6 +414,7 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
         if !p.is_null() {
             let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(now, Ordering::Relaxed);
+            HANDED_OUT.fetch_add(layout.size(), Ordering::Relaxed);
         }
         p
     }
@@ -426,15 +429,18 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-/// Peak heap bytes above the level before one run of `session`.
-fn run_peak(session: &oxrt::Session, feeds: &[(String, oxrt::Tensor)]) -> Result<usize> {
+/// One run of `session`: its peak heap bytes above the level before it,
+/// and the bytes it allocated.
+fn run_peak(session: &oxrt::Session, feeds: &[(String, oxrt::Tensor)]) -> Result<(usize, usize)> {
     let feeds = feeds.to_vec();
     let base = LIVE.load(Ordering::Relaxed);
+    let handed = HANDED_OUT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let out = session.run(feeds)?;
     let peak = PEAK.load(Ordering::Relaxed);
+    let allocated = HANDED_OUT.load(Ordering::Relaxed) - handed;
     drop(out);
-    Ok(peak.saturating_sub(base))
+    Ok((peak.saturating_sub(base), allocated))
 }
 
 fn memory(args: MemoryArgs) -> Result<bool> {
@@ -447,8 +453,16 @@ fn memory(args: MemoryArgs) -> Result<bool> {
     }
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     println!(
-        "{:<28} {:>14} {:>14} {:>14} {:>14} {:>8}",
-        "model", "planned MiB", "unplanned MiB", "peak on MiB", "peak off MiB", "saved"
+        "{:<28} {:>12} {:>14} {:>12} {:>13} {:>7} {:>10} {:>15} {:>16}",
+        "model",
+        "planned MiB",
+        "unplanned MiB",
+        "peak on MiB",
+        "peak off MiB",
+        "saved",
+        "arena MiB",
+        "warm alloc MiB",
+        "alloc off MiB"
     );
     for path in &models {
         let build = |reuse: bool| {
@@ -474,23 +488,30 @@ fn memory(args: MemoryArgs) -> Result<bool> {
             feeds.push((v.name.clone(), t));
         }
         let plan = on.memory_plan(&dims);
-        // Warm up once (lazy allocations), then measure each.
-        run_peak(&on, &feeds)?;
-        let (peak_on, peak_off) = (run_peak(&on, &feeds)?, run_peak(&off, &feeds)?);
+        // The first run fills the arena: its peak counts the arena's
+        // buffers. A warm run then allocates only what it returns.
+        let (peak_on, _) = run_peak(&on, &feeds)?;
+        let (_, warm_alloc) = run_peak(&on, &feeds)?;
+        let arena = on.arena_stats().map_or(0, |s| s.pooled_bytes);
+        run_peak(&off, &feeds)?;
+        let (peak_off, alloc_off) = run_peak(&off, &feeds)?;
         let name = path
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
         println!(
-            "{:<28} {:>14.2} {:>14.2} {:>14.2} {:>14.2} {:>7.1}%",
+            "{:<28} {:>12.2} {:>14.2} {:>12.2} {:>13.2} {:>6.1}% {:>10.2} {:>15.2} {:>16.2}",
             name,
             mib(plan.peak_bytes),
             mib(plan.unplanned_bytes),
             mib(peak_on),
             mib(peak_off),
-            100.0 * (1.0 - peak_on as f64 / peak_off.max(1) as f64)
+            100.0 * (1.0 - peak_on as f64 / peak_off.max(1) as f64),
+            mib(arena),
+            mib(warm_alloc),
+            mib(alloc_off)
         );
     }
-    println!("planned: the memory plan's peak of live values (release after last reader) vs every value kept; peak on/off: measured heap high-water mark of one run above the session's own memory, with and without the plan");
+    println!("planned: the memory plan's peak of live values (release after last reader) vs every value kept; peak on/off: measured heap high-water mark of the first run above the session's own memory, with the plan and run arena and without either; arena: buffers the arena holds between runs; warm alloc / alloc off: bytes a later run allocates with the arena and without the plan");
     Ok(true)
 }
 

@@ -19,8 +19,10 @@ use crate::tensor::{Element, Storage};
 /// Buffers of released values, kept for reuse up to a byte limit.
 #[derive(Debug)]
 pub struct Arena {
-    free: Mutex<Vec<Storage>>,
+    /// Free buffers and the run count when each came back.
+    free: Mutex<Vec<(Storage, u64)>>,
     limit: usize,
+    runs: AtomicU64,
     reused: AtomicU64,
     allocated: AtomicU64,
 }
@@ -41,6 +43,10 @@ pub struct ArenaStats {
 /// Bytes an arena keeps when nothing else is said (1 GiB).
 pub const DEFAULT_LIMIT: usize = 1 << 30;
 
+/// A free buffer no request took for this many runs is dropped (a run's
+/// fed inputs come back but may fit no later request).
+const KEEP_RUNS: u64 = 2;
+
 /// A recycled buffer serves a request when its capacity is at least the
 /// request and at most this many times it (a small tensor never pins a
 /// large buffer).
@@ -52,6 +58,7 @@ impl Arena {
         Self {
             free: Mutex::new(Vec::new()),
             limit,
+            runs: AtomicU64::new(0),
             reused: AtomicU64::new(0),
             allocated: AtomicU64::new(0),
         }
@@ -62,7 +69,7 @@ impl Arena {
         let (pooled_bytes, pooled_buffers) = self
             .free
             .lock()
-            .map(|f| (f.iter().map(capacity_bytes).sum(), f.len()))
+            .map(|f| (f.iter().map(|(s, _)| capacity_bytes(s)).sum(), f.len()))
             .unwrap_or_default();
         ArenaStats {
             reused: self.reused.load(Ordering::Relaxed),
@@ -92,13 +99,22 @@ impl Arena {
         let best = free
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| {
+            .filter_map(|(i, (s, _))| {
                 let cap = T::capacity(s)?;
                 (cap >= len && cap <= len.saturating_mul(MAX_WASTE)).then_some((i, cap))
             })
             .min_by_key(|&(_, cap)| cap)
             .map(|(i, _)| i)?;
-        T::take(free.swap_remove(best))
+        T::take(free.swap_remove(best).0)
+    }
+
+    /// Marks the end of a run: buffers that came back [`KEEP_RUNS`] runs
+    /// ago and were not taken since are dropped.
+    pub fn end_run(&self) {
+        let now = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut free) = self.free.lock() {
+            free.retain(|&(_, at)| at + KEEP_RUNS >= now);
+        }
     }
 
     /// Keeps `storage` for reuse (numeric buffers only, while the arena
@@ -109,9 +125,9 @@ impl Arena {
             return;
         }
         if let Ok(mut free) = self.free.lock() {
-            let held: usize = free.iter().map(capacity_bytes).sum();
+            let held: usize = free.iter().map(|(s, _)| capacity_bytes(s)).sum();
             if held + bytes <= self.limit {
-                free.push(storage);
+                free.push((storage, self.runs.load(Ordering::Relaxed)));
             }
         }
     }
@@ -237,6 +253,23 @@ mod tests {
         assert_eq!(arena.stats().pooled_bytes, 0);
         // Strings are never kept.
         arena.give(Storage::String(vec![String::new(); 4]));
+        assert_eq!(arena.stats().pooled_buffers, 0);
+    }
+
+    #[test]
+    fn buffers_no_run_takes_are_dropped() {
+        let arena = Arena::new(DEFAULT_LIMIT);
+        arena.give(Storage::I32(Vec::with_capacity(8)));
+        arena.end_run();
+        arena.end_run();
+        assert_eq!(arena.stats().pooled_buffers, 1);
+        // Taken and given back: kept afresh.
+        let v: Vec<i32> = arena.take(8);
+        arena.give(Storage::I32(v));
+        arena.end_run();
+        arena.end_run();
+        assert_eq!(arena.stats().pooled_buffers, 1);
+        arena.end_run();
         assert_eq!(arena.stats().pooled_buffers, 0);
     }
 

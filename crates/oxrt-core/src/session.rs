@@ -733,9 +733,13 @@ impl Session {
         };
         let feeds = fed.into_iter().map(|(s, v)| (s, Slot::Owned(v))).collect();
         let values = match &self.inter_pool {
-            Some(inter) => runner.run_parallel(feeds, profile, inter, &self.pool)?,
-            None => runner.run(feeds, profile)?,
+            Some(inter) => runner.run_parallel(feeds, profile, inter, &self.pool),
+            None => runner.run(feeds, profile),
         };
+        if let Some(arena) = &self.arena {
+            arena.end_run();
+        }
+        let values = values?;
         let names = self
             .model
             .graph

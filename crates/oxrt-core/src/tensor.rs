@@ -166,6 +166,33 @@ impl Storage {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A copy whose numeric buffer comes from the run arena (see
+    /// [`crate::arena`]); other variants are cloned.
+    pub fn copied(&self) -> Storage {
+        fn copy<T: Clone + Element>(v: &[T]) -> Vec<T> {
+            let mut out = crate::arena::buffer(v.len());
+            out.extend_from_slice(v);
+            out
+        }
+        match self {
+            Storage::F32(v) => Storage::F32(copy(v)),
+            Storage::F64(v) => Storage::F64(copy(v)),
+            Storage::F16(v) => Storage::F16(copy(v)),
+            Storage::BF16(v) => Storage::BF16(copy(v)),
+            Storage::I8(v) => Storage::I8(copy(v)),
+            Storage::I16(v) => Storage::I16(copy(v)),
+            Storage::I32(v) => Storage::I32(copy(v)),
+            Storage::I64(v) => Storage::I64(copy(v)),
+            Storage::U8(v) => Storage::U8(copy(v)),
+            Storage::U16(v) => Storage::U16(copy(v)),
+            Storage::U32(v) => Storage::U32(copy(v)),
+            Storage::U64(v) => Storage::U64(copy(v)),
+            Storage::Bool(v) => Storage::Bool(copy(v)),
+            Storage::Bits(v) => Storage::Bits(copy(v)),
+            other => other.clone(),
+        }
+    }
 }
 
 /// A numeric (or bool) element type that a [`Tensor`] can hold.
@@ -303,6 +330,17 @@ impl Tensor {
             storage: Storage::zeros(dtype, numel),
             shape,
         })
+    }
+
+    /// A copy of the tensor whose buffer comes from the run arena (what
+    /// kernels use instead of `clone` for an output that starts as an
+    /// input).
+    pub fn copied(&self) -> Self {
+        Self {
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            storage: self.storage.copied(),
+        }
     }
 
     /// The elements as raw bytes in host byte order, for types with a fixed

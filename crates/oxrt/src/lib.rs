@@ -143,6 +143,13 @@ impl SessionBuilder {
         self
     }
 
+    /// Bytes of released tensor buffers kept for later steps and runs
+    /// (default 1 GiB; 0 keeps none).
+    pub fn with_arena_limit(mut self, bytes: usize) -> Self {
+        self.inner = self.inner.with_arena_limit(bytes);
+        self
+    }
+
     /// Record each run's per-node profile; written as a Chrome trace by
     /// `Session::end_profiling` or when the session is dropped.
     pub fn with_profiling(mut self, path: impl Into<std::path::PathBuf>) -> Self {

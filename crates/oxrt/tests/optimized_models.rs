@@ -8,7 +8,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{digits_correct, mnist_dir, read_npy};
+use common::{
+    bytes, digits_correct, f32_tensor, ints_attr, mnist_dir, model, node, read_npy, vi, D,
+};
 use oxrt::{ExecutionMode, OptimizationLevel, Session, Tensor};
 
 const LEVELS: [OptimizationLevel; 4] = [
@@ -360,4 +362,74 @@ fn fp16_mode_keeps_sensitive_ops_in_float32() {
     let got = run(&s, &c);
     let r = worst(&got[0], &c.outputs[0].1, 0.02, 0.02);
     assert!(r <= 1.0, "fp16 vs onnxruntime f32: {r}");
+}
+
+/// Pseudo-random values in [-0.5, 0.5).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+#[test]
+fn winograd_convolutions_match_the_direct_ones() {
+    // Conv -> Conv + Relu at 24x24 (36 output tiles): both become
+    // WinogradConv at level all, the second with its activation fused.
+    let (c, hw) = (16i64, 24i64);
+    let w = |name: &str, seed| f32_tensor(name, &[c, c, 3, 3], &values((c * c * 9) as usize, seed));
+    let conv = |x: &str, wt: &str, y: &str| {
+        let mut n = node("Conv", y, &[x, wt, "b"], &[y]);
+        n.attribute.push(ints_attr("pads", &[1, 1, 1, 1]));
+        n
+    };
+    let m = model(
+        vec![
+            conv("x", "w1", "a"),
+            conv("a", "w2", "p"),
+            node("Relu", "relu", &["p"], &["y"]),
+        ],
+        vec![vi("x", 1, &[D::N(2), D::N(c), D::N(hw), D::N(hw)])],
+        vec![vi("y", 1, &[D::N(2), D::N(c), D::N(hw), D::N(hw)])],
+        vec![
+            w("w1", 1),
+            w("w2", 2),
+            f32_tensor("b", &[c], &values(c as usize, 3)),
+        ],
+        13,
+    );
+    let bytes = bytes(&m);
+    let x = Tensor::from_vec(vec![2, 16, 24, 24], values(2 * 16 * 24 * 24, 4)).unwrap();
+    let run_at = |level| {
+        let s = Session::builder()
+            .with_intra_threads(2)
+            .with_optimization_level(level)
+            .commit_from_memory(&bytes)
+            .unwrap();
+        let y = s.run(vec![("x".to_string(), x.clone())]).unwrap();
+        (s, y.get("y").unwrap().clone())
+    };
+    let (all, got) = run_at(OptimizationLevel::All);
+    let (_, want) = run_at(OptimizationLevel::Disabled);
+    assert_eq!(pass_count(&all, "Winograd 3x3 convolution"), 2);
+    let ops: Vec<&str> = all
+        .model()
+        .graph
+        .nodes
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(ops, ["WinogradConv", "WinogradConv"]);
+    // The original weights are gone; the transformed ones are 4x larger.
+    let inits = &all.model().graph.initializers;
+    assert!(!inits.contains_key("w1") && !inits.contains_key("w2"));
+    assert_eq!(inits.values().map(|t| t.len()).max(), Some(36 * 16 * 16));
+    // The transforms round differently from a direct sum: about 1e-5 of
+    // the outputs' magnitude (~3 here).
+    let r = worst(&got, &want, 1e-4, 1e-4);
+    assert!(r <= 1.0, "WinogradConv vs direct: {r}");
+    assert!(got.as_slice::<f32>().unwrap().iter().all(|&v| v >= 0.0));
 }

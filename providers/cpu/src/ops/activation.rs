@@ -71,7 +71,8 @@ fn softplus<T: Real>(v: T) -> T {
 }
 
 fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
-    let mut y = x.to_vec();
+    let mut y = oxrt_core::arena::buffer(x.len());
+    y.extend_from_slice(x);
     apply_in_place(act, &mut y)?;
     Ok(y)
 }

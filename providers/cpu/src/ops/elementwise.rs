@@ -174,7 +174,7 @@ impl Kernel for Elementwise {
                 && a.dtype() == b.dtype()
                 && blocked_broadcast(a.shape(), b.shape()).is_some()
             {
-                return self.compute_in_place((*a).clone(), &[None, Some(b)]);
+                return self.compute_in_place(a.copied(), &[None, Some(b)]);
             }
         }
         self.compute_general(inputs)
@@ -218,7 +218,7 @@ impl Elementwise {
         let (first, rest) = parts
             .split_first()
             .ok_or_else(|| Error::invalid(format!("{} needs at least one input", self.name)))?;
-        let mut acc = (*first).clone();
+        let mut acc = first.copied();
         for p in rest {
             acc = apply(self.op, self.name, &acc, p)?;
         }

@@ -28,8 +28,10 @@ pub(crate) struct WithEpilogue {
 impl Kernel for WithEpilogue {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let mut out = self.inner.compute(inputs)?;
-        if let (Some(e), Some(y)) = (&self.epilogue, out.pop()) {
-            out.push(e.apply(y)?);
+        if let Some(e) = &self.epilogue {
+            if let Some(y) = out.pop() {
+                out.push(e.apply(y)?);
+            }
         }
         Ok(out)
     }

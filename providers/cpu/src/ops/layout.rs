@@ -134,44 +134,55 @@ pub fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
     Tensor::from_storage(first.dtype(), shape, flat.gather(&idx)?)
 }
 
-impl Kernel for Layout {
-    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let x = required(inputs, 0)?;
-        let reshaped = |shape: Option<Vec<usize>>, what: &str| -> Result<Vec<Tensor>> {
-            let shape = shape.ok_or_else(|| {
-                Error::invalid(format!("{what} is invalid for input shape {:?}", x.shape()))
-            })?;
-            Ok(vec![x.clone().reshape(shape)?])
+impl Layout {
+    /// The output shape of the ops that only relabel the input's shape
+    /// (Reshape, Flatten, Squeeze, Unsqueeze); `None` for the others.
+    fn relabelled(&self, x: &[usize], inputs: &[Option<&Tensor>]) -> Result<Option<Vec<usize>>> {
+        let invalid = |shape: Option<Vec<usize>>, what: String| {
+            shape
+                .map(Some)
+                .ok_or_else(|| Error::invalid(format!("{what} is invalid for input shape {x:?}")))
         };
         match self {
             Layout::Reshape { allowzero } => {
                 let target = read_ints(required(inputs, 1)?, "shape")?;
-                reshaped(
-                    reshape_shape(x.shape(), &target, *allowzero),
-                    &format!("target shape {target:?}"),
+                invalid(
+                    reshape_shape(x, &target, *allowzero),
+                    format!("target shape {target:?}"),
                 )
             }
             Layout::Flatten { axis } => {
-                let s = x.shape();
-                let a = flatten_axis(*axis, s.len())?;
-                let rows = s[..a].iter().product();
-                reshaped(Some(vec![rows, s[a..].iter().product()]), "axis")
+                let a = flatten_axis(*axis, x.len())?;
+                let rows = x[..a].iter().product();
+                Ok(Some(vec![rows, x[a..].iter().product()]))
             }
             Layout::Squeeze { axes } => {
                 let axes = axes_input(inputs, axes)?;
-                reshaped(
-                    squeeze_shape(x.shape(), axes.as_deref()),
-                    &format!("squeeze axes {axes:?} (each must be a size-1 dim)"),
+                invalid(
+                    squeeze_shape(x, axes.as_deref()),
+                    format!("squeeze axes {axes:?} (each must be a size-1 dim)"),
                 )
             }
             Layout::Unsqueeze { axes } => {
                 let axes = axes_input(inputs, axes)?
                     .ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
-                reshaped(
-                    unsqueeze_shape(x.shape(), &axes),
-                    &format!("unsqueeze axes {axes:?}"),
+                invalid(
+                    unsqueeze_shape(x, &axes),
+                    format!("unsqueeze axes {axes:?}"),
                 )
             }
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Kernel for Layout {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let x = required(inputs, 0)?;
+        if let Some(shape) = self.relabelled(x.shape(), inputs)? {
+            return Ok(vec![x.copied().reshape(shape)?]);
+        }
+        match self {
             Layout::Transpose { perm } => {
                 let perm: Vec<usize> = match perm {
                     Some(p) => p
@@ -190,11 +201,34 @@ impl Kernel for Layout {
                 Ok(vec![Tensor::from_vec(vec![dims.len()], dims)?])
             }
             Layout::Identity { mask } => {
-                let mut out = vec![x.clone()];
+                let mut out = vec![x.copied()];
                 if *mask {
                     out.push(Tensor::from_vec(x.shape(), vec![true; x.len()])?);
                 }
                 Ok(out)
+            }
+            _ => Err(Error::invalid("not a shape-relabelling op")),
+        }
+    }
+
+    /// Reshape, Flatten, Squeeze, Unsqueeze and Identity hand a dying
+    /// input on without copying it.
+    fn in_place_input(&self) -> Option<usize> {
+        match self {
+            Layout::Transpose { .. } | Layout::Shape { .. } => None,
+            Layout::Identity { mask } if *mask => None,
+            _ => Some(0),
+        }
+    }
+
+    fn compute_in_place(&self, owned: Tensor, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        match self.relabelled(owned.shape(), inputs)? {
+            Some(shape) => Ok(vec![owned.reshape(shape)?]),
+            None if self.in_place_input().is_some() => Ok(vec![owned]),
+            None => {
+                let mut all = inputs.to_vec();
+                all[0] = Some(&owned);
+                self.compute(&all)
             }
         }
     }

@@ -69,7 +69,7 @@ fn batch_norm<T: Real>(x: &Tensor, params: [&Tensor; 4], eps: f32) -> Result<Ten
     let a: Vec<T> = (0..c).map(|i| p[0][i] / (p[3][i] + eps).sqrt()).collect();
     let b: Vec<T> = (0..c).map(|i| p[1][i] - p[2][i] * a[i]).collect();
     let inner: usize = xs[2..].iter().product();
-    let mut y = x.as_slice::<T>()?.to_vec();
+    let mut y = x.copied().into_vec::<T>()?;
     // One plane per (image, channel), planes on the intra-op threads.
     use rayon::prelude::*;
     y.par_chunks_mut(inner.max(1))
