@@ -19,12 +19,19 @@ use crate::tensor::{Element, Storage};
 /// Buffers of released values, kept for reuse up to a byte limit.
 #[derive(Debug)]
 pub struct Arena {
-    /// Free buffers and the run count when each came back.
-    free: Mutex<Vec<(Storage, u64)>>,
+    free: Mutex<FreeList>,
     limit: usize,
     runs: AtomicU64,
     reused: AtomicU64,
     allocated: AtomicU64,
+}
+
+/// Free buffers, each with the run count when it came back, and their
+/// total bytes.
+#[derive(Debug, Default)]
+struct FreeList {
+    buffers: Vec<(Storage, u64)>,
+    bytes: usize,
 }
 
 /// What an [`Arena`] has served so far.
@@ -56,7 +63,7 @@ impl Arena {
     /// An empty arena that keeps at most `limit` bytes of free buffers.
     pub fn new(limit: usize) -> Self {
         Self {
-            free: Mutex::new(Vec::new()),
+            free: Mutex::new(FreeList::default()),
             limit,
             runs: AtomicU64::new(0),
             reused: AtomicU64::new(0),
@@ -69,7 +76,7 @@ impl Arena {
         let (pooled_bytes, pooled_buffers) = self
             .free
             .lock()
-            .map(|f| (f.iter().map(|(s, _)| capacity_bytes(s)).sum(), f.len()))
+            .map(|f| (f.bytes, f.buffers.len()))
             .unwrap_or_default();
         ArenaStats {
             reused: self.reused.load(Ordering::Relaxed),
@@ -97,6 +104,7 @@ impl Arena {
     fn take_recycled<T: Element>(&self, len: usize) -> Option<Vec<T>> {
         let mut free = self.free.lock().ok()?;
         let best = free
+            .buffers
             .iter()
             .enumerate()
             .filter_map(|(i, (s, _))| {
@@ -105,7 +113,9 @@ impl Arena {
             })
             .min_by_key(|&(_, cap)| cap)
             .map(|(i, _)| i)?;
-        T::take(free.swap_remove(best).0)
+        let (storage, _) = free.buffers.swap_remove(best);
+        free.bytes -= capacity_bytes(&storage);
+        T::take(storage)
     }
 
     /// Marks the end of a run: buffers that came back [`KEEP_RUNS`] runs
@@ -113,7 +123,8 @@ impl Arena {
     pub fn end_run(&self) {
         let now = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut free) = self.free.lock() {
-            free.retain(|&(_, at)| at + KEEP_RUNS >= now);
+            free.buffers.retain(|&(_, at)| at + KEEP_RUNS >= now);
+            free.bytes = free.buffers.iter().map(|(s, _)| capacity_bytes(s)).sum();
         }
     }
 
@@ -125,9 +136,10 @@ impl Arena {
             return;
         }
         if let Ok(mut free) = self.free.lock() {
-            let held: usize = free.iter().map(|(s, _)| capacity_bytes(s)).sum();
-            if held + bytes <= self.limit {
-                free.push((storage, self.runs.load(Ordering::Relaxed)));
+            if free.bytes + bytes <= self.limit {
+                free.bytes += bytes;
+                free.buffers
+                    .push((storage, self.runs.load(Ordering::Relaxed)));
             }
         }
     }
@@ -198,11 +210,23 @@ pub fn buffer<T: Element>(len: usize) -> Vec<T> {
     }
 }
 
-/// `len` zeros (`T::default()`), in a buffer from the current arena when
-/// there is one.
-pub fn zeroed<T: Element + Default>(len: usize) -> Vec<T> {
+/// `len` copies of `value`, in a buffer from the current arena when there
+/// is one.
+pub fn filled<T: Element>(len: usize, value: T) -> Vec<T> {
     let mut v = buffer(len);
-    v.resize(len, T::default());
+    v.resize(len, value);
+    v
+}
+
+/// `len` zeros (`T::default()`), in a buffer from the current arena.
+pub fn zeroed<T: Element + Default>(len: usize) -> Vec<T> {
+    filled(len, T::default())
+}
+
+/// A copy of `x`, in a buffer from the current arena.
+pub fn copied<T: Element>(x: &[T]) -> Vec<T> {
+    let mut v = buffer(x.len());
+    v.extend_from_slice(x);
     v
 }
 

@@ -75,7 +75,7 @@ impl Storage {
             D::U16 => Storage::U16(zeroed(len)),
             D::U32 => Storage::U32(zeroed(len)),
             D::U64 => Storage::U64(zeroed(len)),
-            D::Bool => Storage::Bool(vec![false; len]),
+            D::Bool => Storage::Bool(zeroed(len)),
             D::String => Storage::String(vec![String::new(); len]),
             D::Complex64 => Storage::Complex64(vec![[0.0; 2]; len]),
             D::Complex128 => Storage::Complex128(vec![[0.0; 2]; len]),
@@ -170,11 +170,7 @@ impl Storage {
     /// A copy whose numeric buffer comes from the run arena (see
     /// [`crate::arena`]); other variants are cloned.
     pub fn copied(&self) -> Storage {
-        fn copy<T: Clone + Element>(v: &[T]) -> Vec<T> {
-            let mut out = crate::arena::buffer(v.len());
-            out.extend_from_slice(v);
-            out
-        }
+        use crate::arena::copied as copy;
         match self {
             Storage::F32(v) => Storage::F32(copy(v)),
             Storage::F64(v) => Storage::F64(copy(v)),

@@ -114,6 +114,16 @@ fn every_level_matches_onnxruntime_and_disabled() {
     }
 }
 
+/// The op types of the session's optimized graph, in order.
+fn op_types(s: &Session) -> Vec<&str> {
+    s.model()
+        .graph
+        .nodes
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect()
+}
+
 fn pass_count(s: &Session, pass: &str) -> usize {
     s.optimization_report()
         .passes
@@ -133,13 +143,7 @@ fn the_transformer_and_cnn_patterns_are_fused() {
     assert_eq!(pass_count(&s, "SkipLayerNormalization fusion"), 4);
     assert_eq!(pass_count(&s, "MatMul+Add fusion"), 12);
     assert_eq!(pass_count(&s, "no-op elimination"), 2);
-    let ops: Vec<&str> = s
-        .model()
-        .graph
-        .nodes
-        .iter()
-        .map(|n| n.op_type.as_str())
-        .collect();
+    let ops = op_types(&s);
     for gone in ["Softmax", "Erf", "ReduceMean", "Dropout"] {
         assert!(!ops.contains(&gone), "{gone} left in {ops:?}");
     }
@@ -415,14 +419,7 @@ fn winograd_convolutions_match_the_direct_ones() {
     let (all, got) = run_at(OptimizationLevel::All);
     let (_, want) = run_at(OptimizationLevel::Disabled);
     assert_eq!(pass_count(&all, "Winograd 3x3 convolution"), 2);
-    let ops: Vec<&str> = all
-        .model()
-        .graph
-        .nodes
-        .iter()
-        .map(|n| n.op_type.as_str())
-        .collect();
-    assert_eq!(ops, ["WinogradConv", "WinogradConv"]);
+    assert_eq!(op_types(&all), ["WinogradConv", "WinogradConv"]);
     // The original weights are gone; the transformed ones are 4x larger.
     let inits = &all.model().graph.initializers;
     assert!(!inits.contains_key("w1") && !inits.contains_key("w2"));

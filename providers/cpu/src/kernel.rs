@@ -116,17 +116,9 @@ pub fn unsupported_type(op: &str, t: &Tensor) -> Error {
     Error::NotSupported(format!("{op} on {} tensors", t.dtype()))
 }
 
-/// `len` copies of `value` in a buffer from the run arena (see
-/// [`oxrt_core::arena`]).
-pub fn filled<T: Element>(len: usize, value: T) -> Vec<T> {
-    let mut v = oxrt_core::arena::buffer(len);
-    v.resize(len, value);
-    v
-}
-
-/// `len` zeros in a buffer from the run arena.
+/// `len` zeros in a buffer from the run arena (see [`oxrt_core::arena`]).
 pub fn zeros<T: Arith>(len: usize) -> Vec<T> {
-    filled(len, T::zero())
+    oxrt_core::arena::filled(len, T::zero())
 }
 
 /// Arithmetic with ONNX semantics: integers wrap on overflow, integer

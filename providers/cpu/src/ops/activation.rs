@@ -71,8 +71,7 @@ fn softplus<T: Real>(v: T) -> T {
 }
 
 fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
-    let mut y = oxrt_core::arena::buffer(x.len());
-    y.extend_from_slice(x);
+    let mut y = oxrt_core::arena::copied(x);
     apply_in_place(act, &mut y)?;
     Ok(y)
 }

@@ -142,13 +142,15 @@ impl Attention {
                     let inv = 1.0 / sum;
                     row.iter_mut().for_each(|s| *s *= inv);
                 }
-                gemm(
+                let done = gemm(
                     MatRef::row_major(&scores, sq, t, false),
                     MatRef::row_major(vm, t, dv, false),
                     out,
                     1.0,
                     false,
-                )
+                );
+                oxrt_core::arena::recycle(scores);
+                done
             },
         );
         Some(result.and_then(|()| Tensor::from_vec(vec![b, hq, sq, dv], y)))

@@ -76,16 +76,7 @@ impl Conv {
                 &ws[2..]
             )));
         }
-        let bias = match b {
-            Some(b) if b.len() != m => {
-                return Err(Error::invalid(format!(
-                    "B must have {m} values, got shape {:?}",
-                    b.shape()
-                )))
-            }
-            Some(b) => Some(b.as_slice::<T>()?),
-            None => None,
-        };
+        let bias = channel_bias::<T>(b, m)?;
         let (cg, mg) = (c / g, m / g);
         let in_len: usize = spatial.iter().product();
         let out_len: usize = win.output.iter().product();
@@ -156,6 +147,19 @@ impl Conv {
         let mut shape = vec![n, m];
         shape.extend(&win.output);
         Tensor::from_vec(shape, y)
+    }
+}
+
+/// A convolution's optional bias `b` as one value per output channel (of
+/// `m`).
+pub(crate) fn channel_bias<T: Arith>(b: Option<&Tensor>, m: usize) -> Result<Option<&[T]>> {
+    match b {
+        Some(b) if b.len() != m => Err(Error::invalid(format!(
+            "B must have {m} values, got shape {:?}",
+            b.shape()
+        ))),
+        Some(b) => Ok(Some(b.as_slice::<T>()?)),
+        None => Ok(None),
     }
 }
 
@@ -454,7 +458,7 @@ pub fn register(reg: &mut KernelRegistry) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -532,7 +536,7 @@ mod tests {
 
     /// Direct 2-D convolution, the definition.
     #[allow(clippy::too_many_arguments)]
-    fn naive(
+    pub(crate) fn naive(
         x: &[f32],
         w: &[f32],
         (n, c, h, wd): (usize, usize, usize, usize),

@@ -17,7 +17,7 @@ use crate::ops::activation::{Epilogue, FLOATS};
 use crate::ops::matmul::matmul_transposed;
 
 /// The domain of the fused operators.
-pub(crate) const DOMAIN: &str = "oxrt";
+pub(crate) const DOMAIN: &str = oxrt_core::optimize::OXRT_DOMAIN;
 
 /// A standard kernel followed by a fused activation.
 pub(crate) struct WithEpilogue {
@@ -145,7 +145,7 @@ impl SkipLayerNorm {
         );
         let b = beta.map(|b| b.as_slice::<T>()).transpose()?;
         let mut sum: Vec<T> = xs.iter().zip(ss).map(|(&a, &b)| a + b).collect();
-        let mut y = crate::kernel::filled(sum.len(), T::zero());
+        let mut y = oxrt_core::arena::filled(sum.len(), T::zero());
         let f = |v: T| v.to_f64().unwrap_or(f64::NAN);
         for (row, out) in sum.chunks_mut(h.max(1)).zip(y.chunks_mut(h.max(1))) {
             let mean = row.iter().map(|&v| f(v)).sum::<f64>() / h as f64;

@@ -135,18 +135,17 @@ pub fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
 }
 
 impl Layout {
-    /// The output shape of the ops that only relabel the input's shape
-    /// (Reshape, Flatten, Squeeze, Unsqueeze); `None` for the others.
-    fn relabelled(&self, x: &[usize], inputs: &[Option<&Tensor>]) -> Result<Option<Vec<usize>>> {
-        let invalid = |shape: Option<Vec<usize>>, what: String| {
-            shape
-                .map(Some)
-                .ok_or_else(|| Error::invalid(format!("{what} is invalid for input shape {x:?}")))
+    /// The output shape of the ops that only relabel the input's shape:
+    /// Reshape, Flatten, Squeeze, Unsqueeze (the variants `compute` does
+    /// not match itself).
+    fn relabelled(&self, x: &[usize], inputs: &[Option<&Tensor>]) -> Result<Vec<usize>> {
+        let valid = |shape: Option<Vec<usize>>, what: String| {
+            shape.ok_or_else(|| Error::invalid(format!("{what} is invalid for input shape {x:?}")))
         };
         match self {
             Layout::Reshape { allowzero } => {
                 let target = read_ints(required(inputs, 1)?, "shape")?;
-                invalid(
+                valid(
                     reshape_shape(x, &target, *allowzero),
                     format!("target shape {target:?}"),
                 )
@@ -154,11 +153,11 @@ impl Layout {
             Layout::Flatten { axis } => {
                 let a = flatten_axis(*axis, x.len())?;
                 let rows = x[..a].iter().product();
-                Ok(Some(vec![rows, x[a..].iter().product()]))
+                Ok(vec![rows, x[a..].iter().product()])
             }
             Layout::Squeeze { axes } => {
                 let axes = axes_input(inputs, axes)?;
-                invalid(
+                valid(
                     squeeze_shape(x, axes.as_deref()),
                     format!("squeeze axes {axes:?} (each must be a size-1 dim)"),
                 )
@@ -166,12 +165,14 @@ impl Layout {
             Layout::Unsqueeze { axes } => {
                 let axes = axes_input(inputs, axes)?
                     .ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
-                invalid(
+                valid(
                     unsqueeze_shape(x, &axes),
                     format!("unsqueeze axes {axes:?}"),
                 )
             }
-            _ => Ok(None),
+            Layout::Transpose { .. } | Layout::Shape { .. } | Layout::Identity { .. } => Err(
+                Error::invalid("Transpose, Shape and Identity do not relabel a shape"),
+            ),
         }
     }
 }
@@ -179,9 +180,6 @@ impl Layout {
 impl Kernel for Layout {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
-        if let Some(shape) = self.relabelled(x.shape(), inputs)? {
-            return Ok(vec![x.copied().reshape(shape)?]);
-        }
         match self {
             Layout::Transpose { perm } => {
                 let perm: Vec<usize> = match perm {
@@ -207,7 +205,9 @@ impl Kernel for Layout {
                 }
                 Ok(out)
             }
-            _ => Err(Error::invalid("not a shape-relabelling op")),
+            _ => Ok(vec![x
+                .copied()
+                .reshape(self.relabelled(x.shape(), inputs)?)?]),
         }
     }
 
@@ -222,13 +222,16 @@ impl Kernel for Layout {
     }
 
     fn compute_in_place(&self, owned: Tensor, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        match self.relabelled(owned.shape(), inputs)? {
-            Some(shape) => Ok(vec![owned.reshape(shape)?]),
-            None if self.in_place_input().is_some() => Ok(vec![owned]),
-            None => {
+        match self {
+            Layout::Identity { mask: false } => Ok(vec![owned]),
+            Layout::Transpose { .. } | Layout::Shape { .. } | Layout::Identity { .. } => {
                 let mut all = inputs.to_vec();
                 all[0] = Some(&owned);
                 self.compute(&all)
+            }
+            _ => {
+                let shape = self.relabelled(owned.shape(), inputs)?;
+                Ok(vec![owned.reshape(shape)?])
             }
         }
     }

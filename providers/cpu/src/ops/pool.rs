@@ -60,7 +60,7 @@ fn max_pool_2d<T: Real>(
     use rayon::prelude::*;
     let g = Window2d::new(win);
     let ([kh, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
-    let mut y = crate::kernel::filled(planes * oh * ow, T::neg_infinity());
+    let mut y = oxrt_core::arena::filled(planes * oh * ow, T::neg_infinity());
     y.par_chunks_mut((oh * ow).max(1))
         .enumerate()
         .for_each(|(p, out)| {

@@ -30,7 +30,7 @@ pub(crate) fn softmax<T: Real>(
     stride: usize,
     mode: Mode,
 ) -> Vec<T> {
-    let mut y = crate::kernel::filled(x.len(), T::zero());
+    let mut y = oxrt_core::arena::filled(x.len(), T::zero());
     for o in 0..outer {
         for s in 0..stride {
             let base = o * len * stride + s;

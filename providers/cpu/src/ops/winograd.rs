@@ -21,8 +21,8 @@ use rayon::prelude::*;
 use crate::gemm::{gemm, MatRef};
 use crate::kernel::{optional, required, unsupported_type, zeros};
 use crate::ops::activation::Epilogue;
+use crate::ops::conv::channel_bias;
 use crate::ops::fused::WithEpilogue;
-use crate::ops::window::Window2d;
 
 /// Output tile side.
 const M: usize = 4;
@@ -221,18 +221,8 @@ impl WinogradConv {
                 win.kernel, win.strides, win.dilations
             )));
         }
-        let bias = match b {
-            Some(b) if b.len() != k => {
-                return Err(Error::invalid(format!(
-                    "B must have {k} values, got shape {:?}",
-                    b.shape()
-                )))
-            }
-            Some(b) => Some(b.as_slice::<f32>()?),
-            None => None,
-        };
-        let g2 = Window2d::new(&win);
-        let [oh, ow] = g2.output;
+        let bias = channel_bias::<f32>(b, k)?;
+        let [oh, ow] = [win.output[0], win.output[1]];
         let grid = Grid {
             c,
             h,
@@ -305,6 +295,7 @@ pub fn register(reg: &mut KernelRegistry) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::ops::conv::tests::naive;
     use oxrt_core::optimize::winograd_filters;
     use oxrt_core::shape::AutoPad;
 
@@ -317,36 +308,6 @@ mod tests {
             auto_pad: AutoPad::NotSet,
             ceil_mode: false,
         }
-    }
-
-    /// Direct 3x3 stride-1 convolution (the definition), in f64.
-    fn direct(x: &[f32], wt: &[f32], [n, c, h, w]: [usize; 4], k: usize, pad: usize) -> Vec<f32> {
-        let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
-        let mut y = vec![0.0f32; n * k * oh * ow];
-        for i in 0..n {
-            for o in 0..k {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = 0.0f64;
-                        for ch in 0..c {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    let (iy, ix) = (oy + ky, ox + kx);
-                                    if iy < pad || ix < pad || iy - pad >= h || ix - pad >= w {
-                                        continue;
-                                    }
-                                    let xv = x[((i * c + ch) * h + iy - pad) * w + ix - pad];
-                                    let wv = wt[((o * c + ch) * 3 + ky) * 3 + kx];
-                                    acc += f64::from(xv) * f64::from(wv);
-                                }
-                            }
-                        }
-                        y[((i * k + o) * oh + oy) * ow + ox] = acc as f32;
-                    }
-                }
-            }
-        }
-        y
     }
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -383,7 +344,7 @@ mod tests {
                     Some(&Tensor::from_vec(vec![k], bias.clone()).unwrap()),
                 )
                 .unwrap();
-            let mut want = direct(&x, &wt, shape, k, pad);
+            let (mut want, _, _) = naive(&x, &wt, (n, c, h, w), (k, 3, 3), 1, 1, pad);
             let plane = want.len() / (n * k);
             for (i, v) in want.iter_mut().enumerate() {
                 *v += bias[(i / plane) % k];
