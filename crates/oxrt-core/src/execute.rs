@@ -187,7 +187,7 @@ impl<'g> Runner<'g> {
         let run_one = |i: usize| -> Result<Vec<usize>> {
             let step = &plan.steps[i];
             let t0 = Instant::now();
-            let owned = match (step.in_place, self.release) {
+            let owned = match (step.in_place, self.release && !step.in_place_shared) {
                 (Some(k), true) => match step.inputs[k] {
                     Some(s) => {
                         let mut guard = slots[s].write().map_err(|_| poisoned())?;

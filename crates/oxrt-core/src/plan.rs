@@ -46,8 +46,13 @@ pub struct Step {
     pub distinct_inputs: Vec<usize>,
     /// The input whose buffer the kernel may overwrite with its output:
     /// set when the kernel offers one ([`Kernel::in_place_input`]), this
-    /// step is the value's only reader and the value is not kept.
+    /// step is the value's last reader in plan order and the value is not
+    /// kept.
     pub in_place: Option<usize>,
+    /// Whether earlier steps read the [`Step::in_place`] value too: the
+    /// sequential executor has run them by then, the parallel one may not
+    /// have, so only the sequential one takes the value.
+    pub in_place_shared: bool,
 }
 
 /// A graph compiled for execution.
@@ -148,6 +153,7 @@ fn copy_step(kind: StepKind, src: usize, dst: usize) -> Step {
         outputs: vec![Some(dst)],
         release: Vec::new(),
         in_place: None,
+        in_place_shared: false,
         distinct_inputs: Vec::new(),
     }
 }
@@ -326,6 +332,7 @@ impl ExecutionPlan {
                 outputs,
                 release: Vec::new(),
                 in_place: None,
+                in_place_shared: false,
                 distinct_inputs: Vec::new(),
             });
         }
@@ -409,8 +416,10 @@ impl ExecutionPlan {
                 continue;
             };
             let once = step.inputs.iter().filter(|x| **x == Some(s)).count() == 1;
-            if once && readers[s] == 1 && !kept[s] {
+            // Released after this step: it is the last reader, nothing keeps it.
+            if once && step.release.contains(&s) {
                 step.in_place = Some(i);
+                step.in_place_shared = readers[s] > 1;
             }
         }
         let mut slot_values = vec![(String::new(), None); slot_count];

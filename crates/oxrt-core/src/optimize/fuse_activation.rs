@@ -42,7 +42,8 @@ pub fn fuse(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
     let mut removed = HashSet::new();
     for i in 0..graph.nodes.len() {
         let n = &graph.nodes[i];
-        let fused_op = if is_op(n, "Conv") {
+        let fused_conv = n.domain == OXRT_DOMAIN && n.op_type == "FusedConv";
+        let fused_op = if is_op(n, "Conv") || fused_conv {
             "FusedConv"
         } else if is_op(n, "Gemm") {
             "FusedGemm"

@@ -36,6 +36,7 @@ mod fp16;
 mod fuse_activation;
 mod fuse_attention;
 mod fuse_conv_bn;
+mod fuse_conv_sum;
 mod fuse_gelu;
 mod fuse_layer_norm;
 mod fuse_matmul;
@@ -196,6 +197,7 @@ pub fn optimize(
             fuse_matmul::fold_transposes(graph, ctx),
         );
         report.add("MatMul+Add fusion", fuse_matmul::fuse_bias(graph, ctx));
+        report.add("Conv+residual Add fusion", fuse_conv_sum::fuse(graph, ctx));
         report.add("activation fusion", fuse_activation::fuse(graph, ctx));
         report.add("dead-code elimination", remove_dead_nodes(graph));
     }

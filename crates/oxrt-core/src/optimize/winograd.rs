@@ -91,6 +91,7 @@ fn output_tiles(graph: &Graph, node: &Node) -> Option<usize> {
 fn convert_node(graph: &Graph, node: &Node) -> Option<(Node, Tensor)> {
     let conv = is_op(node, "Conv") || (node.domain == OXRT_DOMAIN && node.op_type == "FusedConv");
     if !conv
+        || node.input(3).is_some()
         || node.outputs.len() != 1
         || node.int_or("group", 1).ok()? != 1
         || !all_ones(node, "strides")

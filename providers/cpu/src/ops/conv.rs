@@ -7,6 +7,7 @@ use oxrt_core::{
     DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
 };
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use crate::gemm::{gemm, MatRef};
@@ -22,6 +23,9 @@ struct Conv {
     /// The tap table of the last input size seen (the same on every run of
     /// a model with static shapes).
     taps: TapCache,
+    /// A FusedConv with a residual input `Z` (input 3), summed into the
+    /// output before the activation; it may be overwritten in place.
+    summed: bool,
 }
 
 /// The tap table for one spatial input size, built once.
@@ -53,7 +57,16 @@ impl TapCache {
 }
 
 impl Conv {
-    fn run<T: Arith>(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    /// `Conv(x, w, b)`, plus `z` (of the output's shape) when given: the
+    /// residual input of a `FusedConv`, added before the activation. An
+    /// owned `z` becomes the output buffer.
+    fn run<T: Arith>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        z: Option<Cow<'_, Tensor>>,
+    ) -> Result<Tensor> {
         let (xs, ws) = (x.shape(), w.shape());
         if xs.len() < 3 || ws.len() != xs.len() {
             return Err(Error::invalid(format!(
@@ -89,7 +102,20 @@ impl Conv {
         };
         let xd = x.as_slice::<T>()?;
         let wd = w.as_slice::<T>()?;
-        let mut y = crate::kernel::zeros::<T>(n * m * out_len);
+        let mut shape = vec![n, m];
+        shape.extend(&win.output);
+        let summed = z.is_some();
+        let mut y = match z {
+            Some(z) if z.shape() != shape.as_slice() => {
+                return Err(Error::invalid(format!(
+                    "Z must have the output's shape {shape:?}, got {:?}",
+                    z.shape()
+                )))
+            }
+            Some(Cow::Owned(z)) => z.into_vec::<T>()?,
+            Some(Cow::Borrowed(z)) => oxrt_core::arena::copied(z.as_slice::<T>()?),
+            None => crate::kernel::zeros::<T>(n * m * out_len),
+        };
         let rows = cg * k_len;
         // A 1x1 window that reads every input position once, in order.
         let pointwise = k_len == 1
@@ -100,10 +126,25 @@ impl Conv {
         // precision goes through the GEMM, which accumulates in f32).
         let wide = matches!(x.dtype(), D::F32 | D::F64);
         let depthwise_direct = cg == 1 && mg == 1 && wide;
-        if depthwise_direct && spatial.len() == 2 {
-            depthwise_2d(xd, wd, &mut y, &win, [spatial[0], spatial[1]]);
-        } else if depthwise_direct {
-            depthwise(xd, wd, &tap, &mut y, k_len, in_len, out_len);
+        if depthwise_direct {
+            // The direct kernels overwrite their output: sum afterwards.
+            let mut d = if summed {
+                crate::kernel::zeros::<T>(y.len())
+            } else {
+                std::mem::take(&mut y)
+            };
+            if spatial.len() == 2 {
+                depthwise_2d(xd, wd, &mut d, &win, [spatial[0], spatial[1]]);
+            } else {
+                depthwise(xd, wd, &tap, &mut d, k_len, in_len, out_len);
+            }
+            if summed {
+                use rayon::prelude::*;
+                y.par_iter_mut().zip(&d).for_each(|(v, &e)| *v = v.add(e));
+                oxrt_core::arena::recycle(d);
+            } else {
+                y = d;
+            }
         } else {
             let mut col = if pointwise {
                 Vec::new()
@@ -129,7 +170,7 @@ impl Conv {
                         MatRef::row_major(b_mat, rows, out_len, false),
                         yg,
                         T::one(),
-                        false,
+                        summed,
                     )?;
                 }
             }
@@ -144,8 +185,6 @@ impl Conv {
                     chunk.iter_mut().for_each(|v| *v = v.add(bv));
                 });
         }
-        let mut shape = vec![n, m];
-        shape.extend(&win.output);
         Tensor::from_vec(shape, y)
     }
 }
@@ -311,15 +350,35 @@ fn depthwise_2d<T: Arith>(
         });
 }
 
-impl Kernel for Conv {
-    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+impl Conv {
+    /// Conv, or FusedConv with its residual `z` (input 3).
+    fn compute_with(
+        &self,
+        inputs: &[Option<&Tensor>],
+        z: Option<Cow<'_, Tensor>>,
+    ) -> Result<Vec<Tensor>> {
         let (x, w, b) = (
             required(inputs, 0)?,
             required(inputs, 1)?,
             optional(inputs, 2),
         );
-        with_float_type!(x.dtype(), T => Ok(vec![self.run::<T>(x, w, b)?]),
+        with_float_type!(x.dtype(), T => Ok(vec![self.run::<T>(x, w, b, z)?]),
             _ => Err(unsupported_type("Conv", x)))
+    }
+}
+
+impl Kernel for Conv {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        let z = optional(inputs, 3).filter(|_| self.summed);
+        self.compute_with(inputs, z.map(Cow::Borrowed))
+    }
+
+    fn in_place_input(&self) -> Option<usize> {
+        self.summed.then_some(3)
+    }
+
+    fn compute_in_place(&self, owned: Tensor, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        self.compute_with(inputs, Some(Cow::Owned(owned)))
     }
 }
 
@@ -361,7 +420,7 @@ impl Kernel for ConvInteger {
         }
         let x = minus_zero_point(required(inputs, 0)?, x_zero)?;
         let w = minus_zero_point(required(inputs, 1)?, optional(inputs, 3))?;
-        Ok(vec![self.0.run::<i32>(&x, &w, None)?])
+        Ok(vec![self.0.run::<i32>(&x, &w, None, None)?])
     }
 }
 
@@ -384,7 +443,7 @@ impl Kernel for QLinearConv {
         let w = required(inputs, 3)?;
         let xq = minus_zero_point(x, optional(inputs, 2))?;
         let wq = minus_zero_point(w, optional(inputs, 5))?;
-        let acc = self.0.run::<i32>(&xq, &wq, optional(inputs, 8))?;
+        let acc = self.0.run::<i32>(&xq, &wq, optional(inputs, 8), None)?;
         let w_scale: Vec<f32> = required(inputs, 4)?
             .to_f64_vec()
             .ok_or_else(|| Error::invalid("w_scale must be float"))?
@@ -447,6 +506,7 @@ fn create_conv(node: &Node, _: &KernelInfo<'_>) -> Result<Conv> {
         attrs: WindowAttrs::from_node(node)?,
         group,
         taps: TapCache::default(),
+        summed: node.op_type == "FusedConv" && node.input(3).is_some(),
     })
 }
 
@@ -467,8 +527,9 @@ pub(crate) mod tests {
             attrs,
             group,
             taps: TapCache::default(),
+            summed: false,
         }
-        .run::<f32>(&x, &w, b.as_ref())
+        .run::<f32>(&x, &w, b.as_ref(), None)
         .unwrap()
     }
 
@@ -520,6 +581,7 @@ pub(crate) mod tests {
             attrs: attrs(&[0, 0, 0, 0], &[1, 1]),
             group: 1,
             taps: TapCache::default(),
+            summed: false,
         });
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![10u8, 11, 12, 13]).unwrap();
         let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![3u8, 5]).unwrap();
@@ -620,8 +682,9 @@ pub(crate) mod tests {
             attrs: attrs(&[0, 0, 0, 0], &[1, 1]),
             group: 1,
             taps: TapCache::default(),
+            summed: false,
         }
-        .run::<f32>(&x, &w, None)
+        .run::<f32>(&x, &w, None, None)
         .unwrap_err();
         assert!(err.to_string().contains("group 1"), "{err}");
     }

@@ -1,7 +1,9 @@
 //! oxrt's fused operators (domain `oxrt`), produced by the graph optimizer:
 //! - `FusedConv` / `FusedGemm`: Conv / Gemm (same inputs and attributes)
 //!   followed by the `activation` named in the node (`activation_params`
-//!   in a fixed order per activation);
+//!   in a fixed order per activation); FusedConv's optional input 3, `Z`
+//!   (the output's shape), is added before the activation (a residual
+//!   connection);
 //! - `FusedMatMul(A, B, bias?)`: `alpha * op(A) @ op(B) + bias` (numpy
 //!   batching; `transA`/`transB` swap an operand's last two axes; `bias`
 //!   holds one value per output column), then the activation;
@@ -25,15 +27,29 @@ pub(crate) struct WithEpilogue {
     pub epilogue: Option<Epilogue>,
 }
 
-impl Kernel for WithEpilogue {
-    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let mut out = self.inner.compute(inputs)?;
+impl WithEpilogue {
+    /// The inner kernel's outputs with the activation applied to the last.
+    fn finish(&self, mut out: Vec<Tensor>) -> Result<Vec<Tensor>> {
         if let Some(e) = &self.epilogue {
             if let Some(y) = out.pop() {
                 out.push(e.apply(y)?);
             }
         }
         Ok(out)
+    }
+}
+
+impl Kernel for WithEpilogue {
+    fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        self.finish(self.inner.compute(inputs)?)
+    }
+
+    fn in_place_input(&self) -> Option<usize> {
+        self.inner.in_place_input()
+    }
+
+    fn compute_in_place(&self, owned: Tensor, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        self.finish(self.inner.compute_in_place(owned, inputs)?)
     }
 }
 
@@ -267,6 +283,52 @@ mod tests {
         // A' = [[1,2,3],[4,5,6]]; A'B = [[4,-6],[10,-15]]; + bias; relu.
         assert_eq!(y[0].shape(), [2, 2]);
         assert_eq!(y[0].as_slice::<f32>().unwrap(), [4.5, 0.0, 10.5, 0.0]);
+    }
+
+    #[test]
+    fn fused_conv_adds_the_residual_before_the_activation() {
+        // 1x1 conv over 2 channels (a channel swap, scaled), bias, + Z, Relu;
+        // and a depthwise 1x1 (group 2), which sums after its direct kernel.
+        let x = Tensor::from_vec(vec![1, 2, 1, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let z = Tensor::from_vec(vec![1, 2, 1, 2], vec![-10.0f32, 1.0, 0.5, -0.5]).unwrap();
+        let b = Tensor::from_vec(vec![2], vec![1.0f32, -1.0]).unwrap();
+        let relu = ("activation", Attribute::String(b"Relu".to_vec()));
+        let mut n = node("FusedConv", &[relu.clone()]);
+        n.inputs = ["x", "w", "b", "z"].map(String::from).to_vec();
+        let w = Tensor::from_vec(vec![2, 2, 1, 1], vec![0.0f32, 2.0, 2.0, 0.0]).unwrap();
+        let k = create_fused_conv(&n, &info()).unwrap();
+        assert_eq!(k.in_place_input(), Some(3));
+        // y = 2 * swap(x) + b + z = [6+1-10, 8+1+1, 2-1+0.5, 4-1-0.5], relu.
+        let want = [0.0, 10.0, 1.5, 2.5];
+        let args = [Some(&x), Some(&w), Some(&b), Some(&z)];
+        assert_eq!(
+            k.compute(&args).unwrap()[0].as_slice::<f32>().unwrap(),
+            want
+        );
+        let owned = k
+            .compute_in_place(z.clone(), &[Some(&x), Some(&w), Some(&b), None])
+            .unwrap();
+        assert_eq!(owned[0].as_slice::<f32>().unwrap(), want);
+
+        let mut dw = node("FusedConv", &[relu, ("group", Attribute::Int(2))]);
+        dw.inputs = n.inputs.clone();
+        let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![2.0f32, -1.0]).unwrap();
+        let k = create_fused_conv(&dw, &info()).unwrap();
+        // y = [2, 4, -3, -4] + b + z = [-7, 6, -3.5, -5.5], relu.
+        let out = k
+            .compute(&[Some(&x), Some(&w), Some(&b), Some(&z)])
+            .unwrap();
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), [0.0, 6.0, 0.0, 0.0]);
+        // A Z of another shape is an error naming both.
+        let short = Tensor::from_vec(vec![1, 2, 1, 1], vec![0.0f32, 0.0]).unwrap();
+        let err = k
+            .compute(&[Some(&x), Some(&w), Some(&b), Some(&short)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Z must have the output's shape [1, 2, 1, 2]"),
+            "{err}"
+        );
     }
 
     #[test]
