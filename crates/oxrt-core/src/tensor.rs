@@ -130,6 +130,27 @@ impl Storage {
         Ok(map_storage!(self, v => indices.iter().map(|&i| v[i].clone()).collect()))
     }
 
+    /// The runs `[s, s + run)` for each `s` in `starts`, joined in order.
+    pub fn gather_runs(&self, starts: &[usize], run: usize) -> Result<Storage> {
+        let len = self.len();
+        if let Some(&bad) = starts
+            .iter()
+            .find(|&&s| s.checked_add(run).is_none_or(|e| e > len))
+        {
+            return Err(Error::invalid(format!(
+                "element run {bad}..{} is out of bounds for {len} elements",
+                bad.saturating_add(run)
+            )));
+        }
+        Ok(map_storage!(self, v => {
+            let mut out = Vec::with_capacity(starts.len() * run);
+            for &s in starts {
+                out.extend_from_slice(&v[s..s + run]);
+            }
+            out
+        }))
+    }
+
     /// Concatenates storages of the same variant, in order.
     pub fn concat(parts: &[&Storage]) -> Result<Storage> {
         let Some(first) = parts.first() else {

@@ -176,6 +176,18 @@ macro_rules! arith_float {
 arith_float!(f32, f64, f16, bf16);
 
 /// Float element types usable with `num_traits::Float` math.
+/// `x` as f32 elements when `T` is f32 (for f32-only fast paths inside
+/// generic kernels).
+pub fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+        return None;
+    }
+    // SAFETY: `T` is `f32` (same TypeId), so pointer, length, alignment
+    // and the exclusive borrow carry over unchanged. Exercised by
+    // `as_f32_mut_views_only_f32` and every f32 activation test.
+    Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
 pub trait Real: Element + num_traits::Float {}
 impl<T: Element + num_traits::Float> Real for T {}
 
@@ -253,4 +265,19 @@ pub fn ensure_allocatable(shape: &[usize], what: &str) -> Result<()> {
 pub fn numbers(t: &Tensor, what: &str) -> Result<Vec<f64>> {
     t.to_f64_vec()
         .ok_or_else(|| Error::invalid(format!("{what} must be numeric, got {}", t.dtype())))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn as_f32_mut_views_only_f32() {
+        let mut v = vec![1.0f32, 2.0];
+        as_f32_mut(&mut v).unwrap()[1] = 5.0;
+        assert_eq!(v, [1.0, 5.0]);
+        assert!(as_f32_mut(&mut [1.0f64]).is_none());
+        assert!(as_f32_mut(&mut [1i32]).is_none());
+    }
 }

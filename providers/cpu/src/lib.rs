@@ -6,6 +6,7 @@
 //! the session's rayon pool.
 
 pub mod broadcast;
+pub mod fast_math;
 pub mod gemm;
 pub mod kernel;
 pub mod minifloat;

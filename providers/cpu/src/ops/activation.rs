@@ -7,6 +7,7 @@ use oxrt_core::{
 };
 
 use crate::broadcast::binary;
+use crate::fast_math;
 use crate::kernel::{
     cast_f32, optional, required, unsupported_type, with_float_type, with_numeric_type, Arith, Real,
 };
@@ -79,6 +80,20 @@ fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
 /// Applies the activation to every element of `x` in place (one match,
 /// then a loop the compiler specializes per activation).
 fn apply_in_place<T: Real>(act: Act, x: &mut [T]) -> Result<()> {
+    if let Some(x) = crate::kernel::as_f32_mut(x) {
+        // Vectorized f32 approximations (see `fast_math`).
+        let fast: Option<fn(&mut [f32])> = match act {
+            Act::Gelu { tanh: false } => Some(fast_math::gelu_erf),
+            Act::Gelu { tanh: true } => Some(fast_math::gelu_tanh),
+            Act::Tanh => Some(fast_math::tanh_slice),
+            Act::Sigmoid => Some(fast_math::sigmoid),
+            _ => None,
+        };
+        if let Some(f) = fast {
+            f(x);
+            return Ok(());
+        }
+    }
     let zero = T::zero();
     let one = T::one();
     let c = cast_f32::<T>;

@@ -133,14 +133,7 @@ impl Attention {
                             .skip(i + 1)
                             .for_each(|s| *s = f32::NEG_INFINITY);
                     }
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0.0f32;
-                    for s in row.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    let inv = 1.0 / sum;
-                    row.iter_mut().for_each(|s| *s *= inv);
+                    crate::fast_math::softmax(row);
                 }
                 let done = gemm(
                     MatRef::row_major(&scores, sq, t, false),

@@ -14,6 +14,7 @@ use crate::gemm::{gemm, MatRef};
 use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith};
 use crate::ops::activation::FLOATS;
 use crate::ops::cast::cast;
+use crate::ops::depthwise::depthwise_f32;
 use crate::ops::unary::round_half_even;
 use crate::ops::window::{taps, valid_outputs, Window2d};
 
@@ -134,7 +135,10 @@ impl Conv {
                 std::mem::take(&mut y)
             };
             if spatial.len() == 2 {
-                depthwise_2d(xd, wd, &mut d, &win, [spatial[0], spatial[1]]);
+                let plane = [spatial[0], spatial[1]];
+                if !depthwise_f32_as(x, w, &mut d, &win, plane) {
+                    depthwise_2d(xd, wd, &mut d, &win, plane);
+                }
             } else {
                 depthwise(xd, wd, &tap, &mut d, k_len, in_len, out_len);
             }
@@ -298,6 +302,22 @@ fn depthwise<T: Arith>(
                 *v = acc;
             }
         });
+}
+
+/// The f32 depthwise kernel when the tensors are f32; `false` when it did
+/// not run.
+fn depthwise_f32_as<T: Arith>(
+    x: &Tensor,
+    w: &Tensor,
+    y: &mut [T],
+    win: &oxrt_core::shape::Window,
+    plane: [usize; 2],
+) -> bool {
+    let y = crate::kernel::as_f32_mut(y);
+    match (x.as_slice::<f32>(), w.as_slice::<f32>(), y) {
+        (Ok(x), Ok(w), Some(y)) => depthwise_f32(x, w, y, &Window2d::new(win), plane),
+        _ => false,
+    }
 }
 
 /// Depthwise 2-D convolution without a tap table: for each kernel offset,

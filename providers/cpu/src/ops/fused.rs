@@ -162,6 +162,32 @@ impl SkipLayerNorm {
         let b = beta.map(|b| b.as_slice::<T>()).transpose()?;
         let mut sum: Vec<T> = xs.iter().zip(ss).map(|(&a, &b)| a + b).collect();
         let mut y = oxrt_core::arena::filled(sum.len(), T::zero());
+        if let (Some(y), Some(sum)) = (
+            crate::kernel::as_f32_mut(&mut y),
+            crate::kernel::as_f32_mut(&mut sum),
+        ) {
+            // f32: the vectorized row kernel, rows in parallel.
+            use rayon::prelude::*;
+            let (g, b) = (
+                gamma.as_slice::<f32>()?,
+                beta.map(|b| b.as_slice::<f32>()).transpose()?,
+            );
+            let eps = self.epsilon as f32;
+            y.par_chunks_mut(h.max(1))
+                .zip(sum.par_chunks(h.max(1)))
+                .with_min_len((8192 / h.max(1)).max(1))
+                .for_each(|(out, row)| crate::fast_math::layer_norm(row, g, b, eps, out));
+        } else {
+            self.rows_f64(&mut sum, &mut y, g, b, h);
+        }
+        Ok((
+            Tensor::from_vec(x.shape(), y)?,
+            Tensor::from_vec(x.shape(), std::mem::take(&mut sum))?,
+        ))
+    }
+
+    /// The rows of `y` from those of `sum` in f64 (half precision).
+    fn rows_f64<T: Real>(&self, sum: &mut [T], y: &mut [T], g: &[T], b: Option<&[T]>, h: usize) {
         let f = |v: T| v.to_f64().unwrap_or(f64::NAN);
         for (row, out) in sum.chunks_mut(h.max(1)).zip(y.chunks_mut(h.max(1))) {
             let mean = row.iter().map(|&v| f(v)).sum::<f64>() / h as f64;
@@ -175,10 +201,6 @@ impl SkipLayerNorm {
                 *o = T::from(v).unwrap_or(T::nan());
             }
         }
-        Ok((
-            Tensor::from_vec(x.shape(), y)?,
-            Tensor::from_vec(x.shape(), std::mem::take(&mut sum))?,
-        ))
     }
 }
 
@@ -293,7 +315,7 @@ mod tests {
         let z = Tensor::from_vec(vec![1, 2, 1, 2], vec![-10.0f32, 1.0, 0.5, -0.5]).unwrap();
         let b = Tensor::from_vec(vec![2], vec![1.0f32, -1.0]).unwrap();
         let relu = ("activation", Attribute::String(b"Relu".to_vec()));
-        let mut n = node("FusedConv", &[relu.clone()]);
+        let mut n = node("FusedConv", std::slice::from_ref(&relu));
         n.inputs = ["x", "w", "b", "z"].map(String::from).to_vec();
         let w = Tensor::from_vec(vec![2, 2, 1, 1], vec![0.0f32, 2.0, 2.0, 0.0]).unwrap();
         let k = create_fused_conv(&n, &info()).unwrap();

@@ -8,7 +8,7 @@ use oxrt_core::{
     Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Storage, Tensor,
 };
 
-use crate::kernel::{optional, read_ints, required, take};
+use crate::kernel::{optional, read_ints, required};
 
 /// How a kernel of this family computes its output.
 enum Layout {
@@ -68,13 +68,18 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
         in_strides[d] = in_strides[d + 1] * shape[d + 1];
     }
     let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    // Trailing axes that stay in place are copied as contiguous runs.
+    let kept = (0..rank).rev().take_while(|&d| perm[d] == d).count();
+    let outer = rank - kept;
+    let run: usize = shape[outer..].iter().product();
     let n = x.len();
-    let mut idx = Vec::with_capacity(n);
-    let mut counter = vec![0usize; rank];
+    let runs = n.checked_div(run).unwrap_or(0);
+    let mut starts = Vec::with_capacity(runs);
+    let mut counter = vec![0usize; outer];
     let mut offset = 0usize;
-    for _ in 0..n {
-        idx.push(offset);
-        for d in (0..rank).rev() {
+    for _ in 0..runs {
+        starts.push(offset);
+        for d in (0..outer).rev() {
             counter[d] += 1;
             offset += strides[d];
             if counter[d] < out_shape[d] {
@@ -84,7 +89,7 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
             counter[d] = 0;
         }
     }
-    take(x, out_shape, &idx)
+    Tensor::from_storage(x.dtype(), out_shape, x.storage().gather_runs(&starts, run)?)
 }
 
 /// Joins tensors of one dtype along `axis` (other dims must agree).
@@ -390,6 +395,38 @@ mod tests {
             }
         }
         assert!(transpose(&x, &[0, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn transpose_copies_trailing_axes_in_runs() {
+        // The attention head split: [b, s, h, d] -> [b, h, s, d].
+        let x = Tensor::from_vec(vec![2, 3, 4, 5], (0..120).collect::<Vec<i64>>()).unwrap();
+        let y = transpose(&x, &[0, 2, 1, 3]).unwrap();
+        assert_eq!(y.shape(), &[2, 4, 3, 5]);
+        let yv = y.as_slice::<i64>().unwrap();
+        for (b, h, s, d) in (0..2).flat_map(|b| {
+            (0..4).flat_map(move |h| (0..3).flat_map(move |s| (0..5).map(move |d| (b, h, s, d))))
+        }) {
+            assert_eq!(
+                yv[((b * 4 + h) * 3 + s) * 5 + d],
+                (((b * 3 + s) * 4 + h) * 5 + d) as i64
+            );
+        }
+        // Identity, scalars and empty tensors.
+        assert_eq!(
+            transpose(&x, &[0, 1, 2, 3])
+                .unwrap()
+                .as_slice::<i64>()
+                .unwrap(),
+            x.as_slice::<i64>().unwrap()
+        );
+        let s = Tensor::from_vec(vec![], vec![7.0f32]).unwrap();
+        assert_eq!(
+            transpose(&s, &[]).unwrap().as_slice::<f32>().unwrap(),
+            [7.0]
+        );
+        let e = Tensor::from_vec(vec![3, 0], Vec::<f32>::new()).unwrap();
+        assert_eq!(transpose(&e, &[1, 0]).unwrap().shape(), &[0, 3]);
     }
 
     #[test]

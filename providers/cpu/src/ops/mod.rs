@@ -11,6 +11,7 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
+pub mod depthwise;
 pub mod detection;
 pub mod einsum;
 pub mod elementwise;

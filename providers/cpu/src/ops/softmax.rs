@@ -30,6 +30,18 @@ pub(crate) fn softmax<T: Real>(
     stride: usize,
     mode: Mode,
 ) -> Vec<T> {
+    if mode == Mode::Softmax && stride == 1 && len > 0 {
+        let mut y = oxrt_core::arena::copied(x);
+        if let Some(rows) = crate::kernel::as_f32_mut(&mut y) {
+            // Contiguous f32 rows: the vectorized kernel, rows in parallel.
+            use rayon::prelude::*;
+            rows.par_chunks_mut(len)
+                .with_min_len((4096 / len).max(1))
+                .for_each(crate::fast_math::softmax);
+            return y;
+        }
+        oxrt_core::arena::recycle(y);
+    }
     let mut y = oxrt_core::arena::filled(x.len(), T::zero());
     for o in 0..outer {
         for s in 0..stride {
