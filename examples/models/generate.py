@@ -204,6 +204,24 @@ def mobilenet(args):
     return graph, {"image": rng.standard_normal((args.batch, 3, size, size)).astype(np.float32)}
 
 
+def sgemm(args):
+    """One MatMul, `x [n, n] @ w [n, n]` (w a constant): SGEMM throughput."""
+    b = Builder(args.seed)
+    n = args.hidden
+    w = b.weight("w", (n, n), 1.0 / np.sqrt(n))
+    b.op("MatMul", ["x", w])
+    b.nodes[-1].output[0] = "y"
+    graph = helper.make_graph(
+        b.nodes,
+        "sgemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+        b.inits,
+    )
+    rng = np.random.default_rng(args.seed + 1)
+    return graph, {"x": rng.standard_normal((n, n)).astype(np.float32)}
+
+
 def gelu_tanh(b, x):
     """0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), GPT-2 style."""
     cube = b.op("Pow", [x, b.const("three", np.float32(3.0))])
@@ -272,7 +290,7 @@ def save(name, graph, inputs, out):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
-    p.add_argument("--only", choices=["bert", "cnn", "mobilenet", "gpt"])
+    p.add_argument("--only", choices=["bert", "cnn", "mobilenet", "gpt", "sgemm"])
     p.add_argument("--name", help="file name stem (default: the model's)")
     p.add_argument("--image", type=int, default=224, help="mobilenet input size")
     p.add_argument("--hidden", type=int, default=32)
@@ -284,10 +302,11 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    # The bundled test models: bert_encoder and cnn (mobilenet and gpt are
-    # benchmark models, made on request with --only).
+    # The bundled test models: bert_encoder and cnn (mobilenet, gpt and
+    # sgemm are benchmark models, made on request with --only).
     makers = {"bert": ("bert_encoder", bert), "cnn": ("cnn", cnn),
-              "mobilenet": ("mobilenet", mobilenet), "gpt": ("gpt_decoder", gpt)}
+              "mobilenet": ("mobilenet", mobilenet), "gpt": ("gpt_decoder", gpt),
+              "sgemm": ("sgemm", sgemm)}
     for key in ([args.only] if args.only else ["bert", "cnn"]):
         stem, make = makers[key]
         save(args.name or stem, *make(args), args.out)

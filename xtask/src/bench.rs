@@ -21,7 +21,8 @@ const ONNX_VERSION: &str = "1.22.0";
 pub struct BenchArgs {
     /// Models (comma-separated): resnet50, densenet121, inception_v2,
     /// squeezenet, vgg19, shufflenet (the wheel's light models), mobilenet,
-    /// bert128, bert512, gpt128, gpt512 (generated), mnist. Default: all.
+    /// bert128, bert512, gpt128, gpt512, sgemm1024 (one 1024³ MatMul;
+    /// generated), mnist. Default: all.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
     /// Intra-op thread counts to measure (comma-separated).
@@ -49,7 +50,14 @@ const LIGHT: &[&str] = &[
     "vgg19",
     "shufflenet",
 ];
-const GENERATED: &[&str] = &["mobilenet", "bert128", "bert512", "gpt128", "gpt512"];
+const GENERATED: &[&str] = &[
+    "mobilenet",
+    "bert128",
+    "bert512",
+    "gpt128",
+    "gpt512",
+    "sgemm1024",
+];
 
 fn bench_dir() -> PathBuf {
     crate::workspace_root().join("target/bench")
@@ -111,6 +119,7 @@ fn model_path(name: &str) -> Result<PathBuf> {
         "bert512" => ("bert", "512", &[]),
         "gpt128" => ("gpt", "128", &[]),
         "gpt512" => ("gpt", "512", &[]),
+        "sgemm1024" => ("sgemm", "0", &["--hidden", "1024"]),
         other => bail!(
             "unknown model '{other}': use {}, {} or mnist",
             LIGHT.join(", "),
@@ -134,7 +143,7 @@ fn model_path(name: &str) -> Result<PathBuf> {
         .arg(&dir)
         .args(["--only", kind, "--name", name, "--batch", "1"])
         .args(extra);
-    if kind != "mobilenet" {
+    if kind == "bert" || kind == "gpt" {
         // BERT-base width, four layers.
         cmd.args([
             "--hidden", "768", "--heads", "12", "--ffn", "3072", "--layers", "4", "--seq", seq,

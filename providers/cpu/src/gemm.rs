@@ -147,6 +147,11 @@ pub fn gemm<T: Arith>(
                 })?;
             return Ok(());
         }
+        if big && n >= 16 * threads && n > m {
+            // Column blocks of B and C: each thread packs only its part of
+            // B, the larger operand of convolutions (im2col columns).
+            return column_blocks(a, b, c, alpha, accumulate, threads);
+        }
         let parallelism = if big {
             gemm::Parallelism::Rayon(threads)
         } else {
@@ -169,6 +174,67 @@ pub fn gemm<T: Arith>(
     Ok(())
 }
 
+/// A pointer the column-block threads share; each writes its own columns.
+struct SharedDst<T>(*mut T);
+
+// SAFETY: the threads of `column_blocks` write pairwise disjoint column
+// ranges of the one buffer the pointer addresses, which outlives them
+// (`try_for_each` returns before the borrow of `c` ends).
+unsafe impl<T: Send> Send for SharedDst<T> {}
+unsafe impl<T: Send> Sync for SharedDst<T> {}
+
+impl<T> SharedDst<T> {
+    fn at(&self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// `c = alpha * a * b (+ c)` with B and C split into column blocks, one
+/// per intra-op thread.
+fn column_blocks<T: Arith>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    alpha: T,
+    accumulate: bool,
+    threads: usize,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let (m, n) = (a.rows, b.cols);
+    if c.len() != m * n || !a.fits() || !b.fits() {
+        return Err(Error::invalid(
+            "matrix buffers are smaller than their shapes",
+        ));
+    }
+    // Blocks of whole micro-kernel widths (16 columns).
+    let width = n.div_ceil(threads).div_ceil(16) * 16;
+    let dst = SharedDst(c.as_mut_ptr());
+    (0..n.div_ceil(width)).into_par_iter().try_for_each(|i| {
+        let j0 = i * width;
+        let cols = width.min(n - j0);
+        let block = MatRef {
+            data: b.data.get(j0 * b.col_stride..).unwrap_or(&[]),
+            cols,
+            ..b
+        };
+        // SAFETY: rows 0..m of columns j0..j0+cols of the row-major m x n
+        // buffer `c` (checked above to hold m*n elements) lie inside it;
+        // blocks cover disjoint column ranges, so no two threads write one
+        // element, and `c` stays exclusively borrowed until all finish.
+        unsafe {
+            crate_gemm_raw(
+                a,
+                block,
+                dst.at(j0),
+                n,
+                alpha,
+                accumulate,
+                gemm::Parallelism::None,
+            )
+        }
+    })
+}
+
 /// The `gemm` crate's product for f32/f64 (`T` is one of them).
 fn crate_gemm<T: Arith>(
     a: MatRef<'_, T>,
@@ -178,27 +244,51 @@ fn crate_gemm<T: Arith>(
     accumulate: bool,
     parallelism: gemm::Parallelism,
 ) -> Result<()> {
+    if c.len() != a.rows * b.cols {
+        return Err(Error::invalid(
+            "matrix buffers are smaller than their shapes",
+        ));
+    }
+    // SAFETY: `c` holds exactly rows x cols elements, addressed row-major
+    // with row stride b.cols, and is exclusively borrowed.
+    unsafe { crate_gemm_raw(a, b, c.as_mut_ptr(), b.cols, alpha, accumulate, parallelism) }
+}
+
+/// [`crate_gemm`] into `a.rows x b.cols` elements at `dst`, rows
+/// `dst_row_stride` apart.
+///
+/// # Safety
+/// Every `dst + i * dst_row_stride + j` (i < a.rows, j < b.cols) must be
+/// valid for reads and writes and not accessed by anything else meanwhile.
+unsafe fn crate_gemm_raw<T: Arith>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    dst: *mut T,
+    dst_row_stride: usize,
+    alpha: T,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if !a.fits() || !b.fits() || c.len() != m * n || b.rows != k {
+    if !a.fits() || !b.fits() || b.rows != k {
         return Err(Error::invalid(
             "matrix buffers are smaller than their shapes",
         ));
     }
     // SAFETY: `fits()` checked just above that every element addressed
-    // through the given strides lies inside `a.data` and `b.data`; `c` has
-    // exactly m*n elements addressed row-major (rs = n, cs = 1) and is
-    // exclusively borrowed. The caller only passes f32 or f64, types gemm
-    // supports. With read_dst=false gemm ignores `alpha` (its dst scale)
-    // and writes dst. Exercised by the gemm tests below (serial and
-    // row-blocked) and every MatMul/Gemm/Conv test.
+    // through the given strides lies inside `a.data` and `b.data`; the
+    // caller guarantees `dst` as documented. The caller only passes f32 or
+    // f64, types gemm supports. With read_dst=false gemm ignores `alpha`
+    // (its dst scale) and writes dst. Exercised by the gemm tests below
+    // (serial, row- and column-blocked) and every MatMul/Gemm/Conv test.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -233,59 +323,63 @@ mod tests {
     }
 
     #[test]
-    fn row_blocks_on_two_threads_match_one_product() {
-        // Large enough to split: 72 x 256 x 256 multiply-adds > 2^22.
-        let (m, k, n) = (72, 256, 256);
-        let a: Vec<f32> = (0..m * k)
-            .map(|x| ((x * 31) % 97) as f32 / 50.0 - 1.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|x| ((x * 17) % 89) as f32 / 45.0 - 1.0)
-            .collect();
+    fn row_and_column_blocks_on_two_threads_match_one_product() {
+        // Large enough to split (> 2^22 multiply-adds): 300 x 256 x 64
+        // splits rows; 72 x 256 x 250 splits (ragged) columns.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
             .unwrap();
-        for transposed in [false, true] {
-            // A stored k x m when read transposed.
-            let a_mat = if transposed {
-                let mut t = vec![0.0f32; m * k];
-                for r in 0..m {
-                    for c in 0..k {
-                        t[c * m + r] = a[r * k + c];
+        for (m, k, n) in [(300, 256, 64), (72, 256, 250)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|x| ((x * 31) % 97) as f32 / 50.0 - 1.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|x| ((x * 17) % 89) as f32 / 45.0 - 1.0)
+                .collect();
+            for transposed in [false, true] {
+                // Both operands stored transposed when read transposed.
+                let t = |v: &[f32], r: usize, c: usize| {
+                    let mut out = vec![0.0f32; r * c];
+                    for i in 0..r {
+                        for j in 0..c {
+                            out[j * r + i] = v[i * c + j];
+                        }
                     }
+                    out
+                };
+                let (a_mat, b_mat) = if transposed {
+                    (t(&a, m, k), t(&b, k, n))
+                } else {
+                    (a.clone(), b.clone())
+                };
+                let (va, vb) = if transposed {
+                    (
+                        MatRef::row_major(&a_mat, k, m, true),
+                        MatRef::row_major(&b_mat, n, k, true),
+                    )
+                } else {
+                    (
+                        MatRef::row_major(&a_mat, m, k, false),
+                        MatRef::row_major(&b_mat, k, n, false),
+                    )
+                };
+                let mut split = vec![1.0f32; m * n];
+                pool.install(|| gemm(va, vb, &mut split, 0.5, true).unwrap());
+                let want = naive(
+                    &a.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+                    &b.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+                    m,
+                    k,
+                    n,
+                );
+                for (x, y) in split.iter().zip(&want) {
+                    let y = 1.0 + 0.5 * y;
+                    assert!(
+                        (f64::from(*x) - y).abs() <= 1e-3 * (1.0 + y.abs()),
+                        "{x} vs {y}"
+                    );
                 }
-                t
-            } else {
-                a.clone()
-            };
-            let view = if transposed {
-                MatRef::row_major(&a_mat, k, m, true)
-            } else {
-                MatRef::row_major(&a_mat, m, k, false)
-            };
-            let mut split = vec![1.0f32; m * n];
-            pool.install(|| {
-                gemm(
-                    view,
-                    MatRef::row_major(&b, k, n, false),
-                    &mut split,
-                    0.5,
-                    true,
-                )
-                .unwrap()
-            });
-            let mut serial = vec![1.0f32; m * n];
-            gemm(
-                view,
-                MatRef::row_major(&b, k, n, false),
-                &mut serial,
-                0.5,
-                true,
-            )
-            .unwrap();
-            for (x, y) in split.iter().zip(&serial) {
-                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
             }
         }
     }

@@ -23,8 +23,11 @@ pub const POSITIONS: usize = 36;
 /// thread: 56x56 and 28x28 maps gain 1.5-1.8x, 14x14 with its 16 tiles
 /// loses 1.7x: its GEMMs read the 4x larger filters for few rows).
 pub const MIN_TILES: usize = 36;
-/// Fewest input and output channels worth the transform.
-pub const MIN_CHANNELS: usize = 8;
+/// Fewest input and output channels worth the transform (measured on one
+/// thread, `oxrt bench -l all` vs `-l extended`: 32 -> 128 channels at
+/// 27x27 gain 1.3x, 16 -> 64 at 55x55 lose 1.2x: with few channels the
+/// transforms outweigh the saved multiplies).
+pub const MIN_CHANNELS: usize = 32;
 
 /// The filter transform `G` of F(4x4, 3x3).
 const G: [[f64; 3]; 6] = [
@@ -166,7 +169,7 @@ mod tests {
     #[test]
     fn converts_eligible_convolutions_with_transformed_filters() {
         let pads = ("pads", Attribute::Ints(vec![1; 4]));
-        let mut g = conv_graph(16, 32, 24, 24, &[pads]);
+        let mut g = conv_graph(32, 32, 24, 24, &[pads]);
         assert_eq!(run_pass(&mut g, convert), 1);
         let n = &g.nodes[0];
         assert_eq!(
@@ -175,7 +178,7 @@ mod tests {
         );
         assert_eq!(n.get_ints("pads").unwrap(), Some(&[1i64, 1, 1, 1][..]));
         let u = &g.initializers[&n.inputs[1]];
-        assert_eq!(u.shape(), [36, 16, 32]);
+        assert_eq!(u.shape(), [36, 32, 32]);
         assert_eq!(n.inputs[2], "b");
     }
 
@@ -184,30 +187,30 @@ mod tests {
         let cases: Vec<(&str, Graph)> = vec![
             (
                 "stride 2",
-                conv_graph(16, 16, 32, 32, &[("strides", Attribute::Ints(vec![2, 2]))]),
+                conv_graph(32, 32, 32, 32, &[("strides", Attribute::Ints(vec![2, 2]))]),
             ),
             (
                 "dilated",
                 conv_graph(
-                    16,
-                    16,
+                    32,
+                    32,
                     32,
                     32,
                     &[("dilations", Attribute::Ints(vec![2, 2]))],
                 ),
             ),
             ("grouped", {
-                let mut g = conv_graph(16, 16, 32, 32, &[("group", Attribute::Int(2))]);
-                constant(&mut g, "w", &[16, 8, 3, 3], &[0.5; 16 * 8 * 9]);
+                let mut g = conv_graph(32, 32, 32, 32, &[("group", Attribute::Int(2))]);
+                constant(&mut g, "w", &[32, 16, 3, 3], &[0.5; 32 * 16 * 9]);
                 g
             }),
             (
                 "small map (16 tiles)",
-                conv_graph(16, 16, 16, 16, &[("pads", Attribute::Ints(vec![1; 4]))]),
+                conv_graph(32, 32, 16, 16, &[("pads", Attribute::Ints(vec![1; 4]))]),
             ),
-            ("few channels", conv_graph(3, 16, 64, 64, &[])),
+            ("few channels", conv_graph(16, 64, 64, 64, &[])),
             ("unknown size", {
-                let mut g = conv_graph(16, 16, 64, 64, &[]);
+                let mut g = conv_graph(32, 32, 64, 64, &[]);
                 g.value_types.clear();
                 g
             }),

@@ -1,6 +1,7 @@
 //! MaxPool (with the optional indices output), AveragePool, LpPool,
 //! GlobalAveragePool, GlobalMaxPool and GlobalLpPool.
 
+use multiversion::multiversion;
 use oxrt_core::shape::WindowAttrs;
 use oxrt_core::{
     DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
@@ -47,10 +48,10 @@ fn column_major(flat: usize, dims: &[usize]) -> usize {
     out
 }
 
-/// 2-D max pooling without indices: per output row, a running maximum
-/// over the kernel's input rows and columns (contiguous at stride 1),
-/// planes in parallel. A window entirely in padding gives -inf, as the
-/// general path does.
+/// 2-D max pooling without indices: per output row, the maximum over the
+/// kernel's input rows first (whole contiguous rows, so it vectorizes),
+/// then over the kernel's columns of that one row; planes in parallel. A
+/// window entirely in padding gives -inf, as the general path does.
 fn max_pool_2d<T: Real>(
     x: &[T],
     planes: usize,
@@ -59,34 +60,57 @@ fn max_pool_2d<T: Real>(
 ) -> Vec<T> {
     use rayon::prelude::*;
     let g = Window2d::new(win);
-    let ([kh, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
+    let [oh, ow] = g.output;
     let mut y = oxrt_core::arena::filled(planes * oh * ow, T::neg_infinity());
     y.par_chunks_mut((oh * ow).max(1))
         .enumerate()
-        .for_each(|(p, out)| {
-            let xp = &x[p * h * wd..][..h * wd];
-            for oy in 0..oh {
-                let row = &mut out[oy * ow..][..ow];
-                for ky in 0..kh {
-                    let Some(iy) = g.input_row(oy, ky, h) else {
-                        continue;
-                    };
-                    let xr = &xp[iy * wd..][..wd];
-                    for kx in 0..kw {
-                        let off = g.column_offset(kx);
-                        let cols = valid_outputs(off, sw, wd, ow);
-                        let start = cols.start;
-                        for (ox, v) in row[cols].iter_mut().enumerate() {
-                            let xv = xr[((start + ox) as isize * sw + off) as usize];
-                            let cur = *v;
-                            // A select, not a branch: maxima are unpredictable.
-                            *v = if xv > cur { xv } else { cur };
-                        }
-                    }
+        .for_each_init(
+            || vec![T::neg_infinity(); wd],
+            |rows, (p, out)| max_pool_plane(&x[p * h * wd..][..h * wd], [h, wd], &g, rows, out),
+        );
+    y
+}
+
+/// One plane of [`max_pool_2d`]; `rows` is scratch of one input row.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn max_pool_plane<T: Real>(
+    xp: &[T],
+    [h, wd]: [usize; 2],
+    g: &Window2d,
+    rows: &mut [T],
+    out: &mut [T],
+) {
+    // `Float::max` ignores NaN, as the general path does (a window's
+    // maximum starts at -inf), and compiles to SIMD max instructions
+    // rather than branches or masked stores.
+    let max = |a: T, b: T| a.max(b);
+    let ([kh, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
+    for oy in 0..oh {
+        rows.fill(T::neg_infinity());
+        for ky in 0..kh {
+            if let Some(iy) = g.input_row(oy, ky, h) {
+                let xr = &xp[iy * wd..][..wd];
+                rows.iter_mut().zip(xr).for_each(|(m, &v)| *m = max(*m, v));
+            }
+        }
+        let row = &mut out[oy * ow..][..ow];
+        for kx in 0..kw {
+            let off = g.column_offset(kx);
+            let cols = valid_outputs(off, sw, wd, ow);
+            let start = cols.start;
+            if sw == 1 {
+                let first = (start as isize + off) as usize;
+                row[cols.clone()]
+                    .iter_mut()
+                    .zip(&rows[first..])
+                    .for_each(|(v, &m)| *v = max(*v, m));
+            } else {
+                for (ox, v) in row[cols].iter_mut().enumerate() {
+                    *v = max(*v, rows[((start + ox) as isize * sw + off) as usize]);
                 }
             }
-        });
-    y
+        }
+    }
 }
 
 impl Pool {

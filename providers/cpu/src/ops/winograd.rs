@@ -14,6 +14,7 @@
 //! (in parallel), and the output transform `Y = A^T M A` plus the bias
 //! (output channels in parallel).
 
+use multiversion::multiversion;
 use oxrt_core::shape::WindowAttrs;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
 use rayon::prelude::*;
@@ -119,81 +120,97 @@ impl Grid {
 
 /// `V[t][p][c]` for every tile `t` of image `x` (C x H x W).
 fn input_transform(x: &[f32], g: Grid, v: &mut [f32]) {
+    v.par_chunks_mut(P * g.c)
+        .enumerate()
+        .for_each(|(t, vt)| input_tile(x, g, t, vt));
+}
+
+/// `V[t]` (`P x C`) of tile `t`.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn input_tile(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
     let (c, h, w) = (g.c, g.h, g.w);
-    v.par_chunks_mut(P * c).enumerate().for_each(|(t, vt)| {
-        let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
-        let y0 = (ty * M) as isize - g.pad_top;
-        let x0 = (tx * M) as isize - g.pad_left;
-        let interior = y0 >= 0 && x0 >= 0 && y0 as usize + A <= h && x0 as usize + A <= w;
-        for c0 in (0..c).step_by(L) {
-            let lanes = L.min(c - c0);
-            let mut d = [[[0.0f32; L]; A]; A];
-            for (l, ch) in (c0..c0 + lanes).enumerate() {
-                let plane = &x[ch * h * w..][..h * w];
-                for (i, row) in d.iter_mut().enumerate() {
-                    let iy = y0 + i as isize;
-                    if interior {
-                        let src = &plane[iy as usize * w + x0 as usize..][..A];
-                        for (j, &s) in src.iter().enumerate() {
-                            row[j][l] = s;
-                        }
-                    } else if (0..h as isize).contains(&iy) {
-                        for (j, cell) in row.iter_mut().enumerate() {
-                            let ix = x0 + j as isize;
-                            if (0..w as isize).contains(&ix) {
-                                cell[l] = plane[iy as usize * w + ix as usize];
-                            }
+    let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
+    let y0 = (ty * M) as isize - g.pad_top;
+    let x0 = (tx * M) as isize - g.pad_left;
+    let interior = y0 >= 0 && x0 >= 0 && y0 as usize + A <= h && x0 as usize + A <= w;
+    for c0 in (0..c).step_by(L) {
+        let lanes = L.min(c - c0);
+        let mut d = [[[0.0f32; L]; A]; A];
+        for (l, ch) in (c0..c0 + lanes).enumerate() {
+            let plane = &x[ch * h * w..][..h * w];
+            for (i, row) in d.iter_mut().enumerate() {
+                let iy = y0 + i as isize;
+                if interior {
+                    let src = &plane[iy as usize * w + x0 as usize..][..A];
+                    for (j, &s) in src.iter().enumerate() {
+                        row[j][l] = s;
+                    }
+                } else if (0..h as isize).contains(&iy) {
+                    for (j, cell) in row.iter_mut().enumerate() {
+                        let ix = x0 + j as isize;
+                        if (0..w as isize).contains(&ix) {
+                            cell[l] = plane[iy as usize * w + ix as usize];
                         }
                     }
                 }
             }
-            let tmp = left(&BT, &d);
-            let out = right(&tmp, &BT);
-            for (p, vals) in out.iter().flatten().enumerate() {
-                vt[p * c + c0..][..lanes].copy_from_slice(&vals[..lanes]);
-            }
         }
-    });
+        let tmp = left(&BT, &d);
+        let out = right(&tmp, &BT);
+        for (p, vals) in out.iter().flatten().enumerate() {
+            vt[p * c + c0..][..lanes].copy_from_slice(&vals[..lanes]);
+        }
+    }
 }
 
 /// `Y[k]` (OH x OW planes) from `Mo[p][t][k]`, plus the bias.
 fn output_transform(mo: &[f32], g: Grid, k: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+    y.par_chunks_mut(L * g.oh * g.ow)
+        .enumerate()
+        .for_each(|(blk, planes)| output_block(mo, g, k, bias, blk * L, planes));
+}
+
+/// The output planes of channels `k0..` (as many as `planes` holds).
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn output_block(
+    mo: &[f32],
+    g: Grid,
+    k: usize,
+    bias: Option<&[f32]>,
+    k0: usize,
+    planes: &mut [f32],
+) {
     let (oh, ow) = (g.oh, g.ow);
     let tiles = g.tiles();
-    y.par_chunks_mut(L * oh * ow)
-        .enumerate()
-        .for_each(|(blk, planes)| {
-            let k0 = blk * L;
-            let lanes = planes.len() / (oh * ow).max(1);
-            let mut b = [0.0f32; L];
-            if let Some(bias) = bias {
-                b[..lanes].copy_from_slice(&bias[k0..k0 + lanes]);
+    let lanes = planes.len() / (oh * ow).max(1);
+    let mut b = [0.0f32; L];
+    if let Some(bias) = bias {
+        b[..lanes].copy_from_slice(&bias[k0..k0 + lanes]);
+    }
+    for t in 0..tiles {
+        let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
+        let mut m = [[[0.0f32; L]; A]; A];
+        for (p, cell) in m.iter_mut().flatten().enumerate() {
+            cell[..lanes].copy_from_slice(&mo[(p * tiles + t) * k + k0..][..lanes]);
+        }
+        let tmp = left(&AT, &m);
+        let out = right(&tmp, &AT);
+        for (r, row) in out.iter().enumerate() {
+            let oy = ty * M + r;
+            if oy >= oh {
+                break;
             }
-            for t in 0..tiles {
-                let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
-                let mut m = [[[0.0f32; L]; A]; A];
-                for (p, cell) in m.iter_mut().flatten().enumerate() {
-                    cell[..lanes].copy_from_slice(&mo[(p * tiles + t) * k + k0..][..lanes]);
+            for (s, vals) in row.iter().enumerate() {
+                let ox = tx * M + s;
+                if ox >= ow {
+                    break;
                 }
-                let tmp = left(&AT, &m);
-                let out = right(&tmp, &AT);
-                for (r, row) in out.iter().enumerate() {
-                    let oy = ty * M + r;
-                    if oy >= oh {
-                        break;
-                    }
-                    for (s, vals) in row.iter().enumerate() {
-                        let ox = tx * M + s;
-                        if ox >= ow {
-                            break;
-                        }
-                        for l in 0..lanes {
-                            planes[l * oh * ow + oy * ow + ox] = vals[l] + b[l];
-                        }
-                    }
+                for l in 0..lanes {
+                    planes[l * oh * ow + oy * ow + ox] = vals[l] + b[l];
                 }
             }
-        });
+        }
+    }
 }
 
 struct WinogradConv {
