@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Write the dashboard JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The provider to measure: cpu, or cuda (against onnxruntime's CUDA
+    /// execution provider, which the benchmark environment must provide).
+    #[arg(long, default_value = "cpu")]
+    provider: String,
 }
 
 const LIGHT: &[&str] = &[
@@ -219,6 +223,7 @@ fn ort_block(
     threads: usize,
     warmup: usize,
     n: usize,
+    provider: &str,
 ) -> Result<(String, Vec<f64>)> {
     let script = crate::workspace_root().join("benches/ort_bench.py");
     let out = Command::new(python)
@@ -230,6 +235,7 @@ fn ort_block(
         .args(["--threads", &threads.to_string()])
         .args(["--warmup", &warmup.to_string()])
         .args(["--iterations", &n.to_string()])
+        .args(["--provider", provider])
         .output()
         .context("cannot run benches/ort_bench.py")?;
     if !out.status.success() {
@@ -287,6 +293,14 @@ pub fn bench(args: BenchArgs) -> Result<bool> {
     let mut rows = Vec::new();
     let mut entries = Vec::new();
     let mut ort_version = String::new();
+    let (providers, ort_provider) = match args.provider.as_str() {
+        "cpu" => (Vec::new(), "CPUExecutionProvider"),
+        "cuda" => {
+            oxrt_provider_cuda::probe(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (vec![oxrt::Provider::Cuda(0)], "CUDAExecutionProvider")
+        }
+        other => bail!("unknown provider '{other}': bench measures cpu or cuda"),
+    };
     let total = models.len() * args.threads.len();
     let mut done = 0;
     for name in &models {
@@ -295,6 +309,7 @@ pub fn bench(args: BenchArgs) -> Result<bool> {
             done += 1;
             eprintln!("[{done}/{total}] {name}, {threads} thread(s)");
             let session = Session::builder()
+                .with_providers(providers.clone())
                 .with_intra_threads(threads)
                 .with_optimization_level(OptimizationLevel::All)
                 .commit_from_file(&path)
@@ -307,7 +322,8 @@ pub fn bench(args: BenchArgs) -> Result<bool> {
             for _ in 0..2 {
                 ours.extend(oxrt_block(&session, &feeds, args.warmup, half)?);
                 if let Some(py) = &python {
-                    let (v, runs) = ort_block(py, &path, &dir, threads, args.warmup, half)?;
+                    let (v, runs) =
+                        ort_block(py, &path, &dir, threads, args.warmup, half, ort_provider)?;
                     ort_version = v;
                     theirs.extend(runs);
                 }

@@ -259,7 +259,15 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
             vec![Provider::FpgaSim(Vec::new())],
             Some(oxrt_provider_fpga_sim::ops::operators()),
         ),
-        other => bail!("unknown provider '{other}': conformance runs for cpu and fpga-sim"),
+        "cuda" => {
+            // No GPU here: say so in one line rather than fail every case.
+            oxrt_provider_cuda::probe(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (
+                vec![Provider::Cuda(0)],
+                Some(oxrt_provider_cuda::ops::operators()),
+            )
+        }
+        other => bail!("unknown provider '{other}': conformance runs for cpu, cuda and fpga-sim"),
     };
     let root = node_tests(args.data)?;
     let mut cases = discover(&root).with_context(|| format!("cannot list {}", root.display()))?;

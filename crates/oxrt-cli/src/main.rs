@@ -51,13 +51,18 @@ enum Command {
         #[arg(short, long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
         /// Execution providers in priority order, comma-separated: names
-        /// (cpu, fpga-sim) or paths of provider libraries (default: cpu).
+        /// (cpu, cuda or cuda:N, fpga-sim) or paths of provider libraries (default: cpu).
         #[arg(short, long, value_name = "LIST", value_delimiter = ',')]
         provider: Vec<String>,
         /// An option for the fpga-sim and library providers, KEY=VALUE
         /// (repeat for more).
         #[arg(long = "provider-option", value_name = "KEY=VALUE")]
         provider_options: Vec<String>,
+        /// Leave out listed providers this machine cannot run (e.g. cuda
+        /// without a driver or GPU) instead of failing: their nodes run on
+        /// the CPU.
+        #[arg(long)]
+        provider_fallback: bool,
         /// Print per-node timings (provider, host time, device time, bytes
         /// moved) and write a Chrome trace (chrome://tracing, Perfetto).
         #[arg(long, value_name = "TRACE.json", num_args = 0..=1, default_missing_value = "oxrt-trace.json")]
@@ -156,6 +161,7 @@ fn main() -> ExitCode {
             output_dir,
             provider,
             provider_options,
+            provider_fallback,
             profile,
             top_k,
             exec,
@@ -166,6 +172,7 @@ fn main() -> ExitCode {
             &ProviderArgs {
                 names: provider,
                 options: provider_options,
+                fallback: provider_fallback,
             },
             profile.as_deref(),
             top_k,
@@ -198,6 +205,7 @@ fn main() -> ExitCode {
             &ProviderArgs {
                 names: provider,
                 options: Vec::new(),
+                fallback: false,
             },
         ),
         Command::Bench {
@@ -219,6 +227,7 @@ fn main() -> ExitCode {
             &ProviderArgs {
                 names: provider,
                 options: Vec::new(),
+                fallback: false,
             },
             &exec,
         ),
@@ -270,8 +279,21 @@ fn build_session(
     exec: &ExecArgs,
     profile: Option<&Path>,
 ) -> Result<Session> {
+    if providers.fallback {
+        for (name, why) in oxrt::unavailable_providers() {
+            if providers.names.iter().any(|n| {
+                let n = n.trim().to_ascii_lowercase();
+                n == name
+                    || n.starts_with(&format!("{name}:"))
+                    || n.starts_with(&format!("{name}executionprovider"))
+            }) {
+                eprintln!("note: {name} left out ({why}); its nodes run on the CPU");
+            }
+        }
+    }
     let mut builder = Session::builder()
         .with_providers(providers.parse()?)
+        .with_provider_fallback(providers.fallback)
         .with_intra_threads(exec.threads)
         .with_optimization_level(exec.level)
         .with_fp16(exec.fp16);
@@ -331,6 +353,7 @@ fn optimize(
 ) -> Result<()> {
     let session = Session::builder()
         .with_providers(providers.parse()?)
+        .with_provider_fallback(providers.fallback)
         .with_optimization_level(level)
         .with_fp16(fp16)
         .commit_from_file(model)?;
@@ -368,6 +391,8 @@ fn optimize(
 struct ProviderArgs {
     names: Vec<String>,
     options: Vec<String>,
+    /// `--provider-fallback`.
+    fallback: bool,
 }
 
 impl ProviderArgs {

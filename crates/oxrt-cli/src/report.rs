@@ -164,6 +164,9 @@ pub fn providers(load: &[PathBuf]) -> Result<()> {
             p.name, p.version, ops, p.origin, p.device
         );
     }
+    for (name, why) in oxrt::unavailable_providers() {
+        println!("{name:<10} unavailable: {why}");
+    }
     Ok(())
 }
 

@@ -106,6 +106,10 @@ pub enum Error {
         status: String,
         message: String,
     },
+    /// An execution provider cannot be created on this machine (no driver,
+    /// no device, a library missing); the session may fall back to others.
+    #[error("execution provider '{provider}' is unavailable: {reason}")]
+    ProviderUnavailable { provider: String, reason: String },
     /// The session configuration is invalid (e.g. thread pool creation failed).
     #[error("session configuration: {0}")]
     Config(String),

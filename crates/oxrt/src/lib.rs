@@ -14,8 +14,9 @@
 //! # Ok::<(), oxrt::Error>(())
 //! ```
 //!
-//! Providers are chosen with cargo features: `cpu` (default) and `fpga-sim`
-//! (a simulated FPGA reached through the provider C ABI). Provider shared
+//! Providers are chosen with cargo features: `cpu` (default), `cuda` (NVIDIA
+//! GPUs; CUDA libraries loaded at run time) and `fpga-sim` (a simulated FPGA
+//! reached through the provider C ABI). Provider shared
 //! libraries load at run time with
 //! [`SessionBuilder::with_provider_library`]. Nodes that no listed provider
 //! takes run on the CPU provider.
@@ -32,7 +33,8 @@ pub use oxrt_core::{
     ValueInfo, ValueType,
 };
 pub use providers::{
-    available_providers, describe_library, Provider, ProviderInfo, ProviderOptions,
+    available_providers, describe_library, unavailable_providers, Provider, ProviderInfo,
+    ProviderOptions,
 };
 
 /// The lower layers, for provider authors and tools.
@@ -56,6 +58,7 @@ impl Session {
         SessionBuilder {
             inner: oxrt_core::SessionBuilder::new(),
             providers: Vec::new(),
+            provider_fallback: false,
         }
     }
 
@@ -77,6 +80,7 @@ impl Deref for Session {
 pub struct SessionBuilder {
     inner: oxrt_core::SessionBuilder,
     providers: Vec<Provider>,
+    provider_fallback: bool,
 }
 
 impl SessionBuilder {
@@ -164,10 +168,25 @@ impl SessionBuilder {
         self
     }
 
+    /// When a listed provider cannot be created on this machine (no driver,
+    /// no device: [`Error::ProviderUnavailable`]), leave it out with a
+    /// warning instead of failing, so its nodes run on the others and the
+    /// CPU (default off).
+    pub fn with_provider_fallback(mut self, fallback: bool) -> Self {
+        self.provider_fallback = fallback;
+        self
+    }
+
     fn prepared(self) -> Result<oxrt_core::SessionBuilder> {
         let mut list: Vec<Arc<dyn ExecutionProvider>> = Vec::new();
         for p in self.providers {
-            list.push(p.instantiate()?);
+            match p.instantiate() {
+                Ok(p) => list.push(p),
+                Err(e @ Error::ProviderUnavailable { .. }) if self.provider_fallback => {
+                    tracing::warn!(error = %e, "provider left out; its nodes run on the others");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let builder = self.inner.with_providers(list);
         Ok(match providers::fallback() {

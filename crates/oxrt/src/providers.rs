@@ -20,6 +20,8 @@ pub enum Provider {
     /// The simulated FPGA (cargo feature `fpga-sim`), linked in and driven
     /// through the same C ABI table its shared library exports.
     FpgaSim(ProviderOptions),
+    /// The CUDA provider on a device ordinal (cargo feature `cuda`).
+    Cuda(usize),
     /// A provider shared library loaded at session creation.
     Library {
         path: PathBuf,
@@ -34,6 +36,7 @@ impl fmt::Debug for Provider {
         match self {
             Provider::Cpu => f.write_str("Cpu"),
             Provider::FpgaSim(o) => write!(f, "FpgaSim({o:?})"),
+            Provider::Cuda(d) => write!(f, "Cuda({d})"),
             Provider::Library { path, options } => {
                 write!(f, "Library({}, {options:?})", path.display())
             }
@@ -52,18 +55,16 @@ fn looks_like_path(s: &str) -> bool {
 /// Names of the providers this build knows, compiled in or not.
 const KNOWN: &[(&str, &str)] = &[
     ("cpu", "the `cpu` cargo feature of oxrt"),
-    (
-        "cuda",
-        "a CUDA provider, which this version of oxrt does not include yet",
-    ),
+    ("cuda", "the `cuda` cargo feature of oxrt"),
     ("fpga-sim", "the `fpga-sim` cargo feature of oxrt"),
 ];
 
 impl FromStr for Provider {
     type Err = Error;
 
-    /// Parses a provider name (`cpu`, `fpga-sim`, case-insensitive;
-    /// `CPUExecutionProvider` too) or the path of a provider library.
+    /// Parses a provider name (`cpu`, `cuda` or `cuda:N`, `fpga-sim`,
+    /// case-insensitive; `CPUExecutionProvider` and `CUDAExecutionProvider`
+    /// too) or the path of a provider library.
     fn from_str(name: &str) -> Result<Self> {
         if looks_like_path(name.trim()) {
             return Ok(Provider::Library {
@@ -78,12 +79,22 @@ impl FromStr for Provider {
             "cpu" => Ok(Provider::Cpu),
             #[cfg(feature = "fpga-sim")]
             "fpga-sim" | "fpgasim" => Ok(Provider::FpgaSim(Vec::new())),
+            #[cfg(feature = "cuda")]
+            "cuda" => Ok(Provider::Cuda(0)),
+            #[cfg(feature = "cuda")]
+            k if k.starts_with("cuda:") => {
+                k["cuda:".len()..].parse().map(Provider::Cuda).map_err(|_| {
+                    Error::Config(format!(
+                        "'{name}': the CUDA device must be a number, as in cuda:0"
+                    ))
+                })
+            }
             _ => {
                 let available: Vec<String> =
                     available_providers().into_iter().map(|p| p.name).collect();
                 let why = KNOWN
                     .iter()
-                    .find(|(k, _)| *k == key)
+                    .find(|(k, _)| *k == key || key.starts_with(&format!("{k}:")))
                     .map(|(_, needs)| format!("it needs {needs}"))
                     .unwrap_or_else(|| "no provider has this name".into());
                 Err(Error::Config(format!(
@@ -113,6 +124,13 @@ impl Provider {
             Provider::FpgaSim(_) => Err(Error::Config(
                 "the fpga-sim provider is not compiled in: enable the `fpga-sim` feature of oxrt, or load its shared library with Provider::Library".into(),
             )),
+            #[cfg(feature = "cuda")]
+            Provider::Cuda(device) => Ok(Arc::new(oxrt_provider_cuda::CudaProvider::new(*device)?)),
+            #[cfg(not(feature = "cuda"))]
+            Provider::Cuda(_) => Err(Error::ProviderUnavailable {
+                provider: "cuda".into(),
+                reason: "not compiled in: enable the `cuda` feature of oxrt".into(),
+            }),
             Provider::Library { path, options } => {
                 Ok(Arc::new(LoadedProvider::load(path, options)?))
             }
@@ -194,6 +212,30 @@ pub fn available_providers() -> Vec<ProviderInfo> {
         Ok(p) => v.push(abi_info(&p, "built in (C ABI)".into())),
         Err(e) => tracing::warn!(error = %e, "the linked fpga-sim provider failed to start"),
     }
+    #[cfg(feature = "cuda")]
+    if let Ok(p) = oxrt_provider_cuda::CudaProvider::new(0) {
+        v.push(ProviderInfo {
+            name: p.name().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            device: p.device(),
+            origin: "built in".into(),
+            operators: Some(oxrt_provider_cuda::ops::operator_count()),
+        });
+    }
+    v
+}
+
+/// Providers compiled into this build that cannot run on this machine,
+/// with the reason (e.g. `cuda`: no CUDA driver found).
+pub fn unavailable_providers() -> Vec<(String, String)> {
+    #[allow(unused_mut)]
+    let mut v = Vec::new();
+    #[cfg(feature = "cuda")]
+    match oxrt_provider_cuda::probe(0) {
+        Err(Error::ProviderUnavailable { reason, .. }) => v.push(("cuda".to_string(), reason)),
+        Err(e) => v.push(("cuda".to_string(), e.to_string())),
+        Ok(_) => {}
+    }
     v
 }
 
@@ -215,9 +257,25 @@ mod tests {
             "CPUExecutionProvider".parse::<Provider>().unwrap(),
             Provider::Cpu
         ));
-        let err = "cuda".parse::<Provider>().unwrap_err().to_string();
-        assert!(err.contains("'cuda' is not available"), "{err}");
-        assert!(err.contains("available: [cpu"), "{err}");
+        #[cfg(not(feature = "cuda"))]
+        {
+            let err = "cuda".parse::<Provider>().unwrap_err().to_string();
+            assert!(err.contains("'cuda' is not available"), "{err}");
+            assert!(err.contains("the `cuda` cargo feature"), "{err}");
+            assert!(err.contains("available: [cpu"), "{err}");
+        }
+        #[cfg(feature = "cuda")]
+        {
+            assert!(matches!(
+                "CUDAExecutionProvider".parse::<Provider>().unwrap(),
+                Provider::Cuda(0)
+            ));
+            assert!(matches!(
+                "cuda:1".parse::<Provider>().unwrap(),
+                Provider::Cuda(1)
+            ));
+            assert!("cuda:x".parse::<Provider>().is_err());
+        }
         assert!(matches!(
             "./libfoo.so".parse::<Provider>().unwrap(),
             Provider::Library { .. }
