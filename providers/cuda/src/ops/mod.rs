@@ -282,6 +282,17 @@ mod tests {
     }
 
     #[test]
+    fn the_operator_table_has_one_entry_per_operator() {
+        let t = table();
+        let mut keys: Vec<(&str, &str)> = t.iter().map(|(d, o, _)| (*d, *o)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), operator_count());
+        assert_eq!(operator_count(), 45);
+        assert!(operators().contains(&"Conv") && !operators().contains(&"FusedConv"));
+    }
+
+    #[test]
     fn the_table_matches_the_cuda_struct_layout() {
         // int rank, int pad, then three long long[8].
         assert_eq!(std::mem::size_of::<Strides>(), 8 + 3 * 8 * 8);
