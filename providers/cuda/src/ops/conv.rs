@@ -8,12 +8,12 @@ use std::sync::Arc;
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig};
 use cudarc::driver::{DeviceRepr, PushKernelArg};
-use oxrt_core::device::{DeviceCost, DeviceTensor};
+use oxrt_core::device::DeviceTensor;
 use oxrt_core::shape::WindowAttrs;
 use oxrt_core::{DeviceMemory, Error, Kernel, KernelInfo, Node, Result, Tensor};
 
 use super::elementwise::{binary, Unary};
-use super::{host_constant, launch_for, Constants};
+use super::{boxed, first, host_constant, launch_for, Constants, GpuKernel};
 use crate::gpu::{failed, Gpu};
 use crate::memory::{f32_view, CudaMemory, Output};
 
@@ -190,19 +190,16 @@ impl Conv {
     }
 }
 
-impl Kernel for Conv {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported("Conv runs on the CUDA device".into()))
+impl GpuKernel for Conv {
+    fn op(&self) -> &str {
+        "Conv"
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
         let x = self.constants.required(inputs, 0, "Conv")?;
         let w = self.constants.required(inputs, 1, "Conv")?;
         let b = self.constants.input(inputs, 2);
-        Ok((vec![Some(self.run(x, w, b)?)], DeviceCost::default()))
+        self.run(x, w, b)
     }
 }
 
@@ -220,22 +217,13 @@ struct Pool {
     mode: Mode,
 }
 
-impl Kernel for Pool {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported(
-            "pooling runs on the CUDA device".into(),
-        ))
+impl GpuKernel for Pool {
+    fn op(&self) -> &str {
+        "pooling"
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
-        let x = inputs
-            .first()
-            .copied()
-            .flatten()
-            .ok_or_else(|| Error::invalid("pooling: input 0 is required"))?;
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
+        let x = first(inputs, "pooling")?;
         let [n, c, h, w] = nchw(x, "pooling")?;
         // Global pooling is one window over the whole plane.
         let global = WindowAttrs {
@@ -266,7 +254,7 @@ impl Kernel for Pool {
             unsafe { launch.launch(launch_for(n * c * win.out_plane())) }
                 .map_err(|e| failed("pooling kernel", e))?;
         }
-        Ok((vec![Some(out.finish())], DeviceCost::default()))
+        Ok(out.finish())
     }
 }
 
@@ -276,7 +264,7 @@ pub(crate) fn create(
     gpu: &Arc<Gpu>,
 ) -> Result<Box<dyn Kernel>> {
     let pool = |attrs: Option<WindowAttrs>, mode| -> Result<Box<dyn Kernel>> {
-        Ok(Box::new(Pool {
+        Ok(boxed(Pool {
             gpu: gpu.clone(),
             attrs,
             mode,
@@ -309,7 +297,7 @@ pub(crate) fn create(
                 .ok()
                 .filter(|&g| g > 0)
                 .ok_or_else(|| Error::invalid("Conv group must be positive"))?;
-            Ok(Box::new(Conv {
+            Ok(boxed(Conv {
                 gpu: gpu.clone(),
                 constants: Constants::upload(gpu, info, 3)?,
                 attrs: WindowAttrs::from_node(node)?,
@@ -330,22 +318,13 @@ struct BatchNorm {
     channels: usize,
 }
 
-impl Kernel for BatchNorm {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported(
-            "BatchNormalization runs on the CUDA device".into(),
-        ))
+impl GpuKernel for BatchNorm {
+    fn op(&self) -> &str {
+        "BatchNormalization"
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
-        let x = inputs
-            .first()
-            .copied()
-            .flatten()
-            .ok_or_else(|| Error::invalid("BatchNormalization: input 0 is required"))?;
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
+        let x = first(inputs, "BatchNormalization")?;
         let s = x.shape();
         if s.len() < 2 || s[1] != self.channels {
             return Err(Error::invalid(format!(
@@ -375,7 +354,7 @@ impl Kernel for BatchNorm {
             unsafe { launch.launch(launch_for(n)) }
                 .map_err(|e| failed("BatchNormalization kernel", e))?;
         }
-        Ok((vec![Some(out.finish())], DeviceCost::default()))
+        Ok(out.finish())
     }
 }
 
@@ -409,7 +388,7 @@ pub(crate) fn create_batch_norm(
         .map(|i| (beta[i] - mean[i] * gamma[i] / (var[i] + eps).sqrt()) as f32)
         .collect();
     let memory = CudaMemory { gpu: gpu.clone() };
-    Ok(Box::new(BatchNorm {
+    Ok(boxed(BatchNorm {
         gpu: gpu.clone(),
         scale: memory.upload(&Tensor::from_vec(vec![c], scale)?)?.0,
         shift: memory.upload(&Tensor::from_vec(vec![c], shift)?)?.0,

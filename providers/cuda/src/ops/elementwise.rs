@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use cudarc::driver::PushKernelArg;
-use oxrt_core::device::{DeviceCost, DeviceTensor};
-use oxrt_core::{Error, Kernel, KernelInfo, Node, Result, Tensor};
+use oxrt_core::device::DeviceTensor;
+use oxrt_core::{Error, Kernel, KernelInfo, Node, Result};
 
-use super::{host_constant, launch_for, Constants, Strides};
+use super::{boxed, first, host_constant, launch_for, Constants, GpuKernel, Strides};
 use crate::gpu::{failed, Gpu};
 use crate::memory::{f32_view, Output};
 
@@ -141,27 +141,14 @@ struct UnaryKernel {
     name: String,
 }
 
-impl Kernel for UnaryKernel {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported(format!(
-            "{} runs on the CUDA device",
-            self.name
-        )))
+impl GpuKernel for UnaryKernel {
+    fn op(&self) -> &str {
+        &self.name
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
-        let x = inputs
-            .first()
-            .copied()
-            .flatten()
-            .ok_or_else(|| Error::invalid(format!("{}: input 0 is required", self.name)))?;
-        Ok((
-            vec![Some(self.op.apply(&self.gpu, x)?)],
-            DeviceCost::default(),
-        ))
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
+        let x = first(inputs, &self.name)?;
+        self.op.apply(&self.gpu, x)
     }
 }
 
@@ -170,7 +157,7 @@ pub(crate) fn create_unary(
     info: &KernelInfo<'_>,
     gpu: &Arc<Gpu>,
 ) -> Result<Box<dyn Kernel>> {
-    Ok(Box::new(UnaryKernel {
+    Ok(boxed(UnaryKernel {
         gpu: gpu.clone(),
         op: Unary::from_node(&node.op_type, node, Some(info))?,
         name: node.op_type.clone(),
@@ -216,24 +203,15 @@ struct BinaryKernel {
     name: String,
 }
 
-impl Kernel for BinaryKernel {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported(format!(
-            "{} runs on the CUDA device",
-            self.name
-        )))
+impl GpuKernel for BinaryKernel {
+    fn op(&self) -> &str {
+        &self.name
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
         let a = self.constants.required(inputs, 0, &self.name)?;
         let b = self.constants.required(inputs, 1, &self.name)?;
-        Ok((
-            vec![Some(binary(&self.gpu, self.code, a, b)?)],
-            DeviceCost::default(),
-        ))
+        binary(&self.gpu, self.code, a, b)
     }
 }
 
@@ -253,7 +231,7 @@ pub(crate) fn create_binary(
         .iter()
         .position(|&o| o == node.op_type)
         .ok_or_else(|| Error::NotSupported(format!("CUDA binary op {}", node.op_type)))?;
-    Ok(Box::new(BinaryKernel {
+    Ok(boxed(BinaryKernel {
         gpu: gpu.clone(),
         code: code as i32,
         constants: Constants::upload(gpu, info, 2)?,

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use cudarc::driver::PushKernelArg;
-use oxrt_core::device::{DeviceCost, DeviceTensor};
+use oxrt_core::device::DeviceTensor;
 use oxrt_core::infer::{flatten_axis, reshape_shape, squeeze_shape, unsqueeze_shape};
-use oxrt_core::{Error, Kernel, KernelInfo, Node, Result, Tensor};
+use oxrt_core::{Error, Kernel, KernelInfo, Node, Result};
 
-use super::{host_constant, launch_for, Strides};
+use super::{boxed, first, host_constant, launch_for, GpuKernel, Strides};
 use crate::gpu::{failed, Gpu};
 use crate::memory::{buffer, byte_len, CudaBuffer};
 
@@ -103,22 +103,13 @@ impl Layout {
     }
 }
 
-impl Kernel for Layout {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported(
-            "layout ops run on the CUDA device here".into(),
-        ))
+impl GpuKernel for Layout {
+    fn op(&self) -> &str {
+        "a layout operator"
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
-        let x = inputs
-            .first()
-            .copied()
-            .flatten()
-            .ok_or_else(|| Error::invalid("input 0 is required"))?;
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
+        let x = first(inputs, "a layout operator")?;
         let y = match &self.op {
             Relabel::Transpose(perm) => {
                 let reverse: Vec<usize> = (0..x.shape().len()).rev().collect();
@@ -132,7 +123,7 @@ impl Kernel for Layout {
                 }),
             ),
         };
-        Ok((vec![Some(y)], DeviceCost::default()))
+        Ok(y)
     }
 }
 
@@ -175,7 +166,7 @@ pub(crate) fn create(
         ),
         _ => Relabel::Identity,
     };
-    Ok(Box::new(Layout {
+    Ok(boxed(Layout {
         gpu: gpu.clone(),
         op,
     }))

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
-use oxrt_core::device::{DeviceCost, DeviceTensor};
+use oxrt_core::device::DeviceTensor;
 use oxrt_core::{Error, Kernel, KernelInfo, Node, Result, Tensor};
 
 use super::elementwise::{binary, Unary};
-use super::{host_constant, Constants};
+use super::{boxed, host_constant, Constants, GpuKernel};
 use crate::gpu::{failed, Gpu};
 use crate::memory::{f32_view, CudaMemory, Output};
 use oxrt_core::DeviceMemory;
@@ -189,18 +189,12 @@ struct MatMul {
     name: String,
 }
 
-impl Kernel for MatMul {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported(format!(
-            "{} runs on the CUDA device",
-            self.name
-        )))
+impl GpuKernel for MatMul {
+    fn op(&self) -> &str {
+        &self.name
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
         let a = self.constants.required(inputs, 0, &self.name)?;
         let b = self.constants.required(inputs, 1, &self.name)?;
         let mut y = product(&self.gpu, a, b, self.trans, self.alpha)?;
@@ -214,7 +208,7 @@ impl Kernel for MatMul {
         if let Some(e) = &self.epilogue {
             y = e.apply(&self.gpu, &y)?;
         }
-        Ok((vec![Some(y)], DeviceCost::default()))
+        Ok(y)
     }
 }
 
@@ -257,7 +251,7 @@ pub(crate) fn create(
             _ => addend_input = Some(2),
         }
     }
-    Ok(Box::new(MatMul {
+    Ok(boxed(MatMul {
         gpu: gpu.clone(),
         constants,
         trans,

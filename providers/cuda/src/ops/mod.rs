@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use oxrt_core::device::DeviceTensor;
+use oxrt_core::device::{DeviceCost, DeviceTensor};
 use oxrt_core::{DataType, DeviceMemory, Error, KernelInfo, Node, NodeContext, Result, Tensor};
 
 use crate::gpu::Gpu;
@@ -157,6 +157,47 @@ impl Constants {
         self.input(inputs, i)
             .ok_or_else(|| Error::invalid(format!("{op}: input {i} is required")))
     }
+}
+
+/// A CUDA kernel: one output computed from device-resident inputs.
+pub(crate) trait GpuKernel: Send + Sync + 'static {
+    /// The operator, for errors.
+    fn op(&self) -> &str;
+    /// The output from the inputs (`None` for omitted or constant ones).
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor>;
+}
+
+/// A [`GpuKernel`] as a session kernel.
+struct OnDevice<K>(K);
+
+impl<K: GpuKernel> oxrt_core::Kernel for OnDevice<K> {
+    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+        Err(Error::NotSupported(format!(
+            "{} runs on the CUDA device",
+            self.0.op()
+        )))
+    }
+
+    fn compute_on_device(
+        &self,
+        inputs: &[Option<&DeviceTensor>],
+    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
+        Ok((vec![Some(self.0.run(inputs)?)], DeviceCost::default()))
+    }
+}
+
+/// `k` boxed as a session kernel.
+pub(crate) fn boxed(k: impl GpuKernel) -> Box<dyn oxrt_core::Kernel> {
+    Box::new(OnDevice(k))
+}
+
+/// Input 0, which every operator requires.
+pub(crate) fn first<'a>(inputs: &[Option<&'a DeviceTensor>], op: &str) -> Result<&'a DeviceTensor> {
+    inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| Error::invalid(format!("{op}: input 0 is required")))
 }
 
 /// A constant host tensor the node's input `i` must be.

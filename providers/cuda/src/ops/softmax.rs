@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
-use oxrt_core::device::{DeviceCost, DeviceTensor};
-use oxrt_core::{Error, Kernel, KernelInfo, Node, Result, Tensor};
+use oxrt_core::device::DeviceTensor;
+use oxrt_core::{Error, Kernel, KernelInfo, Node, Result};
 
+use super::{boxed, first, GpuKernel};
 use crate::gpu::{failed, Gpu};
 use crate::memory::{f32_view, Output};
 
@@ -17,22 +18,13 @@ struct Softmax {
     log: bool,
 }
 
-impl Kernel for Softmax {
-    fn compute(&self, _: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        Err(Error::NotSupported(
-            "Softmax runs on the CUDA device".into(),
-        ))
+impl GpuKernel for Softmax {
+    fn op(&self) -> &str {
+        "Softmax"
     }
 
-    fn compute_on_device(
-        &self,
-        inputs: &[Option<&DeviceTensor>],
-    ) -> Result<(Vec<Option<DeviceTensor>>, DeviceCost)> {
-        let x = inputs
-            .first()
-            .copied()
-            .flatten()
-            .ok_or_else(|| Error::invalid("Softmax: input 0 is required"))?;
+    fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
+        let x = first(inputs, "Softmax")?;
         let shape = x.shape();
         let axis = oxrt_core::shape::normalize_axis(self.axis, shape.len().max(1))?;
         if !shape.is_empty() && axis + 1 != shape.len() {
@@ -62,7 +54,7 @@ impl Kernel for Softmax {
             // is launched with the 256 threads its reduction expects.
             unsafe { launch.launch(cfg) }.map_err(|e| failed("softmax kernel", e))?;
         }
-        Ok((vec![Some(out.finish())], DeviceCost::default()))
+        Ok(out.finish())
     }
 }
 
@@ -72,7 +64,7 @@ pub(crate) fn create(
     gpu: &Arc<Gpu>,
 ) -> Result<Box<dyn Kernel>> {
     let default_axis = if info.node.opset < 13 { 1 } else { -1 };
-    Ok(Box::new(Softmax {
+    Ok(boxed(Softmax {
         gpu: gpu.clone(),
         axis: node.int_or("axis", default_axis)?,
         log: node.op_type == "LogSoftmax",
