@@ -1,4 +1,5 @@
-// oxrt CUDA kernels (f32), compiled once per device by NVRTC.
+// oxrt CUDA kernels (f32), compiled once per device by NVRTC (no headers:
+// half-precision conversions are PTX instructions).
 // Every kernel is a grid-stride loop over its outputs unless noted.
 
 #define MAX_RANK 8
@@ -85,14 +86,146 @@ extern "C" __global__ void binary_f32(const float* a, const float* b, float* y, 
     }
 }
 
-// y[i] = x[offset_a(i)]: transposes and broadcasts (stride table `a`),
-// for any 4-byte element type.
-extern "C" __global__ void gather_u32(const unsigned int* x, unsigned int* y, long long n, Strides s) {
+// y[i] = x[base + offset_a(i)]: transposes, broadcasts and slices (stride
+// table `a`, negative for reversed slices), for any 4-byte element type.
+extern "C" __global__ void gather_u32(const unsigned int* x, unsigned int* y, long long n, long long base, Strides s) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
         long long oa, ob;
         offsets(s, i, &oa, &ob);
-        y[i] = x[oa];
+        y[i] = x[base + oa];
+    }
+}
+
+// Concat: one input's `outer` blocks of `chunk` values into the output,
+// whose blocks are `dst_stride` apart, starting at `dst_offset`.
+extern "C" __global__ void concat_u32(const unsigned int* x, unsigned int* y, long long outer, long long chunk,
+                                      long long dst_stride, long long dst_offset) {
+    long long n = outer * chunk;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        y[(i / chunk) * dst_stride + dst_offset + i % chunk] = x[i];
+    }
+}
+
+// Gather along an axis: y[o][j][r] = x[o][idx[j]][r] for `outer` blocks,
+// `count` indices (already checked and made non-negative) and `inner`
+// values per index, 4-byte elements.
+extern "C" __global__ void gather_axis_u32(const unsigned int* x, const long long* idx, unsigned int* y,
+                                           long long outer, long long axis_len, long long count, long long inner) {
+    long long n = outer * count * inner;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        long long r = i % inner;
+        long long j = (i / inner) % count;
+        long long o = i / (inner * count);
+        y[i] = x[(o * axis_len + idx[j]) * inner + r];
+    }
+}
+
+// Reductions: each output walks its reduced positions. `kept` maps an
+// output index to its input offset (table `a`), `red` a reduced index to
+// its offset from there. op: 0 sum, 1 mean, 2 max, 3 min, 4 sum of
+// squares, 5 L1, 6 L2, 7 log-sum-exp.
+extern "C" __global__ void reduce_f32(const float* x, float* y, long long n_out, long long n_red, int op,
+                                      Strides kept, Strides red) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n_out;
+         i += (long long)gridDim.x * blockDim.x) {
+        long long base, unused;
+        offsets(kept, i, &base, &unused);
+        float acc = op == 2 ? NEG_INF : (op == 3 ? -NEG_INF : 0.0f);
+        float m = NEG_INF;
+        if (op == 7) {
+            for (long long j = 0; j < n_red; ++j) {
+                long long o, u;
+                offsets(red, j, &o, &u);
+                m = fmaxf(m, x[base + o]);
+            }
+        }
+        for (long long j = 0; j < n_red; ++j) {
+            long long o, u;
+            offsets(red, j, &o, &u);
+            float v = x[base + o];
+            switch (op) {
+            case 2: acc = fmaxf(acc, v); break;
+            case 3: acc = fminf(acc, v); break;
+            case 4: case 6: acc += v * v; break;
+            case 5: acc += fabsf(v); break;
+            case 7: acc += expf(v - m); break;
+            default: acc += v;
+            }
+        }
+        if (op == 1) acc /= (float)n_red;
+        if (op == 6) acc = sqrtf(acc);
+        if (op == 7) acc = m + logf(acc);
+        y[i] = acc;
+    }
+}
+
+// LayerNormalization over rows of `len` values: one block of 256 threads
+// per row; y = (x - mean) / sqrt(var + eps) * scale[j] (+ bias[j]).
+extern "C" __global__ void layer_norm_f32(const float* x, const float* scale, const float* bias, float* y,
+                                          long long rows, long long len, float eps, int has_bias) {
+    __shared__ float red[256];
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xr = x + r * len;
+        float* yr = y + r * len;
+        float s = 0.0f;
+        for (long long j = threadIdx.x; j < len; j += blockDim.x) s += xr[j];
+        red[threadIdx.x] = s;
+        __syncthreads();
+        for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+            if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+            __syncthreads();
+        }
+        float mean = red[0] / (float)len;
+        __syncthreads();
+        float q = 0.0f;
+        for (long long j = threadIdx.x; j < len; j += blockDim.x) {
+            float d = xr[j] - mean;
+            q += d * d;
+        }
+        red[threadIdx.x] = q;
+        __syncthreads();
+        for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+            if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+            __syncthreads();
+        }
+        float inv = rsqrtf(red[0] / (float)len + eps);
+        __syncthreads();
+        for (long long j = threadIdx.x; j < len; j += blockDim.x) {
+            float v = (xr[j] - mean) * inv * scale[j];
+            yr[j] = has_bias ? v + bias[j] : v;
+        }
+    }
+}
+
+// Casts between the device element types: mode 0 f32 -> f16, 1 f16 ->
+// f32, 2 i64 -> f32, 3 i32 -> f32, 4 f32 -> i64 (toward zero), 5 f32 ->
+// i32, 6 u8/bool -> f32, 7 f32 -> bool.
+extern "C" __global__ void cast_any(const void* x, void* y, long long n, int mode) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        switch (mode) {
+        case 0: {
+            unsigned short h;
+            asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(((const float*)x)[i]));
+            ((unsigned short*)y)[i] = h;
+            break;
+        }
+        case 1: {
+            float f;
+            asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(((const unsigned short*)x)[i]));
+            ((float*)y)[i] = f;
+            break;
+        }
+        case 2: ((float*)y)[i] = (float)((const long long*)x)[i]; break;
+        case 3: ((float*)y)[i] = (float)((const int*)x)[i]; break;
+        case 4: ((long long*)y)[i] = (long long)((const float*)x)[i]; break;
+        case 5: ((int*)y)[i] = (int)((const float*)x)[i]; break;
+        case 6: ((float*)y)[i] = ((const unsigned char*)x)[i] ? 1.0f : 0.0f; break;
+        case 7: ((unsigned char*)y)[i] = ((const float*)x)[i] != 0.0f; break;
+        }
     }
 }
 

@@ -18,9 +18,11 @@
 //! [`ops::elementwise::UNARY_OPS`], Add/Sub/Mul/Div/Max/Min/Pow with
 //! broadcasting, MatMul, Gemm, FusedMatMul, FusedGemm, Conv and FusedConv
 //! (2-D), MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool,
-//! BatchNormalization (inference), Softmax and LogSoftmax (last axis),
-//! Reshape, Flatten, Squeeze, Unsqueeze, Identity and Transpose. Every
-//! other node falls back to the CPU.
+//! BatchNormalization (inference), LayerNormalization, Softmax and
+//! LogSoftmax (last axis), ReduceSum/Mean/Max/Min/SumSquare/L1/L2/LogSumExp,
+//! Slice, Concat, Gather, Cast (f32 with f16, int64, int32, bool), Reshape,
+//! Flatten, Squeeze, Unsqueeze, Identity and Transpose (the data-moving ops
+//! take any 4-byte element type). Every other node falls back to the CPU.
 
 use std::sync::Arc;
 

@@ -30,16 +30,22 @@ fn node(op: &str, inputs: usize, attrs: &[(&str, Attribute)]) -> Node {
 /// Runs `node` on both providers (the inputs fed, none constant) and
 /// returns the largest difference relative to 1 + |cpu value|.
 fn compare(cuda: &CudaProvider, node: &Node, inputs: &[Tensor]) -> f64 {
+    compare_with(cuda, node, inputs, &[])
+}
+
+/// [`compare`] with the inputs at `constant` given as constants (the
+/// kernels read them at creation).
+fn compare_with(cuda: &CudaProvider, node: &Node, inputs: &[Tensor], constant: &[usize]) -> f64 {
     let types: Vec<ValueType> = inputs
         .iter()
         .map(|t| ValueType::tensor(t.dtype(), t.shape()))
         .collect();
     let info = KernelInfo {
         node: NodeContext {
-            opset: 17,
+            opset: 18,
             input_types: types.iter().map(Some).collect(),
         },
-        constants: BTreeMap::new(),
+        constants: constant.iter().map(|&i| (i, &inputs[i])).collect(),
         output_types: vec![],
         subgraphs: None,
     };
@@ -52,14 +58,19 @@ fn compare(cuda: &CudaProvider, node: &Node, inputs: &[Tensor]) -> f64 {
         .compute(&inputs.iter().map(Some).collect::<Vec<_>>())
         .unwrap();
     let memory = cuda.device_memory().unwrap();
-    let dev: Vec<_> = inputs.iter().map(|t| memory.upload(t).unwrap().0).collect();
+    let dev: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (!constant.contains(&i)).then(|| memory.upload(t).unwrap().0))
+        .collect();
     let (got, _) = cuda
         .create_kernel(node, &info)
         .unwrap()
-        .compute_on_device(&dev.iter().map(Some).collect::<Vec<_>>())
+        .compute_on_device(&dev.iter().map(Option::as_ref).collect::<Vec<_>>())
         .unwrap();
     let got = memory.download(got[0].as_ref().unwrap()).unwrap().0;
     assert_eq!(got.shape(), want[0].shape(), "{}", node.op_type);
+    assert_eq!(got.dtype(), want[0].dtype(), "{}", node.op_type);
     let (g, w) = (got.to_f64_vec().unwrap(), want[0].to_f64_vec().unwrap());
     g.iter()
         .zip(&w)
@@ -164,6 +175,47 @@ proptest! {
         prop_assert!(compare(&cuda, &node("MaxPool", 1, &window), std::slice::from_ref(&x)) == 0.0);
         prop_assert!(compare(&cuda, &node("AveragePool", 1, &window), std::slice::from_ref(&x)) < 1e-6);
         prop_assert!(compare(&cuda, &node("GlobalAveragePool", 1, &[]), &[x]) < 1e-5);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    #[ignore = "needs a CUDA device: run with --ignored where one is present"]
+    fn reductions_norms_indexing_and_casts_match_the_cpu(
+        values in proptest::collection::vec(-3.0f32..3.0, 64),
+        a in 1usize..5,
+        b in 1usize..6,
+        c in 1usize..7,
+    ) {
+        let Some(cuda) = device() else { return Ok(()); };
+        let x = tensor(&[a, b, c], &values);
+        let ints = |v: &[i64]| Tensor::from_vec(vec![v.len()], v.to_vec()).unwrap();
+        for op in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSumExp"] {
+            for (axes, keep) in [(vec![1i64], 1i64), (vec![0, 2], 0), (vec![-1], 1)] {
+                let n = node(op, 2, &[("keepdims", Attribute::Int(keep))]);
+                prop_assert!(compare_with(&cuda, &n, &[x.clone(), ints(&axes)], &[1]) < 1e-4, "{op} {axes:?}");
+            }
+        }
+        let scale = tensor(&[c], &values[5..]);
+        let bias = tensor(&[c], &values[9..]);
+        let ln = node("LayerNormalization", 3, &[("axis", Attribute::Int(-1))]);
+        prop_assert!(compare_with(&cuda, &ln, &[x.clone(), scale, bias], &[1, 2]) < 1e-4);
+        // Slice with a negative step, Concat on the middle axis, Gather.
+        let slice = node("Slice", 5, &[]);
+        let args = [x.clone(), ints(&[0, -1]), ints(&[i64::MAX, i64::MIN]), ints(&[0, 2]), ints(&[1, -2])];
+        prop_assert!(compare_with(&cuda, &slice, &args, &[1, 2, 3, 4]) == 0.0);
+        let y = tensor(&[a, 2, c], &values[3..]);
+        let concat = node("Concat", 2, &[("axis", Attribute::Int(1))]);
+        prop_assert!(compare(&cuda, &concat, &[x.clone(), y]) == 0.0);
+        let idx = Tensor::from_vec(vec![2], vec![(b as i64) - 1, -1]).unwrap();
+        let gather = node("Gather", 2, &[("axis", Attribute::Int(1))]);
+        prop_assert!(compare(&cuda, &gather, &[x.clone(), idx]) == 0.0);
+        for to in [DataType::F16, DataType::I64, DataType::I32, DataType::Bool] {
+            let cast = node("Cast", 1, &[("to", Attribute::Int(i64::from(to.onnx_code())))]);
+            prop_assert!(compare(&cuda, &cast, std::slice::from_ref(&x)) < 1e-3, "{to}");
+        }
     }
 }
 

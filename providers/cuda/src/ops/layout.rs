@@ -85,12 +85,17 @@ impl Layout {
             let mut yv = unsafe { bytes.transmute_mut::<u32>(n) }
                 .ok_or_else(|| Error::invalid("CUDA buffer too small"))?;
             let f = self.gpu.function("gather_u32")?;
-            let n64 = n as i64;
+            let (n64, base) = (n as i64, 0i64);
             let mut launch = self.gpu.stream.launch_builder(&f);
-            launch.arg(&xv).arg(&mut yv).arg(&n64).arg(&strides);
+            launch
+                .arg(&xv)
+                .arg(&mut yv)
+                .arg(&n64)
+                .arg(&base)
+                .arg(&strides);
             // SAFETY: gather_u32(const unsigned*, unsigned*, long long,
-            // Strides) writes y[0..n) and reads x at offsets inside its
-            // shape (a permutation of the output's).
+            // long long, Strides) writes y[0..n) and reads x at offsets
+            // inside its shape (a permutation of the output's).
             unsafe { launch.launch(launch_for(n)) }.map_err(|e| failed("transpose kernel", e))?;
         }
         Ok(DeviceTensor::new(

@@ -11,10 +11,14 @@ use oxrt_core::{DataType, DeviceMemory, Error, KernelInfo, Node, NodeContext, Re
 use crate::gpu::Gpu;
 use crate::memory::CudaMemory;
 
+pub(crate) mod cast;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
+pub(crate) mod indexing;
 pub(crate) mod layout;
 pub(crate) mod matmul;
+pub(crate) mod norm;
+pub(crate) mod reduce;
 pub(crate) mod softmax;
 
 /// The oxrt domain of fused operators.
@@ -55,6 +59,15 @@ fn table() -> Vec<(&'static str, &'static str, Factory)> {
     for op in layout::OPS {
         t.push(("", op, layout::create));
     }
+    for op in indexing::OPS {
+        t.push(("", op, indexing::create));
+    }
+    for op in reduce::OPS {
+        t.push(("", op, reduce::create));
+    }
+    t.push(("", "LayerNormalization", norm::create));
+    t.push((OXRT, "LayerNormalization", norm::create));
+    t.push(("", "Cast", cast::create));
     t
 }
 
@@ -92,24 +105,44 @@ pub(crate) fn lookup(node: &Node, ctx: &NodeContext<'_>) -> std::result::Result<
     Ok(factory)
 }
 
-/// Data inputs must be known f32 tensors; the shape and axes inputs of the
-/// layout ops are int64.
+/// What the node's inputs must be: f32 data for the compute kernels;
+/// any 4-byte element type for the data the layout and indexing ops only
+/// move (their shape, axes and index inputs are int64); Cast's pairs.
 fn accepts_types(node: &Node, ctx: &NodeContext<'_>) -> std::result::Result<(), String> {
-    let data_inputs = if layout::OPS.contains(&node.op_type.as_str()) {
-        1
-    } else {
-        node.inputs.len()
-    };
-    for i in 0..data_inputs {
+    let op = node.op_type.as_str();
+    let moves = layout::OPS.contains(&op) || indexing::OPS.contains(&op);
+    for i in 0..node.inputs.len() {
         if node.input(i).is_none() {
             continue;
         }
-        match ctx.input_dtype(i) {
-            Some(DataType::F32) => {}
-            Some(other)
-                if layout::OPS.contains(&node.op_type.as_str()) && other.host_size() == 4 => {}
-            Some(other) => return Err(format!("input {i} is {other}; the CUDA kernels take f32")),
-            None => return Err(format!("input {i} has no inferred type")),
+        let Some(dtype) = ctx.input_dtype(i) else {
+            return Err(format!("input {i} has no inferred type"));
+        };
+        // Shape, axes, starts... and indices: every input after the first
+        // of the moving ops and the reductions (Concat's are all data).
+        let aux = i > 0 && op != "Concat" && (moves || reduce::OPS.contains(&op));
+        let ok = match op {
+            "Cast" => cast::SOURCES.contains(&dtype),
+            "Gather" if aux => matches!(dtype, DataType::I64 | DataType::I32),
+            _ if aux => dtype == DataType::I64,
+            _ if moves => dtype.host_size() == 4 && dtype != DataType::String,
+            _ => dtype == DataType::F32,
+        };
+        if !ok {
+            return Err(format!(
+                "input {i} is {dtype}, which the CUDA {op} kernel does not take"
+            ));
+        }
+        if op == "Cast" {
+            let to = node
+                .int_or("to", 0)
+                .ok()
+                .and_then(|t| i32::try_from(t).ok())
+                .and_then(DataType::from_onnx);
+            match to {
+                Some(to) if to == dtype || cast::mode(dtype, to).is_some() => {}
+                _ => return Err(format!("Cast from {dtype} to {to:?} has no CUDA kernel")),
+            }
         }
     }
     Ok(())
@@ -121,13 +154,14 @@ pub(crate) struct Constants {
 }
 
 impl Constants {
-    /// Uploads every constant input of `info` that is a number tensor.
+    /// Uploads every constant input of `info` among the first `inputs`
+    /// (strings cannot live on the device).
     pub fn upload(gpu: &Arc<Gpu>, info: &KernelInfo<'_>, inputs: usize) -> Result<Self> {
         let memory = CudaMemory { gpu: gpu.clone() };
         let mut device = Vec::with_capacity(inputs);
         for i in 0..inputs {
             device.push(match info.constants.get(&i) {
-                Some(t) if t.dtype() == DataType::F32 => Some(memory.upload(t)?.0),
+                Some(t) if t.dtype() != DataType::String => Some(memory.upload(t)?.0),
                 _ => None,
             });
         }
@@ -277,6 +311,11 @@ impl Strides {
         Self::build(&out, &a, &vec![0; out.len()])
     }
 
+    /// The table for `out[i] = x[base + sum of index * strides[d]]`.
+    pub fn gather(out: &[usize], strides: &[i64]) -> Result<Self> {
+        Self::build(out, strides, &vec![0; out.len()])
+    }
+
     fn build(out: &[usize], a: &[i64], b: &[i64]) -> Result<Self> {
         if out.len() > MAX_RANK {
             return Err(Error::NotSupported(format!(
@@ -329,7 +368,7 @@ mod tests {
         keys.sort_unstable();
         keys.dedup();
         assert_eq!(keys.len(), operator_count());
-        assert_eq!(operator_count(), 45);
+        assert_eq!(operator_count(), 59);
         assert!(operators().contains(&"Conv") && !operators().contains(&"FusedConv"));
     }
 
