@@ -170,9 +170,16 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 }
 
 /// One row of layer normalization: `out = (x - mean) / sqrt(var + eps) *
-/// gamma (+ beta)`, mean and (biased) variance in two passes.
+/// gamma (+ beta)`, mean and (biased) variance in two passes. Returns the
+/// mean and `1 / sqrt(var + eps)`.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-pub fn layer_norm(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, eps: f32, out: &mut [f32]) {
+pub fn layer_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+    out: &mut [f32],
+) -> (f32, f32) {
     let n = x.len().max(1) as f32;
     let mean = lane_sum(x, |v| v) / n;
     let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
@@ -189,6 +196,7 @@ pub fn layer_norm(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, eps: f32, out:
             }
         }
     }
+    (mean, inv)
 }
 
 #[cfg(test)]
@@ -261,10 +269,12 @@ mod tests {
             let gamma: Vec<f32> = (0..v.len()).map(|i| 0.5 + (i % 7) as f32 / 7.0).collect();
             let beta: Vec<f32> = (0..v.len()).map(|i| (i % 5) as f32 - 2.0).collect();
             let mut out = vec![0.0; v.len()];
-            layer_norm(&v, &gamma, Some(&beta), 1e-5, &mut out);
+            let (m, inv) = layer_norm(&v, &gamma, Some(&beta), 1e-5, &mut out);
             let n = v.len() as f64;
             let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
             let var = v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+            prop_assert!((f64::from(m) - mean).abs() < 1e-4 * (1.0 + mean.abs()));
+            prop_assert!((f64::from(inv) - 1.0 / (var + 1e-5).sqrt()).abs() < 1e-4 / (var + 1e-5).sqrt());
             for i in 0..v.len() {
                 let want = (f64::from(v[i]) - mean) / (var + 1e-5).sqrt() * f64::from(gamma[i])
                     + f64::from(beta[i]);

@@ -259,12 +259,17 @@ fn im2col_2d<T: Arith>(
                 let xr = &xc[iy * wd..][..wd];
                 out[..cols.start].fill(T::zero());
                 out[cols.end..].fill(T::zero());
+                let start = (cols.start as isize * sw + off) as usize;
+                if cols.is_empty() {
+                    continue;
+                }
                 if sw == 1 {
-                    let start = (cols.start as isize + off) as usize;
                     out[cols.clone()].copy_from_slice(&xr[start..start + cols.len()]);
                 } else {
-                    for ox in cols.clone() {
-                        out[ox] = xr[(ox as isize * sw + off) as usize];
+                    // A strided walk without per-element bounds checks.
+                    let src = xr[start..].iter().step_by(sw as usize);
+                    for (o, &v) in out[cols.clone()].iter_mut().zip(src) {
+                        *o = v;
                     }
                 }
             }

@@ -176,7 +176,9 @@ impl SkipLayerNorm {
             y.par_chunks_mut(h.max(1))
                 .zip(sum.par_chunks(h.max(1)))
                 .with_min_len((8192 / h.max(1)).max(1))
-                .for_each(|(out, row)| crate::fast_math::layer_norm(row, g, b, eps, out));
+                .for_each(|(out, row)| {
+                    crate::fast_math::layer_norm(row, g, b, eps, out);
+                });
         } else {
             self.rows_f64(&mut sum, &mut y, g, b, h);
         }

@@ -1,7 +1,9 @@
 //! Normalizations over groups of elements: LayerNormalization,
 //! RMSNormalization, InstanceNormalization, GroupNormalization,
 //! MeanVarianceNormalization, LpNormalization and LRN. Statistics are computed
-//! in f64 and results rounded once to the input's type.
+//! in f64 and results rounded once to the input's type, except f32
+//! LayerNormalization with scale and bias of the normalized shape, which
+//! runs the vectorized f32 row kernel of `fast_math`.
 
 use oxrt_core::shape::normalize_axis;
 use oxrt_core::{
@@ -56,11 +58,59 @@ struct LaneNorm {
     epsilon: f64,
 }
 
+impl LaneNorm {
+    /// f32 LayerNormalization whose scale and bias cover the normalized
+    /// axes exactly: the vectorized row kernel, rows in parallel (`None`
+    /// when the inputs are other types or broadcast).
+    fn layer_f32(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> Option<Result<Vec<Tensor>>> {
+        use rayon::prelude::*;
+        let s = x.shape();
+        let axis = normalize_axis(self.axis, s.len()).ok()?;
+        let tail = &s[axis..];
+        let fits = |t: &Tensor| t.dtype() == D::F32 && t.shape() == tail;
+        if self.kind != Kind::Layer || x.dtype() != D::F32 || !fits(scale) || !bias.is_none_or(fits)
+        {
+            return None;
+        }
+        let (xs, g) = (x.as_slice::<f32>().ok()?, scale.as_slice::<f32>().ok()?);
+        let b = match bias {
+            Some(b) => Some(b.as_slice::<f32>().ok()?),
+            None => None,
+        };
+        let len = tail.iter().product::<usize>().max(1);
+        let eps = self.epsilon as f32;
+        let mut y = oxrt_core::arena::filled(xs.len(), 0.0f32);
+        let stats: Vec<(f32, f32)> = y
+            .par_chunks_mut(len)
+            .zip(xs.par_chunks(len))
+            .with_min_len((8192 / len).max(1))
+            .map(|(out, row)| crate::fast_math::layer_norm(row, g, b, eps, out))
+            .collect();
+        let mut stat_shape = s[..axis].to_vec();
+        stat_shape.resize(s.len(), 1);
+        let (mean, inv): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+        let tensors = [
+            Tensor::from_vec(s, y),
+            Tensor::from_vec(stat_shape.clone(), mean),
+            Tensor::from_vec(stat_shape, inv),
+        ];
+        Some(tensors.into_iter().collect())
+    }
+}
+
 impl Kernel for LaneNorm {
     fn compute(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         let x = required(inputs, 0)?;
         let scale = required(inputs, 1)?;
         let bias = optional(inputs, 2);
+        if let Some(done) = self.layer_f32(x, scale, bias) {
+            return done;
+        }
         let s = x.shape();
         let xs = floats(x, "normalization")?;
         // Where each group starts and how scale/bias index into the element.
