@@ -88,10 +88,21 @@ fn parse_level(s: &str) -> Result<OptimizationLevel, String> {
     s.parse()
 }
 
+/// The repository root: `OXRT_WORKSPACE` when set, else where xtask was
+/// built, else the current directory (a binary carried to another machine
+/// runs from a copy of the repository).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    if let Some(dir) = std::env::var_os("OXRT_WORKSPACE") {
+        return PathBuf::from(dir);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    if built.join("conformance/expectations").is_dir() {
+        built
+    } else {
+        PathBuf::from(".")
+    }
 }
 
 /// The cache of the pinned ONNX wheel and what is extracted from it.
