@@ -18,7 +18,7 @@ if [ "${1:-build}" = "run" ]; then
     echo "== oxrt providers"
     "$out/oxrt" providers
     echo "== CUDA vs CPU, every operator family"
-    "$out/vs_cpu" --ignored
+    "$out/vs_cpu" --ignored --nocapture
     echo "== ONNX node tests on cuda"
     "$out/xtask" conformance --provider cuda --no-models || true
     echo "== example CNN on cuda"
