@@ -106,6 +106,17 @@ impl Conv {
         let mut shape = vec![n, m];
         shape.extend(&win.output);
         let summed = z.is_some();
+        let mut y = match z {
+            Some(z) if z.shape() != shape.as_slice() => {
+                return Err(Error::invalid(format!(
+                    "Z must have the output's shape {shape:?}, got {:?}",
+                    z.shape()
+                )))
+            }
+            Some(Cow::Owned(z)) => z.into_vec::<T>()?,
+            Some(Cow::Borrowed(z)) => oxrt_core::arena::copied(z.as_slice::<T>()?),
+            None => crate::kernel::zeros::<T>(n * m * out_len),
+        };
         let rows = cg * k_len;
         // A 1x1 window that reads every input position once, in order.
         let pointwise = k_len == 1
@@ -116,29 +127,6 @@ impl Conv {
         // precision goes through the GEMM, which accumulates in f32).
         let wide = matches!(x.dtype(), D::F32 | D::F64);
         let depthwise_direct = cg == 1 && mg == 1 && wide;
-        // Without a residual the GEMMs accumulate onto the bias: one pass
-        // over the output fewer than zeros plus a bias pass.
-        let bias_first = bias.filter(|_| !summed && !depthwise_direct);
-        let mut y = match z {
-            Some(z) if z.shape() != shape.as_slice() => {
-                return Err(Error::invalid(format!(
-                    "Z must have the output's shape {shape:?}, got {:?}",
-                    z.shape()
-                )))
-            }
-            Some(Cow::Owned(z)) => z.into_vec::<T>()?,
-            Some(Cow::Borrowed(z)) => oxrt_core::arena::copied(z.as_slice::<T>()?),
-            None => match bias_first {
-                Some(b) => {
-                    let mut y = oxrt_core::arena::buffer::<T>(n * m * out_len);
-                    for plane in 0..n * m {
-                        y.extend(std::iter::repeat_n(b[plane % m], out_len));
-                    }
-                    y
-                }
-                None => crate::kernel::zeros::<T>(n * m * out_len),
-            },
-        };
         if depthwise_direct {
             // The direct kernels overwrite their output: sum afterwards.
             let mut d = if summed {
@@ -186,13 +174,13 @@ impl Conv {
                         MatRef::row_major(b_mat, rows, out_len, false),
                         yg,
                         T::one(),
-                        summed || bias_first.is_some(),
+                        summed,
                     )?;
                 }
             }
             oxrt_core::arena::recycle(col);
         }
-        if let Some(bias) = bias.filter(|_| bias_first.is_none()) {
+        if let Some(bias) = bias {
             use rayon::prelude::*;
             y.par_chunks_mut(out_len.max(1))
                 .enumerate()
