@@ -144,15 +144,7 @@ pub fn softmax(row: &mut [f32]) {
         .fold(f32::NEG_INFINITY, f32::max);
     let max = maxes.iter().copied().fold(tail_max, f32::max);
     row.iter_mut().for_each(|v| *v = exp(*v - max));
-    let mut sums = [0.0f32; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (s, &v) in sums.iter_mut().zip(c) {
-            *s += v;
-        }
-    }
-    let sum: f32 = sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
-    let inv = 1.0 / sum;
+    let inv = 1.0 / lane_sum(row, |v| v);
     row.iter_mut().for_each(|v| *v *= inv);
 }
 

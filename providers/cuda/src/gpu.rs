@@ -93,13 +93,8 @@ pub(crate) struct Gpu {
     module: OnceLock<std::result::Result<Arc<CudaModule>, String>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
     /// Pinned host memory that host <-> device copies go through.
-    pub staging: Mutex<Staging>,
-}
-
-/// A reusable pinned host buffer (grown on demand).
-#[derive(Default)]
-pub(crate) struct Staging {
-    pub buffer: Option<cudarc::driver::PinnedHostSlice<u8>>,
+    /// (Grown on demand, reused by every copy.)
+    pub staging: Mutex<Option<cudarc::driver::PinnedHostSlice<u8>>>,
 }
 
 impl Gpu {
@@ -117,7 +112,7 @@ impl Gpu {
             blas,
             module: OnceLock::new(),
             functions: Mutex::new(HashMap::new()),
-            staging: Mutex::new(Staging::default()),
+            staging: Mutex::new(None),
         }))
     }
 

@@ -65,6 +65,51 @@ pub(crate) fn f32_view(t: &DeviceTensor) -> Result<CudaView<'_, f32>> {
         .ok_or_else(|| Error::invalid("a CUDA buffer is smaller than its tensor"))
 }
 
+/// A tensor of `dtype` and `shape` in freshly written device memory.
+pub(crate) fn device_tensor(
+    dtype: DataType,
+    shape: Vec<usize>,
+    bytes: CudaSlice<u8>,
+) -> DeviceTensor {
+    DeviceTensor::new(
+        dtype,
+        shape,
+        Box::new(CudaBuffer {
+            bytes: Arc::new(bytes),
+        }),
+    )
+}
+
+/// `t`'s buffer under another shape (no copy; kernels never write inputs).
+pub(crate) fn relabel(t: &DeviceTensor, shape: Vec<usize>) -> Result<DeviceTensor> {
+    Ok(DeviceTensor::new(
+        t.dtype(),
+        shape,
+        Box::new(CudaBuffer {
+            bytes: buffer(t)?.bytes.clone(),
+        }),
+    ))
+}
+
+/// A 4-byte tensor's elements as u32 (for the kernels that only move data).
+pub(crate) fn words(t: &DeviceTensor) -> Result<CudaView<'_, u32>> {
+    if t.dtype().host_size() != 4 || t.dtype() == DataType::String {
+        return Err(Error::NotSupported(format!("{} data on CUDA", t.dtype())));
+    }
+    let n: usize = t.shape().iter().product();
+    // SAFETY: the buffer holds the tensor's n 4-byte elements; every bit
+    // pattern is a valid u32.
+    unsafe { buffer(t)?.bytes.transmute::<u32>(n) }
+        .ok_or_else(|| Error::invalid("a CUDA buffer is smaller than its tensor"))
+}
+
+/// `bytes` (allocated for `n` 4-byte elements) as u32 to write.
+pub(crate) fn words_mut(bytes: &mut CudaSlice<u8>, n: usize) -> Result<CudaViewMut<'_, u32>> {
+    // SAFETY: the caller allocated `bytes` for n 4-byte elements; every bit
+    // pattern is a valid u32.
+    unsafe { bytes.transmute_mut::<u32>(n) }.ok_or_else(|| Error::invalid("CUDA buffer too small"))
+}
+
 /// A new f32 output of `shape`, its buffer and a typed view to write.
 pub(crate) struct Output {
     pub shape: Vec<usize>,
@@ -89,13 +134,7 @@ impl Output {
     }
 
     pub fn finish(self) -> DeviceTensor {
-        DeviceTensor::new(
-            DataType::F32,
-            self.shape,
-            Box::new(CudaBuffer {
-                bytes: Arc::new(self.bytes),
-            }),
-        )
+        device_tensor(DataType::F32, self.shape, self.bytes)
     }
 }
 
@@ -116,14 +155,14 @@ impl CudaMemory {
             .staging
             .lock()
             .map_err(|_| Error::invalid("the CUDA staging buffer is poisoned"))?;
-        if staging.buffer.as_ref().is_none_or(|b| b.len() < len) {
+        if staging.as_ref().is_none_or(|b| b.len() < len) {
             // SAFETY: the pinned buffer is written (host copy or device
             // download) before it is read.
             let fresh = unsafe { self.gpu.ctx.alloc_pinned::<u8>(len.max(1)) }
                 .map_err(|e| failed("pinned host allocation", e))?;
-            staging.buffer = Some(fresh);
+            *staging = Some(fresh);
         }
-        match staging.buffer.as_mut() {
+        match staging.as_mut() {
             Some(b) => f(b),
             None => Err(Error::invalid("no CUDA staging buffer")),
         }
@@ -164,13 +203,7 @@ impl DeviceMemory for CudaMemory {
             ..Default::default()
         };
         Ok((
-            DeviceTensor::new(
-                tensor.dtype(),
-                tensor.shape().to_vec(),
-                Box::new(CudaBuffer {
-                    bytes: Arc::new(dev),
-                }),
-            ),
+            device_tensor(tensor.dtype(), tensor.shape().to_vec(), dev),
             cost,
         ))
     }

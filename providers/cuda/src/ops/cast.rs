@@ -9,7 +9,7 @@ use oxrt_core::{DataType as D, Error, Kernel, KernelInfo, Node, Result};
 
 use super::{boxed, first, launch_for, GpuKernel};
 use crate::gpu::{failed, Gpu};
-use crate::memory::{buffer, byte_len, CudaBuffer};
+use crate::memory::{buffer, byte_len, device_tensor, relabel};
 
 /// Element types a Cast on CUDA reads.
 pub(crate) const SOURCES: &[D] = &[D::F32, D::F16, D::I64, D::I32, D::Bool];
@@ -42,13 +42,7 @@ impl GpuKernel for Cast {
     fn run(&self, inputs: &[Option<&DeviceTensor>]) -> Result<DeviceTensor> {
         let x = first(inputs, "Cast")?;
         if x.dtype() == self.to {
-            return Ok(DeviceTensor::new(
-                x.dtype(),
-                x.shape().to_vec(),
-                Box::new(CudaBuffer {
-                    bytes: buffer(x)?.bytes.clone(),
-                }),
-            ));
+            return relabel(x, x.shape().to_vec());
         }
         let code = mode(x.dtype(), self.to).ok_or_else(|| {
             Error::NotSupported(format!("Cast from {} to {} on CUDA", x.dtype(), self.to))
@@ -70,13 +64,7 @@ impl GpuKernel for Cast {
             // their tensors' n elements of those types.
             unsafe { launch.launch(launch_for(n)) }.map_err(|e| failed("cast kernel", e))?;
         }
-        Ok(DeviceTensor::new(
-            self.to,
-            x.shape().to_vec(),
-            Box::new(CudaBuffer {
-                bytes: Arc::new(bytes),
-            }),
-        ))
+        Ok(device_tensor(self.to, x.shape().to_vec(), bytes))
     }
 }
 

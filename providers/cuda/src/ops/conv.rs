@@ -174,13 +174,7 @@ impl Conv {
                 )));
             }
             // Bias as [m, 1, 1], broadcast over images and positions.
-            let bias = DeviceTensor::new(
-                b.dtype(),
-                vec![m, 1, 1],
-                Box::new(crate::memory::CudaBuffer {
-                    bytes: crate::memory::buffer(b)?.bytes.clone(),
-                }),
-            );
+            let bias = crate::memory::relabel(b, vec![m, 1, 1])?;
             y = binary(&self.gpu, ADD, &y, &bias)?;
         }
         if let Some(e) = &self.epilogue {

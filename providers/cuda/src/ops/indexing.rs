@@ -4,44 +4,17 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::PushKernelArg;
 use oxrt_core::device::DeviceTensor;
 use oxrt_core::shape::normalize_axis;
-use oxrt_core::{DataType, DeviceMemory, Error, Kernel, KernelInfo, Node, Result, Tensor};
+use oxrt_core::{DeviceMemory, Error, Kernel, KernelInfo, Node, Result, Tensor};
 
 use super::{boxed, first, host_constant, launch_for, GpuKernel, Strides};
 use crate::gpu::{failed, Gpu};
-use crate::memory::{buffer, byte_len, CudaBuffer, CudaMemory};
+use crate::memory::{buffer, byte_len, device_tensor, words, words_mut, CudaMemory};
 
 /// The operators of this family.
 pub(crate) const OPS: &[&str] = &["Slice", "Concat", "Gather"];
-
-/// A 4-byte tensor's buffer viewed as u32.
-fn words(t: &DeviceTensor) -> Result<cudarc::driver::CudaView<'_, u32>> {
-    if t.dtype().host_size() != 4 {
-        return Err(Error::NotSupported(format!("{} data on CUDA", t.dtype())));
-    }
-    let n: usize = t.shape().iter().product();
-    // SAFETY: the buffer holds the tensor's n 4-byte elements; every bit
-    // pattern is a valid u32.
-    unsafe { buffer(t)?.bytes.transmute::<u32>(n) }
-        .ok_or_else(|| Error::invalid("a CUDA buffer is smaller than its tensor"))
-}
-
-/// A new 4-byte tensor's buffer and its u32 view length.
-fn output(gpu: &Gpu, dtype: DataType, shape: &[usize]) -> Result<CudaSlice<u8>> {
-    gpu.alloc(byte_len(dtype, shape)?)
-}
-
-fn finish(dtype: DataType, shape: Vec<usize>, bytes: CudaSlice<u8>) -> DeviceTensor {
-    DeviceTensor::new(
-        dtype,
-        shape,
-        Box::new(CudaBuffer {
-            bytes: Arc::new(bytes),
-        }),
-    )
-}
 
 /// Output shape, first element and per-axis strides of a slice of `shape`
 /// (numpy semantics: clamped bounds, negative steps).
@@ -53,10 +26,7 @@ pub(crate) fn slice_plan(
     steps: &[i64],
 ) -> Result<(Vec<usize>, i64, Vec<i64>)> {
     let rank = shape.len();
-    let mut dense = vec![1i64; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        dense[d] = dense[d + 1] * shape[d + 1] as i64;
-    }
+    let dense = super::dense_strides(shape);
     let mut out = shape.to_vec();
     let mut strides = dense.clone();
     let mut base = 0i64;
@@ -118,12 +88,10 @@ impl GpuKernel for Slice {
             slice_plan(x.shape(), &self.starts, &self.ends, &axes, &self.steps)?;
         let table = Strides::gather(&shape, &strides)?;
         let n: usize = shape.iter().product();
-        let mut bytes = output(&self.gpu, x.dtype(), &shape)?;
+        let mut bytes = self.gpu.alloc(byte_len(x.dtype(), &shape)?)?;
         if n > 0 {
             let xv = words(x)?;
-            // SAFETY: allocated for the n 4-byte output elements.
-            let mut yv = unsafe { bytes.transmute_mut::<u32>(n) }
-                .ok_or_else(|| Error::invalid("CUDA buffer too small"))?;
+            let mut yv = words_mut(&mut bytes, n)?;
             let f = self.gpu.function("gather_u32")?;
             let n64 = n as i64;
             let mut launch = self.gpu.stream.launch_builder(&f);
@@ -137,7 +105,7 @@ impl GpuKernel for Slice {
             // strided offsets `slice_plan` keeps inside the input.
             unsafe { launch.launch(launch_for(n)) }.map_err(|e| failed("slice kernel", e))?;
         }
-        Ok(finish(x.dtype(), shape, bytes))
+        Ok(device_tensor(x.dtype(), shape, bytes))
     }
 }
 
@@ -179,11 +147,9 @@ impl GpuKernel for Concat {
         let outer: usize = shape[..axis].iter().product();
         let inner: usize = shape[axis + 1..].iter().product();
         let n: usize = shape.iter().product();
-        let mut bytes = output(&self.gpu, head.dtype(), &shape)?;
+        let mut bytes = self.gpu.alloc(byte_len(head.dtype(), &shape)?)?;
         if n > 0 {
-            // SAFETY: allocated for the n 4-byte output elements.
-            let mut yv = unsafe { bytes.transmute_mut::<u32>(n) }
-                .ok_or_else(|| Error::invalid("CUDA buffer too small"))?;
+            let mut yv = words_mut(&mut bytes, n)?;
             let f = self.gpu.function("concat_u32")?;
             let dst_stride = (shape[axis] * inner) as i64;
             let mut offset = 0i64;
@@ -209,7 +175,7 @@ impl GpuKernel for Concat {
                 offset += chunk;
             }
         }
-        Ok(finish(head.dtype(), shape, bytes))
+        Ok(device_tensor(head.dtype(), shape, bytes))
     }
 }
 
@@ -260,15 +226,13 @@ impl GpuKernel for Gather {
         shape.extend(&s[axis + 1..]);
         let count: usize = idx.shape().iter().product();
         let n = outer * count * inner;
-        let mut bytes = output(&self.gpu, x.dtype(), &shape)?;
+        let mut bytes = self.gpu.alloc(byte_len(x.dtype(), &shape)?)?;
         if n > 0 {
             let xv = words(x)?;
             // SAFETY: the index buffer holds `count` i64 values.
             let iv = unsafe { buffer(&idx_dev)?.bytes.transmute::<i64>(count) }
                 .ok_or_else(|| Error::invalid("CUDA buffer too small"))?;
-            // SAFETY: allocated for the n 4-byte output elements.
-            let mut yv = unsafe { bytes.transmute_mut::<u32>(n) }
-                .ok_or_else(|| Error::invalid("CUDA buffer too small"))?;
+            let mut yv = words_mut(&mut bytes, n)?;
             let f = self.gpu.function("gather_axis_u32")?;
             let (o64, d64, c64, i64_) = (outer as i64, dim, count as i64, inner as i64);
             let mut launch = self.gpu.stream.launch_builder(&f);
@@ -284,7 +248,7 @@ impl GpuKernel for Gather {
             // checked above to lie in 0..dim.
             unsafe { launch.launch(launch_for(n)) }.map_err(|e| failed("gather kernel", e))?;
         }
-        Ok(finish(x.dtype(), shape, bytes))
+        Ok(device_tensor(x.dtype(), shape, bytes))
     }
 }
 

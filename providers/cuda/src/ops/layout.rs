@@ -11,7 +11,7 @@ use oxrt_core::{Error, Kernel, KernelInfo, Node, Result};
 
 use super::{boxed, first, host_constant, launch_for, GpuKernel, Strides};
 use crate::gpu::{failed, Gpu};
-use crate::memory::{buffer, byte_len, CudaBuffer};
+use crate::memory::{byte_len, device_tensor, relabel, words, words_mut};
 
 /// The layout operators.
 pub(crate) const OPS: &[&str] = &[
@@ -77,13 +77,8 @@ impl Layout {
         let n: usize = out_shape.iter().product();
         let mut bytes = self.gpu.alloc(byte_len(x.dtype(), &out_shape)?)?;
         if n > 0 {
-            let src = buffer(x)?;
-            // SAFETY: both buffers hold n 4-byte elements (any bit pattern
-            // is a valid u32).
-            let xv = unsafe { src.bytes.transmute::<u32>(n) }
-                .ok_or_else(|| Error::invalid("CUDA buffer too small"))?;
-            let mut yv = unsafe { bytes.transmute_mut::<u32>(n) }
-                .ok_or_else(|| Error::invalid("CUDA buffer too small"))?;
+            let xv = words(x)?;
+            let mut yv = words_mut(&mut bytes, n)?;
             let f = self.gpu.function("gather_u32")?;
             let (n64, base) = (n as i64, 0i64);
             let mut launch = self.gpu.stream.launch_builder(&f);
@@ -98,13 +93,7 @@ impl Layout {
             // inside its shape (a permutation of the output's).
             unsafe { launch.launch(launch_for(n)) }.map_err(|e| failed("transpose kernel", e))?;
         }
-        Ok(DeviceTensor::new(
-            x.dtype(),
-            out_shape,
-            Box::new(CudaBuffer {
-                bytes: Arc::new(bytes),
-            }),
-        ))
+        Ok(device_tensor(x.dtype(), out_shape, bytes))
     }
 }
 
@@ -120,13 +109,7 @@ impl GpuKernel for Layout {
                 let reverse: Vec<usize> = (0..x.shape().len()).rev().collect();
                 self.transpose(x, perm.as_deref().unwrap_or(&reverse))?
             }
-            _ => DeviceTensor::new(
-                x.dtype(),
-                self.shape(x.shape())?,
-                Box::new(CudaBuffer {
-                    bytes: buffer(x)?.bytes.clone(),
-                }),
-            ),
+            _ => relabel(x, self.shape(x.shape())?)?,
         };
         Ok(y)
     }

@@ -29,7 +29,14 @@ type Factory = fn(&Node, &KernelInfo<'_>, &Arc<Gpu>) -> Result<Box<dyn oxrt_core
 
 /// Every operator the provider runs: (domain, op, factory). Inputs must be
 /// f32 except where a family says otherwise (see [`accepts_types`]).
-fn table() -> Vec<(&'static str, &'static str, Factory)> {
+fn table() -> &'static [(&'static str, &'static str, Factory)] {
+    static TABLE: std::sync::LazyLock<Vec<(&'static str, &'static str, Factory)>> =
+        std::sync::LazyLock::new(build_table);
+    &TABLE
+}
+
+/// Builds [`table`] once.
+fn build_table() -> Vec<(&'static str, &'static str, Factory)> {
     let mut t: Vec<(&'static str, &'static str, Factory)> = Vec::new();
     for op in elementwise::UNARY_OPS {
         t.push(("", op, elementwise::create_unary));
@@ -80,9 +87,9 @@ pub fn operator_count() -> usize {
 /// conformance run to pick its cases.
 pub fn operators() -> Vec<&'static str> {
     table()
-        .into_iter()
+        .iter()
         .filter(|(d, _, _)| d.is_empty())
-        .map(|(_, op, _)| op)
+        .map(|&(_, op, _)| op)
         .collect()
 }
 
@@ -94,9 +101,9 @@ pub(crate) fn lookup(node: &Node, ctx: &NodeContext<'_>) -> std::result::Result<
         node.domain.as_str()
     };
     let factory = table()
-        .into_iter()
+        .iter()
         .find(|(d, op, _)| *d == domain && *op == node.op_type)
-        .map(|(_, _, f)| f)
+        .map(|&(_, _, f)| f)
         .ok_or_else(|| format!("the CUDA provider has no kernel for {}", node.op_type))?;
     accepts_types(node, ctx)?;
     if node.op_type == "FusedConv" && node.input(3).is_some() {
@@ -256,6 +263,25 @@ pub(crate) fn launch_for(n: usize) -> LaunchConfig {
     }
 }
 
+/// One block of 256 threads per row, for the kernels whose shared-memory
+/// reductions hold 256 values (softmax, layer norm).
+pub(crate) fn launch_rows(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows.clamp(1, 65_535) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Row-major element strides of `shape`.
+pub(crate) fn dense_strides(shape: &[usize]) -> Vec<i64> {
+    let mut dense = vec![1i64; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        dense[d] = dense[d + 1] * shape[d + 1] as i64;
+    }
+    dense
+}
+
 /// Ranks the stride tables cover (as `MAX_RANK` in kernels.cu).
 pub(crate) const MAX_RANK: usize = 8;
 
@@ -302,10 +328,7 @@ impl Strides {
     /// The table for `out[i] = x[perm-permuted i]`: input axis `perm[d]`
     /// becomes output axis `d`.
     pub fn transpose(x: &[usize], perm: &[usize]) -> Result<Self> {
-        let mut dense = vec![1i64; x.len()];
-        for d in (0..x.len().saturating_sub(1)).rev() {
-            dense[d] = dense[d + 1] * x[d + 1] as i64;
-        }
+        let dense = dense_strides(x);
         let out: Vec<usize> = perm.iter().map(|&p| x[p]).collect();
         let a: Vec<i64> = perm.iter().map(|&p| dense[p]).collect();
         Self::build(&out, &a, &vec![0; out.len()])

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::PushKernelArg;
 use oxrt_core::device::DeviceTensor;
 use oxrt_core::{Error, Kernel, KernelInfo, Node, Result};
 
-use super::{boxed, first, Constants, GpuKernel};
+use super::{boxed, first, launch_rows, Constants, GpuKernel};
 use crate::gpu::{failed, Gpu};
 use crate::memory::{f32_view, Output};
 
@@ -56,16 +56,11 @@ impl GpuKernel for LayerNorm {
                 .arg(&l64)
                 .arg(&self.epsilon)
                 .arg(&has_bias);
-            let cfg = LaunchConfig {
-                grid_dim: (rows.clamp(1, 65_535) as u32, 1, 1),
-                // The kernel's shared reductions hold 256 values.
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
             // SAFETY: layer_norm_f32 reads rows x len inputs and len scale
             // and bias values, writes rows x len outputs (the views' sizes),
             // with the 256 threads its reductions expect.
-            unsafe { launch.launch(cfg) }.map_err(|e| failed("layer-norm kernel", e))?;
+            unsafe { launch.launch(launch_rows(rows)) }
+                .map_err(|e| failed("layer-norm kernel", e))?;
         }
         Ok(out.finish())
     }

@@ -44,10 +44,7 @@ pub(crate) fn reduce_plan(
             reduced[normalize_axis(a, rank)?] = true;
         }
     }
-    let mut dense = vec![1i64; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        dense[d] = dense[d + 1] * shape[d + 1] as i64;
-    }
+    let dense = super::dense_strides(shape);
     let (mut kept_dims, mut kept_strides, mut red_dims, mut red_strides) =
         (vec![], vec![], vec![], vec![]);
     let mut out = Vec::with_capacity(rank);

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::PushKernelArg;
 use oxrt_core::device::DeviceTensor;
 use oxrt_core::{Error, Kernel, KernelInfo, Node, Result};
 
-use super::{boxed, first, GpuKernel};
+use super::{boxed, first, launch_rows, GpuKernel};
 use crate::gpu::{failed, Gpu};
 use crate::memory::{f32_view, Output};
 
@@ -43,16 +43,10 @@ impl GpuKernel for Softmax {
             let (r64, l64, log) = (rows as i64, len as i64, i32::from(self.log));
             let mut launch = self.gpu.stream.launch_builder(&f);
             launch.arg(&xv).arg(&mut yv).arg(&r64).arg(&l64).arg(&log);
-            let cfg = LaunchConfig {
-                grid_dim: (rows.clamp(1, 65_535) as u32, 1, 1),
-                // The kernel's shared reduction holds 256 values.
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
             // SAFETY: softmax_f32(const float*, float*, long long, long long,
             // int) reads and writes rows x len values, the views' sizes; it
             // is launched with the 256 threads its reduction expects.
-            unsafe { launch.launch(cfg) }.map_err(|e| failed("softmax kernel", e))?;
+            unsafe { launch.launch(launch_rows(rows)) }.map_err(|e| failed("softmax kernel", e))?;
         }
         Ok(out.finish())
     }
