@@ -226,6 +226,7 @@ pub fn graph_to_proto(g: &Graph) -> GraphProto {
     value_info.sort_by(|a, b| a.name.cmp(&b.name));
     GraphProto {
         name: Some(g.name.clone()),
+        doc_string: (!g.doc_string.is_empty()).then(|| g.doc_string.clone()),
         node: g.nodes.iter().map(node_to_proto).collect(),
         input: g
             .inputs
@@ -253,7 +254,7 @@ impl Model {
             producer_name: Some(self.producer_name.clone()),
             producer_version: Some(self.producer_version.clone()),
             domain: Some(self.domain.clone()),
-            model_version: Some(self.model_version),
+            model_version: self.model_version,
             doc_string: Some(self.doc_string.clone()),
             opset_import: self
                 .opsets

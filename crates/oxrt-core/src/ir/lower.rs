@@ -69,7 +69,7 @@ impl Model {
             producer_name: proto.producer_name().to_string(),
             producer_version: proto.producer_version().to_string(),
             domain: proto.domain().to_string(),
-            model_version: proto.model_version.unwrap_or(0),
+            model_version: proto.model_version,
             doc_string: proto.doc_string().to_string(),
             metadata: proto
                 .metadata_props
@@ -153,6 +153,7 @@ fn lower_graph(g: &GraphProto, options: &LowerOptions) -> Result<Graph> {
     }
     Ok(Graph {
         name: g.name().to_string(),
+        doc_string: g.doc_string().to_string(),
         nodes,
         inputs,
         overridable_initializers: overridable,

@@ -28,7 +28,8 @@ pub struct Model {
     pub producer_name: String,
     pub producer_version: String,
     pub domain: String,
-    pub model_version: i64,
+    /// `None` when the model does not say.
+    pub model_version: Option<i64>,
     pub doc_string: String,
     /// `metadata_props` key-value pairs.
     pub metadata: Vec<(String, String)>,
@@ -47,6 +48,8 @@ impl Model {
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub name: String,
+    /// The graph's `doc_string`.
+    pub doc_string: String,
     pub nodes: Vec<Node>,
     /// Inputs that must be fed (initializers listed as inputs are excluded).
     pub inputs: Vec<ValueInfo>,

@@ -517,6 +517,7 @@ pub(crate) mod tests {
     pub fn graph(nodes: Vec<Node>, outputs: &[&str]) -> Graph {
         Graph {
             name: "g".into(),
+            doc_string: String::new(),
             nodes,
             inputs: vec![ValueInfo {
                 name: "x".into(),
