@@ -12,10 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use oxrt::{OptimizationLevel, Session, Tensor};
 
-/// The pinned onnxruntime the comparison installs.
-const ORT_VERSION: &str = "1.32.0";
-/// The onnx release `examples/models/generate.py` runs with.
-const ONNX_VERSION: &str = "1.22.0";
+use crate::pyenv::{ONNX_VERSION, ORT_VERSION};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -69,42 +66,14 @@ fn bench_dir() -> PathBuf {
 
 /// The Python of the benchmark environment, created on first use.
 fn venv_python() -> Result<PathBuf> {
-    let venv = bench_dir().join("venv");
-    let python = venv.join("bin/python");
-    let marker = venv.join(format!("ort-{ORT_VERSION}-onnx-{ONNX_VERSION}"));
-    if marker.is_file() {
-        return Ok(python);
-    }
-    let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    eprintln!(
-        "creating {} (onnxruntime {ORT_VERSION}, onnx {ONNX_VERSION}, numpy)",
-        venv.display()
-    );
-    let ok = Command::new(&system)
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .with_context(|| format!("cannot run `{system} -m venv`"))?
-        .success();
-    if !ok {
-        bail!("`{system} -m venv {}` failed", venv.display());
-    }
-    let ok = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet"])
-        .arg(format!("onnxruntime=={ORT_VERSION}"))
-        .arg(format!("onnx=={ONNX_VERSION}"))
-        .arg("numpy")
-        .status()
-        .context("cannot run pip in the benchmark environment")?
-        .success();
-    if !ok {
-        bail!(
-            "installing onnxruntime {ORT_VERSION} into {} failed",
-            venv.display()
-        );
-    }
-    std::fs::write(&marker, "")?;
-    Ok(python)
+    crate::pyenv::python_env(
+        &bench_dir().join("venv"),
+        &[
+            &format!("onnxruntime=={ORT_VERSION}"),
+            &format!("onnx=={ONNX_VERSION}"),
+            "numpy",
+        ],
+    )
 }
 
 /// The model file for `name`, generated or extracted when needed.

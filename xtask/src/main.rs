@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod bench;
+mod pyenv;
+mod pytest;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -37,6 +39,9 @@ enum Task {
     /// Time whole models in oxrt (and onnxruntime with --vs-ort); table and
     /// dashboard JSON.
     Bench(bench::BenchArgs),
+    /// Install the Python package with pip into target/pytest/venv and run
+    /// its pytest suite (incl. onnx's backend runner over the node tests).
+    Pytest(pytest::PytestArgs),
     /// Measure a run's peak heap memory with and without the memory plan
     /// (value release after the last reader, in-place kernels).
     Memory(MemoryArgs),
@@ -583,6 +588,7 @@ fn main() -> ExitCode {
         Task::Conformance(args) => conformance(args),
         Task::Memory(args) => memory(args),
         Task::Bench(args) => bench::bench(args),
+        Task::Pytest(args) => pytest::pytest(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

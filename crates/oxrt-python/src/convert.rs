@@ -12,8 +12,7 @@
 
 use numpy::{
     dtype, Complex32, Complex64, Element as NpElement, PyArray1, PyArrayDescrMethods, PyArrayDyn,
-    PyArrayMethods,
-    PyUntypedArray, PyUntypedArrayMethods,
+    PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use oxrt::core::{Map, Sequence, Value};
 use oxrt::{DataType, Storage, Tensor, ValueType};
@@ -124,7 +123,20 @@ fn tensor_from_py(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
             )*
         };
     }
-    numeric!(f32, f64, oxrt::f16, i8, i16, i32, i64, u8, u16, u32, u64, bool);
+    numeric!(
+        f32,
+        f64,
+        oxrt::f16,
+        i8,
+        i16,
+        i32,
+        i64,
+        u8,
+        u16,
+        u32,
+        u64,
+        bool
+    );
     if dt.is_equiv_to(&dtype::<Complex32>(py)) {
         let data = elements::<Complex32>(obj)?;
         let pairs = data.into_iter().map(|c| [c.re, c.im]).collect();
@@ -179,12 +191,45 @@ fn tagged_tensor(name: &str, t: &Bound<'_, PyTuple>) -> PyResult<Tensor> {
                 let v = bits.into_iter().map(oxrt::bf16::from_bits).collect();
                 return Tensor::from_vec(shape, v).map_err(to_py);
             }
-            let bytes = elements::<u8>(&data)?;
+            let mut bytes = elements::<u8>(&data)?;
+            widen_sub_byte(dtype, &mut bytes);
             Tensor::from_storage(dtype, shape, Storage::Bits(bytes)).map_err(to_py)
         }
         other => Err(PyTypeError::new_err(format!(
             "input '{name}': unknown value tag '{other}'"
         ))),
+    }
+}
+
+/// Element types narrower than a byte: oxrt keeps signed ones (int4, int2)
+/// sign-extended into their byte; numpy (ml_dtypes) keeps the low bits only.
+fn sub_byte(dtype: DataType) -> Option<(u8, bool)> {
+    let bits = dtype.bits();
+    (bits < 8 && bits > 0).then(|| {
+        let signed = matches!(dtype, DataType::I4 | DataType::I2);
+        (((1u16 << bits) - 1) as u8, signed)
+    })
+}
+
+/// ml_dtypes' low bits to oxrt's byte per element.
+fn widen_sub_byte(dtype: DataType, bytes: &mut [u8]) {
+    if let Some((mask, signed)) = sub_byte(dtype) {
+        let sign = (mask >> 1) + 1;
+        for b in bytes {
+            *b &= mask;
+            if signed && *b & sign != 0 {
+                *b |= !mask;
+            }
+        }
+    }
+}
+
+/// oxrt's byte per element to the low bits ml_dtypes reads.
+fn narrow_sub_byte(dtype: DataType, bytes: &mut [u8]) {
+    if let Some((mask, _)) = sub_byte(dtype) {
+        for b in bytes {
+            *b &= mask;
+        }
     }
 }
 
@@ -250,11 +295,17 @@ fn tensor_to_py<'py>(py: Python<'py>, t: Tensor) -> PyResult<Bound<'py, PyAny>> 
         Storage::U64(v) => array(py, v, &shape),
         Storage::Bool(v) => array(py, v, &shape),
         Storage::Complex64(v) => {
-            let v: Vec<Complex32> = v.into_iter().map(|[re, im]| Complex32::new(re, im)).collect();
+            let v: Vec<Complex32> = v
+                .into_iter()
+                .map(|[re, im]| Complex32::new(re, im))
+                .collect();
             array(py, v, &shape)
         }
         Storage::Complex128(v) => {
-            let v: Vec<Complex64> = v.into_iter().map(|[re, im]| Complex64::new(re, im)).collect();
+            let v: Vec<Complex64> = v
+                .into_iter()
+                .map(|[re, im]| Complex64::new(re, im))
+                .collect();
             array(py, v, &shape)
         }
         Storage::String(v) => {
@@ -265,6 +316,33 @@ fn tensor_to_py<'py>(py: Python<'py>, t: Tensor) -> PyResult<Bound<'py, PyAny>> 
             let bits: Vec<u16> = v.into_iter().map(|b| b.to_bits()).collect();
             raw(array(py, bits, &shape)?)
         }
-        Storage::Bits(v) => raw(array(py, v, &shape)?),
+        Storage::Bits(mut v) => {
+            narrow_sub_byte(dtype, &mut v);
+            raw(array(py, v, &shape)?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_byte_elements_widen_and_narrow_between_conventions() {
+        // ml_dtypes int4: -8 is 0x08, -1 is 0x0F; oxrt: 0xF8, 0xFF
+        let mut b = vec![0x08, 0x0F, 0x07, 0x03];
+        widen_sub_byte(DataType::I4, &mut b);
+        assert_eq!(b, [0xF8, 0xFF, 0x07, 0x03]);
+        narrow_sub_byte(DataType::I4, &mut b);
+        assert_eq!(b, [0x08, 0x0F, 0x07, 0x03]);
+        let mut b = vec![0x02, 0x03, 0x01];
+        widen_sub_byte(DataType::I2, &mut b);
+        assert_eq!(b, [0xFE, 0xFF, 0x01]);
+        let mut u = vec![0x0F, 0xF3];
+        widen_sub_byte(DataType::U4, &mut u);
+        assert_eq!(u, [0x0F, 0x03]);
+        let mut f8 = vec![0xF8];
+        widen_sub_byte(DataType::F8E4M3FN, &mut f8);
+        assert_eq!(f8, [0xF8]);
     }
 }

@@ -81,7 +81,11 @@ impl Session {
         let level: OptimizationLevel = optimization_level.parse().map_err(PyValueError::new_err)?;
         let mut list = Vec::with_capacity(providers.len());
         for (name, options) in providers {
-            list.push(name.parse::<Provider>().map_err(to_py)?.with_options(options));
+            list.push(
+                name.parse::<Provider>()
+                    .map_err(to_py)?
+                    .with_options(options),
+            );
         }
         let mut builder = oxrt::Session::builder()
             .with_providers(list)
@@ -128,7 +132,11 @@ impl Session {
 
     /// Provider names in priority order (CPU last).
     fn providers(&self) -> Vec<String> {
-        self.inner.providers().into_iter().map(String::from).collect()
+        self.inner
+            .providers()
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 
     /// Model metadata: producer, graph, domain, description, version and

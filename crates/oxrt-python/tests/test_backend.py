@@ -20,7 +20,7 @@ def _expected_failures() -> list:
 
 backend_test = onnx.backend.test.BackendTest(oxrt.backend, __name__)
 # node tests only: the model zoo tests download models from the internet
-backend_test.include(r"^test_.*_cpu$")
+backend_test.include(r"^test_.*_(cpu|cuda)$")
 for pattern in _expected_failures():
     backend_test.xfail(pattern)
 
