@@ -51,8 +51,33 @@ pub fn pytest(args: PytestArgs) -> Result<bool> {
     if !ok {
         bail!("pip install {} failed", package.display());
     }
+    // The fpga-sim provider as a shared library, for the test that loads a
+    // provider library by path.
+    eprintln!("cargo build --release -p oxrt-provider-fpga-sim (its shared library)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "oxrt-provider-fpga-sim",
+        ])
+        .current_dir(&root)
+        .status()
+        .context("cannot run cargo")?
+        .success();
+    if !ok {
+        bail!("building the fpga-sim provider library failed");
+    }
+    let library = root.join(format!(
+        "target/release/{}oxrt_provider_fpga_sim{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
     // Run from the tests folder so `import oxrt` is the installed package.
     Ok(Command::new(&python)
+        .env("OXRT_FPGA_SIM_LIBRARY", library)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
         .args(&args.pytest_args)
         .current_dir(package.join("tests"))
