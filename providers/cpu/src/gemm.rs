@@ -59,6 +59,11 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
+/// Work on part of one row of C (its index, then the values), done by the
+/// thread that computed them while they are in its cache: a bias and an
+/// activation, say. A row may come in several parts (column blocks).
+pub type RowPost<'a, T> = dyn Fn(usize, &mut [T]) -> Result<()> + Sync + 'a;
+
 /// `c = alpha * a * b + (accumulate ? c : 0)`, with `c` row-major `a.rows x b.cols`.
 pub fn gemm<T: Arith>(
     a: MatRef<'_, T>,
@@ -66,6 +71,19 @@ pub fn gemm<T: Arith>(
     c: &mut [T],
     alpha: T,
     accumulate: bool,
+) -> Result<()> {
+    gemm_then(a, b, c, alpha, accumulate, None)
+}
+
+/// [`gemm`], then `post` on every row of `c`, each part by the thread that
+/// computed it right after computing it.
+pub fn gemm_then<T: Arith>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    alpha: T,
+    accumulate: bool,
+    post: Option<&RowPost<'_, T>>,
 ) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
@@ -86,7 +104,7 @@ pub fn gemm<T: Arith>(
         if !accumulate {
             c.fill(T::zero());
         }
-        return Ok(());
+        return post_rows(c, n, post);
     }
     let id = TypeId::of::<T>();
     if id == TypeId::of::<f16>() || id == TypeId::of::<bf16>() {
@@ -117,7 +135,7 @@ pub fn gemm<T: Arith>(
         for (d, s) in c.iter_mut().zip(wc) {
             *d = T::from_f32(s);
         }
-        return Ok(());
+        return post_rows(c, n, post);
     }
     if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() {
         let threads = rayon::current_num_threads();
@@ -143,21 +161,42 @@ pub fn gemm<T: Arith>(
                         alpha,
                         accumulate,
                         gemm::Parallelism::None,
-                    )
+                    )?;
+                    match post {
+                        Some(post) => block
+                            .chunks_mut(n)
+                            .enumerate()
+                            .try_for_each(|(r, row)| post(i * rows + r, row)),
+                        None => Ok(()),
+                    }
                 })?;
             return Ok(());
         }
         if big && n >= 16 * threads && n > m {
             // Column blocks of B and C: each thread packs only its part of
             // B, the larger operand of convolutions (im2col columns).
-            return column_blocks(a, b, c, alpha, accumulate, threads);
+            return column_blocks(a, b, c, alpha, accumulate, threads, post);
         }
-        let parallelism = if big {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        return crate_gemm(a, b, c, alpha, accumulate, parallelism);
+        if big {
+            crate_gemm(
+                a,
+                b,
+                c,
+                alpha,
+                accumulate,
+                gemm::Parallelism::Rayon(threads),
+            )?;
+            use rayon::prelude::*;
+            return match post {
+                Some(post) => c
+                    .par_chunks_mut(n)
+                    .enumerate()
+                    .try_for_each(|(r, row)| post(r, row)),
+                None => Ok(()),
+            };
+        }
+        crate_gemm(a, b, c, alpha, accumulate, gemm::Parallelism::None)?;
+        return post_rows(c, n, post);
     }
     for i in 0..m {
         for j in 0..n {
@@ -171,7 +210,18 @@ pub fn gemm<T: Arith>(
             c[i * n + j] = if accumulate { c[i * n + j].add(v) } else { v };
         }
     }
-    Ok(())
+    post_rows(c, n, post)
+}
+
+/// `post` on each `n`-wide row of `c`, on this thread.
+fn post_rows<T>(c: &mut [T], n: usize, post: Option<&RowPost<'_, T>>) -> Result<()> {
+    match post {
+        Some(post) if n > 0 => c
+            .chunks_mut(n)
+            .enumerate()
+            .try_for_each(|(r, row)| post(r, row)),
+        _ => Ok(()),
+    }
 }
 
 /// A pointer the column-block threads share; each writes its own columns.
@@ -198,6 +248,7 @@ fn column_blocks<T: Arith>(
     alpha: T,
     accumulate: bool,
     threads: usize,
+    post: Option<&RowPost<'_, T>>,
 ) -> Result<()> {
     use rayon::prelude::*;
     let (m, n) = (a.rows, b.cols);
@@ -230,8 +281,18 @@ fn column_blocks<T: Arith>(
                 alpha,
                 accumulate,
                 gemm::Parallelism::None,
-            )
+            )?;
         }
+        let Some(post) = post else {
+            return Ok(());
+        };
+        (0..m).try_for_each(|r| {
+            // SAFETY: columns j0..j0+cols of row r lie inside the m x n
+            // buffer (see above); this thread alone touches these columns,
+            // and this slice is the only reference to them while it lives.
+            let row = unsafe { std::slice::from_raw_parts_mut(dst.at(r * n + j0), cols) };
+            post(r, row)
+        })
     })
 }
 
@@ -320,6 +381,78 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn post_runs_once_on_every_row_part_with_its_row_index() {
+        // Shapes for each path on two threads: row blocks (300 x 256 x 64),
+        // column blocks (72 x 256 x 250), the crate's own threading
+        // (30 x 8192 x 20: big, too few rows and columns to split), one
+        // thread (5 x 7 x 3), k = 0, and f16 (widened to f32).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (m, k, n) in [
+            (300, 256, 64),
+            (72, 256, 250),
+            (30, 8192, 20),
+            (5, 7, 3),
+            (4, 0, 6),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|x| ((x * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|x| ((x * 5) % 11) as f32 - 5.0).collect();
+            let post = |row: usize, values: &mut [f32]| -> Result<()> {
+                values
+                    .iter_mut()
+                    .for_each(|v| *v = v.max(0.0) + row as f32 * 1000.0);
+                Ok(())
+            };
+            let mut c = vec![f32::NAN; m * n];
+            pool.install(|| {
+                gemm_then(
+                    MatRef::row_major(&a, m, k, false),
+                    MatRef::row_major(&b, k, n, false),
+                    &mut c,
+                    1.0,
+                    false,
+                    Some(&post),
+                )
+            })
+            .unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                    let want = dot.max(0.0) + i as f32 * 1000.0;
+                    assert_eq!(c[i * n + j], want, "{m}x{k}x{n} at ({i}, {j})");
+                }
+            }
+        }
+        let a: Vec<f16> = [1.0f32, 2.0, 3.0, 4.0].map(f16::from_f32).to_vec();
+        let mut c = vec![f16::ZERO; 4];
+        let post = |row: usize, values: &mut [f16]| -> Result<()> {
+            values
+                .iter_mut()
+                .for_each(|v| *v = f16::from_f32(v.to_f32() + row as f32));
+            Ok(())
+        };
+        let m = MatRef::row_major(&a, 2, 2, false);
+        gemm_then(m, m, &mut c, f16::ONE, false, Some(&post)).unwrap();
+        assert_eq!(c, [7.0f32, 10.0, 16.0, 23.0].map(f16::from_f32));
+        let failing = |_: usize, _: &mut [f32]| -> Result<()> { Err(Error::invalid("stop")) };
+        let mut c = vec![0.0f32; 300 * 64];
+        let (a, b) = (vec![1.0f32; 300 * 256], vec![1.0f32; 256 * 64]);
+        let err = pool.install(|| {
+            gemm_then(
+                MatRef::row_major(&a, 300, 256, false),
+                MatRef::row_major(&b, 256, 64, false),
+                &mut c,
+                1.0,
+                false,
+                Some(&failing),
+            )
+        });
+        assert!(err.is_err());
     }
 
     #[test]

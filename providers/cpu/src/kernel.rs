@@ -175,19 +175,25 @@ macro_rules! arith_float {
 }
 arith_float!(f32, f64, f16, bf16);
 
-/// Float element types usable with `num_traits::Float` math.
 /// `x` as f32 elements when `T` is f32 (for f32-only fast paths inside
 /// generic kernels).
 pub fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
-    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
-        return None;
-    }
-    // SAFETY: `T` is `f32` (same TypeId), so pointer, length, alignment
-    // and the exclusive borrow carry over unchanged. Exercised by
-    // `as_f32_mut_views_only_f32` and every f32 activation test.
-    Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+    as_type_mut::<T, f32>(x)
 }
 
+/// `x` as a slice of `U` when `T` is `U` (for kernels generic over the
+/// element type that call a kernel written for one).
+pub fn as_type_mut<T: 'static, U: 'static>(x: &mut [T]) -> Option<&mut [U]> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<U>() {
+        return None;
+    }
+    // SAFETY: `T` is `U` (same TypeId), so pointer, length, alignment
+    // and the exclusive borrow carry over unchanged. Exercised by
+    // `as_f32_mut_views_only_f32` and every f32 activation test.
+    Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<U>(), x.len()) })
+}
+
+/// Float element types usable with `num_traits::Float` math.
 pub trait Real: Element + num_traits::Float {}
 impl<T: Element + num_traits::Float> Real for T {}
 

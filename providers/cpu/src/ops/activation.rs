@@ -217,6 +217,11 @@ impl Epilogue {
         Ok(Some(Self(act)))
     }
 
+    /// Applies the activation to `x` in place, on this thread.
+    pub(crate) fn apply_slice<T: Real>(&self, x: &mut [T]) -> Result<()> {
+        apply_in_place(self.0, x)
+    }
+
     /// Applies the activation to `t` in place.
     pub(crate) fn apply(&self, mut t: Tensor) -> Result<Tensor> {
         with_float_type!(t.dtype(), T => {

@@ -10,11 +10,11 @@ use oxrt_core::{
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use crate::gemm::{gemm, MatRef};
-use crate::kernel::{optional, required, unsupported_type, with_float_type, Arith};
-use crate::ops::activation::FLOATS;
+use crate::gemm::{gemm_then, MatRef, RowPost};
+use crate::kernel::{as_type_mut, optional, required, unsupported_type, with_float_type, Arith};
+use crate::ops::activation::{Epilogue, FLOATS};
 use crate::ops::cast::cast;
-use crate::ops::depthwise::depthwise_f32;
+use crate::ops::depthwise::{depthwise_f32, PlaneFinish};
 use crate::ops::unary::round_half_even;
 use crate::ops::window::{taps, valid_outputs, Window2d};
 
@@ -27,7 +27,13 @@ struct Conv {
     /// A FusedConv with a residual input `Z` (input 3), summed into the
     /// output before the activation; it may be overwritten in place.
     summed: bool,
+    /// A FusedConv's activation, applied with the bias to each output
+    /// channel's rows by the thread that computed them.
+    epilogue: Option<Epilogue>,
 }
+
+/// Work on values of one output channel (e.g. an activation).
+type ChannelFn<'a, T> = &'a (dyn Fn(&mut [T]) -> Result<()> + Sync);
 
 /// The tap table for one spatial input size, built once.
 #[derive(Default)]
@@ -67,6 +73,7 @@ impl Conv {
         w: &Tensor,
         b: Option<&Tensor>,
         z: Option<Cow<'_, Tensor>>,
+        act: Option<ChannelFn<'_, T>>,
     ) -> Result<Tensor> {
         let (xs, ws) = (x.shape(), w.shape());
         if xs.len() < 3 || ws.len() != xs.len() {
@@ -91,6 +98,15 @@ impl Conv {
             )));
         }
         let bias = channel_bias::<T>(b, m)?;
+        // The bias, then the activation, on values of output channel `ch`.
+        let finish = |ch: usize, values: &mut [T]| -> Result<()> {
+            if let Some(bias) = bias {
+                let bv = bias[ch];
+                values.iter_mut().for_each(|v| *v = v.add(bv));
+            }
+            act.map_or(Ok(()), |f| f(values))
+        };
+        let finishing = bias.is_some() || act.is_some();
         let (cg, mg) = (c / g, m / g);
         let in_len: usize = spatial.iter().product();
         let out_len: usize = win.output.iter().product();
@@ -134,20 +150,35 @@ impl Conv {
             } else {
                 std::mem::take(&mut y)
             };
+            // Without a residual, the f32 kernel finishes each plane as it
+            // computes it.
+            let mut finished = false;
             if spatial.len() == 2 {
                 let plane = [spatial[0], spatial[1]];
-                if !depthwise_f32_as(x, w, &mut d, &win, plane) {
+                let per_plane = |ch: usize, v: &mut [f32]| match as_type_mut::<f32, T>(v) {
+                    Some(v) => finish(ch, v),
+                    None => Ok(()),
+                };
+                let early = (finishing && !summed).then_some(&per_plane as &PlaneFinish<'_>);
+                if depthwise_f32_as(x, w, &mut d, &win, plane, early)? {
+                    finished = early.is_some();
+                } else {
                     depthwise_2d(xd, wd, &mut d, &win, plane);
                 }
             } else {
                 depthwise(xd, wd, &tap, &mut d, k_len, in_len, out_len);
             }
+            use rayon::prelude::*;
             if summed {
-                use rayon::prelude::*;
                 y.par_iter_mut().zip(&d).for_each(|(v, &e)| *v = v.add(e));
                 oxrt_core::arena::recycle(d);
             } else {
                 y = d;
+            }
+            if finishing && !finished {
+                y.par_chunks_mut(out_len.max(1))
+                    .enumerate()
+                    .try_for_each(|(i, plane)| finish(i % m, plane))?;
             }
         } else {
             let mut col = if pointwise {
@@ -169,25 +200,18 @@ impl Conv {
                     };
                     let wg = &wd[grp * mg * rows..][..mg * rows];
                     let yg = &mut y[(img * m + grp * mg) * out_len..][..mg * out_len];
-                    gemm(
+                    let post = |row: usize, values: &mut [T]| finish(grp * mg + row, values);
+                    gemm_then(
                         MatRef::row_major(wg, mg, rows, false),
                         MatRef::row_major(b_mat, rows, out_len, false),
                         yg,
                         T::one(),
                         summed,
+                        finishing.then_some(&post as &RowPost<'_, T>),
                     )?;
                 }
             }
             oxrt_core::arena::recycle(col);
-        }
-        if let Some(bias) = bias {
-            use rayon::prelude::*;
-            y.par_chunks_mut(out_len.max(1))
-                .enumerate()
-                .for_each(|(i, chunk)| {
-                    let bv = bias[i % m];
-                    chunk.iter_mut().for_each(|v| *v = v.add(bv));
-                });
         }
         Tensor::from_vec(shape, y)
     }
@@ -309,19 +333,20 @@ fn depthwise<T: Arith>(
         });
 }
 
-/// The f32 depthwise kernel when the tensors are f32; `false` when it did
-/// not run.
+/// The f32 depthwise kernel (then `finish` on each plane) when the tensors
+/// are f32; `false` when it did not run.
 fn depthwise_f32_as<T: Arith>(
     x: &Tensor,
     w: &Tensor,
     y: &mut [T],
     win: &oxrt_core::shape::Window,
     plane: [usize; 2],
-) -> bool {
+    finish: Option<&PlaneFinish<'_>>,
+) -> Result<bool> {
     let y = crate::kernel::as_f32_mut(y);
     match (x.as_slice::<f32>(), w.as_slice::<f32>(), y) {
-        (Ok(x), Ok(w), Some(y)) => depthwise_f32(x, w, y, &Window2d::new(win), plane),
-        _ => false,
+        (Ok(x), Ok(w), Some(y)) => depthwise_f32(x, w, y, &Window2d::new(win), plane, finish),
+        _ => Ok(false),
     }
 }
 
@@ -387,8 +412,11 @@ impl Conv {
             required(inputs, 1)?,
             optional(inputs, 2),
         );
-        with_float_type!(x.dtype(), T => Ok(vec![self.run::<T>(x, w, b, z)?]),
-            _ => Err(unsupported_type("Conv", x)))
+        with_float_type!(x.dtype(), T => {
+            let act = self.epilogue.as_ref().map(|e| move |v: &mut [T]| e.apply_slice(v));
+            let act = act.as_ref().map(|f| f as ChannelFn<'_, T>);
+            Ok(vec![self.run::<T>(x, w, b, z, act)?])
+        }, _ => Err(unsupported_type("Conv", x)))
     }
 }
 
@@ -445,7 +473,7 @@ impl Kernel for ConvInteger {
         }
         let x = minus_zero_point(required(inputs, 0)?, x_zero)?;
         let w = minus_zero_point(required(inputs, 1)?, optional(inputs, 3))?;
-        Ok(vec![self.0.run::<i32>(&x, &w, None, None)?])
+        Ok(vec![self.0.run::<i32>(&x, &w, None, None, None)?])
     }
 }
 
@@ -468,7 +496,9 @@ impl Kernel for QLinearConv {
         let w = required(inputs, 3)?;
         let xq = minus_zero_point(x, optional(inputs, 2))?;
         let wq = minus_zero_point(w, optional(inputs, 5))?;
-        let acc = self.0.run::<i32>(&xq, &wq, optional(inputs, 8), None)?;
+        let acc = self
+            .0
+            .run::<i32>(&xq, &wq, optional(inputs, 8), None, None)?;
         let w_scale: Vec<f32> = required(inputs, 4)?
             .to_f64_vec()
             .ok_or_else(|| Error::invalid("w_scale must be float"))?
@@ -512,6 +542,13 @@ impl Kernel for QLinearConv {
     }
 }
 
+/// FusedConv: Conv with its activation (and residual input) fused.
+pub(crate) fn create_fused(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let mut conv = create_conv(node, info)?;
+    conv.epilogue = Epilogue::from_node(node)?;
+    Ok(Box::new(conv))
+}
+
 pub(crate) fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
     let conv = create_conv(node, info)?;
     Ok(match node.op_type.as_str() {
@@ -532,6 +569,7 @@ fn create_conv(node: &Node, _: &KernelInfo<'_>) -> Result<Conv> {
         group,
         taps: TapCache::default(),
         summed: node.op_type == "FusedConv" && node.input(3).is_some(),
+        epilogue: None,
     })
 }
 
@@ -553,8 +591,9 @@ pub(crate) mod tests {
             group,
             taps: TapCache::default(),
             summed: false,
+            epilogue: None,
         }
-        .run::<f32>(&x, &w, b.as_ref(), None)
+        .run::<f32>(&x, &w, b.as_ref(), None, None)
         .unwrap()
     }
 
@@ -607,6 +646,7 @@ pub(crate) mod tests {
             group: 1,
             taps: TapCache::default(),
             summed: false,
+            epilogue: None,
         });
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![10u8, 11, 12, 13]).unwrap();
         let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![3u8, 5]).unwrap();
@@ -708,8 +748,9 @@ pub(crate) mod tests {
             group: 1,
             taps: TapCache::default(),
             summed: false,
+            epilogue: None,
         }
-        .run::<f32>(&x, &w, None, None)
+        .run::<f32>(&x, &w, None, None, None)
         .unwrap_err();
         assert!(err.to_string().contains("group 1"), "{err}");
     }

@@ -1,13 +1,24 @@
-//! Depthwise 2-D convolution in f32 (one filter per channel): each plane is
-//! copied once into a zero-padded buffer, then each output row accumulates
-//! one contiguous run of the buffer per filter tap, with no bounds tests.
-//! Compiled for AVX2+FMA and NEON besides the baseline, chosen at run time.
+//! Depthwise 2-D convolution in f32 (one filter per channel) as a stencil
+//! over "phase planes": each zero-padded input plane is split by the
+//! strides into `sh x sw` planes (rows and columns of one remainder each),
+//! so every filter tap reads one contiguous run of one phase plane at a
+//! fixed offset from the output's position. The output is computed on the
+//! phase planes' row width, in chunks of 16 that sum all taps in registers
+//! (one load per tap, one store), then its valid columns are copied out and
+//! the bias and activation applied while the plane is in cache.
+//! Compiled for AVX-512, AVX2+FMA and NEON besides the baseline, chosen at
+//! run time.
 
 use multiversion::multiversion;
 
+use oxrt_core::Result;
+
 use crate::ops::window::Window2d;
 
-/// The padded plane's size and the window walked over it.
+/// Work on one finished output plane: its channel and its values.
+pub(crate) type PlaneFinish<'a> = dyn Fn(usize, &mut [f32]) -> Result<()> + Sync + 'a;
+
+/// The phase planes of one input plane, and where each tap reads them.
 struct Plane {
     /// Input rows and columns.
     h: usize,
@@ -17,10 +28,16 @@ struct Plane {
     pw: usize,
     /// Top and left padding.
     pad: [usize; 2],
-    kernel: [usize; 2],
     output: [usize; 2],
     strides: [usize; 2],
-    dilations: [usize; 2],
+    /// Columns of one phase plane.
+    cols2: usize,
+    /// Elements of one phase plane, with a row of zeros after it for the
+    /// reads past the last row's valid columns.
+    phase_len: usize,
+    /// Per tap (row-major over the kernel), its offset into the phase
+    /// buffer: the tap's phase plane plus its row and column shift.
+    taps: Vec<usize>,
 }
 
 impl Plane {
@@ -29,30 +46,55 @@ impl Plane {
     fn new(g: &Window2d, [h, w]: [usize; 2]) -> Option<Self> {
         let u = |v: isize| usize::try_from(v).ok();
         let strides = [u(g.strides[0])?, u(g.strides[1])?];
-        let dilations = [u(g.dilations[0])?, u(g.dilations[1])?];
-        if strides.contains(&0) || dilations.contains(&0) {
+        let [dh, dw] = [u(g.dilations[0])?, u(g.dilations[1])?];
+        if strides.contains(&0) || dh == 0 || dw == 0 {
             return None;
         }
         let ([kh, kw], [oh, ow]) = (g.kernel, g.output);
+        let [sh, sw] = strides;
         let span =
             |o: usize, s: usize, k: usize, d: usize| (o.max(1) - 1) * s + (k.max(1) - 1) * d + 1;
+        let (ph, pw) = (span(oh, sh, kh, dh), span(ow, sw, kw, dw));
+        let (rows2, cols2) = (ph.div_ceil(sh), pw.div_ceil(sw));
+        let phase_len = (rows2 + 1) * cols2;
+        let mut taps = Vec::with_capacity(kh * kw);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let (r, c) = (ky * dh, kx * dw);
+                let phase = (r % sh) * sw + c % sw;
+                taps.push(phase * phase_len + (r / sh) * cols2 + c / sw);
+            }
+        }
         Some(Self {
             h,
             w,
-            ph: span(oh, strides[0], kh, dilations[0]),
-            pw: span(ow, strides[1], kw, dilations[1]),
+            ph,
+            pw,
             pad: [u(g.pads[0])?, u(g.pads[1])?],
-            kernel: g.kernel,
             output: g.output,
             strides,
-            dilations,
+            cols2,
+            phase_len,
+            taps,
         })
     }
 
-    /// Copies plane `x` into `padded` (`ph x pw`), zeros around it.
-    fn pad_into(&self, x: &[f32], padded: &mut [f32]) {
-        padded.fill(0.0);
+    /// Elements of the phase buffer (all phase planes).
+    fn buffer_len(&self) -> usize {
+        self.strides[0] * self.strides[1] * self.phase_len
+    }
+
+    /// Elements of the output on the phase planes' row width.
+    fn wide_len(&self) -> usize {
+        self.output[0] * self.cols2
+    }
+
+    /// Scatters plane `x` into the phase planes of `buf`. Only the
+    /// positions of input values are written: the rest (the padding)
+    /// stays as the zeros `buf` started with, the same for every plane.
+    fn split_into(&self, x: &[f32], buf: &mut [f32]) {
         let [top, left] = self.pad;
+        let [sh, sw] = self.strides;
         if left >= self.pw {
             return;
         }
@@ -62,72 +104,157 @@ impl Plane {
             if r >= self.ph {
                 break;
             }
-            padded[r * self.pw + left..][..cols].copy_from_slice(&x[iy * self.w..][..cols]);
-        }
-    }
-}
-
-/// `out` (`oh x ow`) = the depthwise convolution of padded plane `p` with
-/// the `kh x kw` filter `wc`: per output row, one pass over the row per
-/// tap (contiguous at stride 1, so the loop runs in full SIMD registers).
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn convolve_plane(g: &Plane, p: &[f32], wc: &[f32], out: &mut [f32]) {
-    let fma =
-        multiversion::target::target_cfg_f!(any(target_feature = "fma", target_feature = "neon"));
-    let ([kh, kw], [oh, ow]) = (g.kernel, g.output);
-    let ([sh, sw], [dh, dw]) = (g.strides, g.dilations);
-    for oy in 0..oh {
-        let row = &mut out[oy * ow..][..ow];
-        row.fill(0.0);
-        for ky in 0..kh {
-            let base = (oy * sh + ky * dh) * g.pw;
-            for kx in 0..kw {
-                let wk = wc[ky * kw + kx];
-                let start = base + kx * dw;
-                if sw == 1 {
-                    let src = &p[start..start + ow];
-                    if fma {
-                        row.iter_mut()
-                            .zip(src)
-                            .for_each(|(a, &v)| *a = wk.mul_add(v, *a));
-                    } else {
-                        row.iter_mut().zip(src).for_each(|(a, &v)| *a += wk * v);
-                    }
+            let row_base = (r % sh) * sw * self.phase_len + (r / sh) * self.cols2;
+            let src = &x[iy * self.w..][..cols];
+            if sw == 1 {
+                buf[row_base + left..][..cols].copy_from_slice(src);
+                continue;
+            }
+            if sw == 2 {
+                // Even and odd inputs go to the two column phases, pairwise
+                // (a loop the compiler turns into SIMD shuffles).
+                let even = row_base + (left % 2) * self.phase_len + left / 2;
+                let odd = row_base + ((left + 1) % 2) * self.phase_len + left.div_ceil(2);
+                let (lo, hi) = buf.split_at_mut(even.max(odd));
+                let (e, o) = if even < odd {
+                    (&mut lo[even..], &mut hi[..])
                 } else {
-                    let src = p[start..].iter().step_by(sw);
-                    row.iter_mut().zip(src).for_each(|(a, &v)| *a += wk * v);
+                    (&mut hi[..], &mut lo[odd..])
+                };
+                let pairs = src.chunks_exact(2);
+                let last = pairs.remainder().first().copied();
+                let n = cols / 2;
+                for ((pair, de), d_o) in pairs.zip(&mut e[..n]).zip(&mut o[..n]) {
+                    *de = pair[0];
+                    *d_o = pair[1];
+                }
+                if let Some(v) = last {
+                    e[n] = v;
+                }
+                continue;
+            }
+            // Column phase p holds the padded columns c = p, p + sw, ...:
+            // the inputs ix = c - left, every sw-th one from the first.
+            for p in 0..sw {
+                let first = (p + sw - left % sw) % sw;
+                if first >= cols {
+                    continue;
+                }
+                let dst = &mut buf[row_base + p * self.phase_len + (first + left) / sw..];
+                for (d, &v) in dst.iter_mut().zip(src[first..].iter().step_by(sw)) {
+                    *d = v;
                 }
             }
         }
     }
 }
 
+/// Rows of `width` outputs: `out[r * out_stride + i] = sum over taps t of
+/// wc[t] * buf[taps[t] + r * in_stride + i]`, in chunks of 16 (then 8)
+/// outputs held in registers, one load per tap and one store per chunk.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn stencil(
+    buf: &[f32],
+    taps: &[usize],
+    wc: &[f32],
+    out: &mut [f32],
+    [rows, width]: [usize; 2],
+    [in_stride, out_stride]: [usize; 2],
+) {
+    let fma =
+        multiversion::target::target_cfg_f!(any(target_feature = "fma", target_feature = "neon"));
+    /// `L` outputs from input position `at` into `dst`.
+    #[inline(always)]
+    fn chunk<const L: usize>(
+        buf: &[f32],
+        taps: &[usize],
+        wc: &[f32],
+        at: usize,
+        dst: &mut [f32],
+        fma: bool,
+    ) {
+        let mut acc = [0.0f32; L];
+        for (&off, &wk) in taps.iter().zip(wc) {
+            let src = &buf[off + at..][..L];
+            if fma {
+                for j in 0..L {
+                    acc[j] = wk.mul_add(src[j], acc[j]);
+                }
+            } else {
+                for j in 0..L {
+                    acc[j] += wk * src[j];
+                }
+            }
+        }
+        dst[..L].copy_from_slice(&acc);
+    }
+    for r in 0..rows {
+        let (src_row, row) = (r * in_stride, &mut out[r * out_stride..][..width]);
+        let mut i = 0;
+        while i + 16 <= width {
+            chunk::<16>(buf, taps, wc, src_row + i, &mut row[i..], fma);
+            i += 16;
+        }
+        if i + 8 <= width {
+            chunk::<8>(buf, taps, wc, src_row + i, &mut row[i..], fma);
+            i += 8;
+        }
+        for (j, v) in row.iter_mut().enumerate().skip(i) {
+            *v = taps
+                .iter()
+                .zip(wc)
+                .map(|(&off, &wk)| wk * buf[off + src_row + j])
+                .sum();
+        }
+    }
+}
+
+/// Output rows at least this wide are computed row by row straight into
+/// the output; narrower ones as one run over the phase planes' row width
+/// (fewer, longer chunks), then their valid columns copied out.
+const ROW_BY_ROW: usize = 32;
+
 /// Depthwise convolution of the `channels`-plane batch `x` (planes of
-/// `h x w`) with one `kh x kw` filter per channel into `y`; `false` when
-/// the window is one this kernel does not cover (negative pads).
+/// `h x w`) with one `kh x kw` filter per channel into `y`, then `finish`
+/// on each output plane; `Ok(false)` when the window is one this kernel
+/// does not cover (negative pads).
 pub(crate) fn depthwise_f32(
     x: &[f32],
     w: &[f32],
     y: &mut [f32],
     g: &Window2d,
     [h, wd]: [usize; 2],
-) -> bool {
+    finish: Option<&PlaneFinish<'_>>,
+) -> Result<bool> {
     use rayon::prelude::*;
     let Some(plane) = Plane::new(g, [h, wd]) else {
-        return false;
+        return Ok(false);
     };
     let k_len = g.kernel[0] * g.kernel[1];
     let channels = w.len() / k_len.max(1);
-    let out_len = (g.output[0] * g.output[1]).max(1);
-    y.par_chunks_mut(out_len).enumerate().for_each_init(
-        || vec![0.0f32; plane.ph * plane.pw],
-        |padded, (i, out)| {
+    let [oh, ow] = g.output;
+    let out_len = (oh * ow).max(1);
+    let by_rows = ow >= ROW_BY_ROW;
+    let wide_len = if by_rows { 0 } else { plane.wide_len() };
+    y.par_chunks_mut(out_len).enumerate().try_for_each_init(
+        || (vec![0.0f32; plane.buffer_len()], vec![0.0f32; wide_len]),
+        |(buf, wide), (i, out)| {
             let ch = i % channels.max(1);
-            plane.pad_into(&x[i * h * wd..][..h * wd], padded);
-            convolve_plane(&plane, padded, &w[ch * k_len..][..k_len], out);
+            let wc = &w[ch * k_len..][..k_len];
+            plane.split_into(&x[i * h * wd..][..h * wd], buf);
+            if by_rows {
+                stencil(buf, &plane.taps, wc, out, [oh, ow], [plane.cols2, ow]);
+            } else {
+                let n = wide.len();
+                stencil(buf, &plane.taps, wc, wide, [1, n], [n, n]);
+                for (oy, row) in out.chunks_mut(ow.max(1)).enumerate() {
+                    row.copy_from_slice(&wide[oy * plane.cols2..][..row.len()]);
+                }
+            }
+            finish.map_or(Ok(()), |f| f(ch, out))
         },
-    );
-    true
+    )?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -176,8 +303,15 @@ mod tests {
             &'a [usize],
             [usize; 2],
         );
-        let cases: [Case; 5] = [
+        // Output rows of 40 and 38 take the row-by-row path (16 + 16 + 8,
+        // and 16 + 16 + 6 scalar), the others the wide one.
+        let cases: [Case; 10] = [
+            (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [5, 40]),
+            (&[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], [4, 75]),
             (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [14, 14]),
+            (&[3, 3], &[3, 2], &[1, 2, 0, 1], &[2, 2], [17, 19]),
+            (&[1, 1], &[2, 2], &[0, 0, 0, 0], &[1, 1], [7, 9]),
+            (&[7, 7], &[2, 2], &[3, 3, 3, 3], &[1, 1], [5, 6]),
             (&[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], [15, 13]),
             (&[3, 3], &[1, 1], &[2, 2, 2, 2], &[2, 2], [9, 11]),
             (&[5, 5], &[1, 2], &[2, 0, 1, 2], &[1, 1], [10, 21]),
@@ -203,12 +337,36 @@ mod tests {
                 .map(|i| ((i * 11) % 13) as f32 / 5.0 - 1.0)
                 .collect();
             let mut y = vec![f32::NAN; c * g.output[0] * g.output[1]];
-            assert!(depthwise_f32(&x, &w, &mut y, &g, [h, wd]));
+            assert!(depthwise_f32(&x, &w, &mut y, &g, [h, wd], None).unwrap());
             let want = reference(&x, &w, c, [h, wd], &g);
             for (i, (a, b)) in y.iter().zip(&want).enumerate() {
                 assert!(
                     (f64::from(*a) - b).abs() < 1e-4,
                     "{kernel:?} {strides:?} at {i}: {a} vs {b}"
+                );
+            }
+            // `finish` sees each plane once, with its channel, after it is
+            // computed (two images of c channels here).
+            let x2: Vec<f32> = x.iter().chain(&x).copied().collect();
+            let mut y2 = vec![f32::NAN; 2 * y.len()];
+            let seen = std::sync::Mutex::new(Vec::new());
+            let finish = |ch: usize, v: &mut [f32]| -> Result<()> {
+                v.iter_mut()
+                    .for_each(|e| *e = e.max(0.0) + 100.0 * ch as f32);
+                seen.lock().unwrap().push(ch);
+                Ok(())
+            };
+            assert!(depthwise_f32(&x2, &w, &mut y2, &g, [h, wd], Some(&finish)).unwrap());
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 0, 1, 1, 2, 2]);
+            let plane = g.output[0] * g.output[1];
+            for (i, (a, b)) in y2.iter().zip(want.iter().chain(&want)).enumerate() {
+                let ch = (i / plane.max(1)) % c;
+                let b = b.max(0.0) + 100.0 * ch as f64;
+                assert!(
+                    (f64::from(*a) - b).abs() < 1e-4,
+                    "finished at {i}: {a} vs {b}"
                 );
             }
         }

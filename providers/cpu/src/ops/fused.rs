@@ -54,10 +54,7 @@ impl Kernel for WithEpilogue {
 }
 
 fn create_fused_conv(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
-    Ok(Box::new(WithEpilogue {
-        inner: crate::ops::conv::create(node, info)?,
-        epilogue: Epilogue::from_node(node)?,
-    }))
+    crate::ops::conv::create_fused(node, info)
 }
 
 fn create_fused_gemm(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
