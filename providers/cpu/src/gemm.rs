@@ -140,7 +140,11 @@ pub fn gemm_then<T: Arith>(
     if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() {
         let threads = rayon::current_num_threads();
         let big = threads > 1 && m * n * k >= PARALLEL_MIN_MACS;
-        if big && m >= 16 * threads {
+        // Convolutions' products are much wider (output positions) than
+        // tall (channels): splitting their columns lets each thread pack
+        // only its share of the im2col operand.
+        let wide = n >= 16 * threads && n > 2 * m;
+        if big && m >= 16 * threads && !wide {
             // Row blocks of A and C on the intra-op threads, each product on
             // one thread: splits better than the crate's own threading at
             // the shapes convolutions and transformer layers have.
@@ -172,7 +176,7 @@ pub fn gemm_then<T: Arith>(
                 })?;
             return Ok(());
         }
-        if big && n >= 16 * threads && n > m {
+        if big && (wide || n >= 16 * threads && n > m) {
             // Column blocks of B and C: each thread packs only its part of
             // B, the larger operand of convolutions (im2col columns).
             return column_blocks(a, b, c, alpha, accumulate, threads, post);
