@@ -65,19 +65,22 @@ fn max_pool_2d<T: Real>(
     y.par_chunks_mut((oh * ow).max(1))
         .enumerate()
         .for_each_init(
-            || vec![T::neg_infinity(); wd],
+            || vec![T::neg_infinity(); 2 * wd],
             |rows, (p, out)| max_pool_plane(&x[p * h * wd..][..h * wd], [h, wd], &g, rows, out),
         );
     y
 }
 
-/// One plane of [`max_pool_2d`]; `rows` is scratch of one input row.
+/// One plane of [`max_pool_2d`]; `scratch` holds two input rows: the
+/// maximum over the kernel's rows, and at column stride 2 the same split
+/// into its even then odd columns, so every kernel column reads a
+/// contiguous run.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn max_pool_plane<T: Real>(
     xp: &[T],
     [h, wd]: [usize; 2],
     g: &Window2d,
-    rows: &mut [T],
+    scratch: &mut [T],
     out: &mut [T],
 ) {
     // `Float::max` ignores NaN, as the general path does (a window's
@@ -85,12 +88,24 @@ fn max_pool_plane<T: Real>(
     // rather than branches or masked stores.
     let max = |a: T, b: T| a.max(b);
     let ([kh, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
+    let (rows, halves) = scratch.split_at_mut(wd);
+    let evens = wd.div_ceil(2);
     for oy in 0..oh {
         rows.fill(T::neg_infinity());
         for ky in 0..kh {
             if let Some(iy) = g.input_row(oy, ky, h) {
                 let xr = &xp[iy * wd..][..wd];
                 rows.iter_mut().zip(xr).for_each(|(m, &v)| *m = max(*m, v));
+            }
+        }
+        if sw == 2 {
+            let (even, odd) = halves.split_at_mut(evens);
+            for ((pair, e), o) in rows.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if wd % 2 == 1 {
+                even[evens - 1] = rows[wd - 1];
             }
         }
         let row = &mut out[oy * ow..][..ow];
@@ -103,6 +118,15 @@ fn max_pool_plane<T: Real>(
                 row[cols.clone()]
                     .iter_mut()
                     .zip(&rows[first..])
+                    .for_each(|(v, &m)| *v = max(*v, m));
+            } else if sw == 2 {
+                // Input column (start + i) * 2 + off is column
+                // start + i + off / 2 of the even or odd half.
+                let half = if off.rem_euclid(2) == 0 { 0 } else { evens };
+                let first = half + (start as isize + off.div_euclid(2)) as usize;
+                row[cols.clone()]
+                    .iter_mut()
+                    .zip(&halves[first..])
                     .for_each(|(v, &m)| *v = max(*v, m));
             } else {
                 for (ox, v) in row[cols].iter_mut().enumerate() {
@@ -423,11 +447,19 @@ mod tests {
 
     #[test]
     fn the_2d_max_pool_path_matches_the_general_one() {
-        let x = Tensor::from_vec(
-            vec![2, 3, 7, 6],
-            (0..252).map(|v| ((v * 37) % 101) as f32 - 50.0).collect(),
-        )
-        .unwrap();
+        // Even and odd widths (the stride-2 column halves differ in length).
+        for shape in [vec![2, 3, 7, 6], vec![1, 2, 6, 9]] {
+            let n: usize = shape.iter().product();
+            let x = Tensor::from_vec(
+                shape,
+                (0..n).map(|v| ((v * 37) % 101) as f32 - 50.0).collect(),
+            )
+            .unwrap();
+            max_pool_paths_agree(&x);
+        }
+    }
+
+    fn max_pool_paths_agree(x: &Tensor) {
         // (kernel, strides, pads, ceil, dilations)
         type Case<'a> = (
             &'a [usize],
@@ -436,8 +468,10 @@ mod tests {
             bool,
             Option<Vec<usize>>,
         );
-        let cases: [Case<'_>; 4] = [
+        let cases: [Case<'_>; 6] = [
             (&[3, 3], &[2, 2], &[1, 1, 1, 1], false, None),
+            (&[3, 3], &[2, 2], &[2, 3, 2, 2], true, Some(vec![1, 2])),
+            (&[2, 2], &[2, 2], &[0, 0, 0, 0], false, None),
             (&[2, 3], &[1, 2], &[0, 1, 1, 0], true, None),
             (&[3, 2], &[2, 1], &[0, 0, 0, 0], false, Some(vec![2, 2])),
             (&[1, 1], &[1, 1], &[0, 0, 0, 0], false, None),
@@ -453,7 +487,7 @@ mod tests {
                         indices,
                     },
                 }
-                .run::<f32>(&x)
+                .run::<f32>(x)
                 .unwrap()
                 .0
             };
