@@ -300,6 +300,89 @@ fn column_blocks<T: Arith>(
     })
 }
 
+/// Fills the row-major `k x cols` block of B for output columns
+/// `j0..j0 + cols` into the vector (cleared first by the caller).
+pub type FillColumns<'a, T> = dyn Fn(usize, usize, &mut Vec<T>) -> Result<()> + Sync + 'a;
+
+/// `c (m x n) = a (m x k) * B (+ c)` where B is never whole: bands of
+/// `band` columns are made by `fill` (im2col of a few output rows, say),
+/// each multiplied into its columns of `c` and passed to `post` by one
+/// thread while it is in cache, bands spread over the intra-op threads.
+/// For element types the crate does not multiply, B is made whole.
+pub fn gemm_column_bands<T: Arith>(
+    a: MatRef<'_, T>,
+    n: usize,
+    c: &mut [T],
+    accumulate: bool,
+    band: usize,
+    fill: &FillColumns<'_, T>,
+    post: Option<&RowPost<'_, T>>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let (m, k) = (a.rows, a.cols);
+    if c.len() != m * n || !a.fits() {
+        return Err(Error::invalid(
+            "matrix buffers are smaller than their shapes",
+        ));
+    }
+    let id = TypeId::of::<T>();
+    if band == 0 || n == 0 || !(id == TypeId::of::<f32>() || id == TypeId::of::<f64>()) {
+        let mut b = oxrt_core::arena::buffer(k * n);
+        fill(0, n, &mut b)?;
+        let result = gemm_then(
+            a,
+            MatRef::row_major(&b, k, n, false),
+            c,
+            T::one(),
+            accumulate,
+            post,
+        );
+        oxrt_core::arena::recycle(b);
+        return result;
+    }
+    let dst = SharedDst(c.as_mut_ptr());
+    (0..n.div_ceil(band))
+        .into_par_iter()
+        .try_for_each_init(Vec::new, |b, i| {
+            let j0 = i * band;
+            let cols = band.min(n - j0);
+            b.clear();
+            fill(j0, cols, b)?;
+            let block = MatRef::row_major(b.as_slice(), k, cols, false);
+            if !block.fits() || b.len() != k * cols {
+                return Err(Error::invalid(format!(
+                    "a band of B holds {} values, not {k} x {cols}",
+                    b.len()
+                )));
+            }
+            // SAFETY: rows 0..m of columns j0..j0+cols of the row-major
+            // m x n buffer `c` (checked above to hold m*n elements) lie
+            // inside it; bands cover disjoint column ranges, so no two
+            // threads write one element, and `c` stays exclusively
+            // borrowed until all finish.
+            unsafe {
+                crate_gemm_raw(
+                    a,
+                    block,
+                    dst.at(j0),
+                    n,
+                    T::one(),
+                    accumulate,
+                    gemm::Parallelism::None,
+                )?;
+            }
+            let Some(post) = post else {
+                return Ok(());
+            };
+            (0..m).try_for_each(|r| {
+                // SAFETY: as above: this band's columns of row r, touched
+                // by this thread alone.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.at(r * n + j0), cols) };
+                post(r, row)
+            })
+        })
+}
+
 /// The `gemm` crate's product for f32/f64 (`T` is one of them).
 fn crate_gemm<T: Arith>(
     a: MatRef<'_, T>,

@@ -10,7 +10,7 @@ use oxrt_core::{
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use crate::gemm::{gemm_then, MatRef, RowPost};
+use crate::gemm::{gemm_column_bands, gemm_then, MatRef, RowPost};
 use crate::kernel::{as_type_mut, optional, required, unsupported_type, with_float_type, Arith};
 use crate::ops::activation::{Epilogue, FLOATS};
 use crate::ops::cast::cast;
@@ -181,7 +181,12 @@ impl Conv {
                     .try_for_each(|(i, plane)| finish(i % m, plane))?;
             }
         } else {
-            let mut col = if pointwise {
+            let bands = match spatial {
+                [h, wd] if !pointwise => band_columns(mg, rows, [win.output[0], win.output[1]])
+                    .map(|band| (band, [*h, *wd])),
+                _ => None,
+            };
+            let mut col = if pointwise || bands.is_some() {
                 Vec::new()
             } else {
                 crate::kernel::zeros::<T>(rows * out_len)
@@ -189,6 +194,33 @@ impl Conv {
             for img in 0..n {
                 for grp in 0..g {
                     let xg = &xd[(img * c + grp * cg) * in_len..][..cg * in_len];
+                    if let Some((band, plane)) = bands {
+                        // im2col a few output rows at a time, each band
+                        // multiplied while it is in cache.
+                        let g2 = Window2d::new(&win);
+                        let ow = win.output[1];
+                        let fill = |j0: usize, cols: usize, b: &mut Vec<T>| -> Result<()> {
+                            let oys = j0 / ow..(j0 + cols) / ow;
+                            b.resize(rows * cols, T::zero());
+                            for (r, out) in b.chunks_mut(cols.max(1)).enumerate() {
+                                im2col_rows(xg, out, &g2, plane, r, oys.clone());
+                            }
+                            Ok(())
+                        };
+                        let wg = &wd[grp * mg * rows..][..mg * rows];
+                        let yg = &mut y[(img * m + grp * mg) * out_len..][..mg * out_len];
+                        let post = |row: usize, values: &mut [T]| finish(grp * mg + row, values);
+                        gemm_column_bands(
+                            MatRef::row_major(wg, mg, rows, false),
+                            out_len,
+                            yg,
+                            summed,
+                            band,
+                            &fill,
+                            finishing.then_some(&post as &RowPost<'_, T>),
+                        )?;
+                        continue;
+                    }
                     let b_mat: &[T] = if pointwise {
                         xg
                     } else if spatial.len() == 2 {
@@ -256,48 +288,72 @@ fn im2col<T: Arith>(
 /// [`im2col`] for 2-D windows without the tap table: each row of `col`
 /// (one channel and kernel offset) is filled output row by output row
 /// from one input row (a contiguous copy at stride 1), zero where padded.
-fn im2col_2d<T: Arith>(
-    x: &[T],
-    col: &mut [T],
-    win: &oxrt_core::shape::Window,
-    [h, wd]: [usize; 2],
-) {
+fn im2col_2d<T: Arith>(x: &[T], col: &mut [T], win: &oxrt_core::shape::Window, plane: [usize; 2]) {
     use rayon::prelude::*;
     let g = Window2d::new(win);
-    let ([_, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
-    let k_len = g.kernel[0] * kw;
-    col.par_chunks_mut((oh * ow).max(1))
+    let oh = g.output[0];
+    col.par_chunks_mut((oh * g.output[1]).max(1))
         .enumerate()
-        .for_each(|(r, row)| {
-            let (ch, k) = (r / k_len, r % k_len);
-            let (ky, kx) = (k / kw, k % kw);
-            let xc = &x[ch * h * wd..][..h * wd];
-            let off = g.column_offset(kx);
-            let cols = valid_outputs(off, sw, wd, ow);
-            for oy in 0..oh {
-                let out = &mut row[oy * ow..][..ow];
-                let Some(iy) = g.input_row(oy, ky, h) else {
-                    out.fill(T::zero());
-                    continue;
-                };
-                let xr = &xc[iy * wd..][..wd];
-                out[..cols.start].fill(T::zero());
-                out[cols.end..].fill(T::zero());
-                let start = (cols.start as isize * sw + off) as usize;
-                if cols.is_empty() {
-                    continue;
-                }
-                if sw == 1 {
-                    out[cols.clone()].copy_from_slice(&xr[start..start + cols.len()]);
-                } else {
-                    // A strided walk without per-element bounds checks.
-                    let src = xr[start..].iter().step_by(sw as usize);
-                    for (o, &v) in out[cols.clone()].iter_mut().zip(src) {
-                        *o = v;
-                    }
-                }
+        .for_each(|(r, row)| im2col_rows(x, row, &g, plane, r, 0..oh));
+}
+
+/// Row `r` (input channel, kernel row and column) of the im2col matrix,
+/// for output rows `oys` only, into `out` (`oys.len() x ow`).
+fn im2col_rows<T: Arith>(
+    x: &[T],
+    out: &mut [T],
+    g: &Window2d,
+    [h, wd]: [usize; 2],
+    r: usize,
+    oys: std::ops::Range<usize>,
+) {
+    let ([_, kw], [_, ow], sw) = (g.kernel, g.output, g.strides[1]);
+    let k_len = g.kernel[0] * kw;
+    let (ch, k) = (r / k_len.max(1), r % k_len.max(1));
+    let (ky, kx) = (k / kw.max(1), k % kw.max(1));
+    let xc = &x[ch * h * wd..][..h * wd];
+    let off = g.column_offset(kx);
+    let cols = valid_outputs(off, sw, wd, ow);
+    let first = oys.start;
+    for oy in oys {
+        let out = &mut out[(oy - first) * ow..][..ow];
+        let Some(iy) = g.input_row(oy, ky, h) else {
+            out.fill(T::zero());
+            continue;
+        };
+        let xr = &xc[iy * wd..][..wd];
+        out[..cols.start].fill(T::zero());
+        out[cols.end..].fill(T::zero());
+        let start = (cols.start as isize * sw + off) as usize;
+        if cols.is_empty() {
+            continue;
+        }
+        if sw == 1 {
+            out[cols.clone()].copy_from_slice(&xr[start..start + cols.len()]);
+        } else {
+            // A strided walk without per-element bounds checks.
+            let src = xr[start..].iter().step_by(sw as usize);
+            for (o, &v) in out[cols.clone()].iter_mut().zip(src) {
+                *o = v;
             }
-        });
+        }
+    }
+}
+
+/// Output columns per band of the banded im2col product
+/// ([`gemm_column_bands`]): whole output rows, about 48K values of B
+/// (fits in L2 with the packed copy), at least as many columns as the
+/// filter has rows so that packing the filter per band stays cheap; `None`
+/// where B is better made whole (large filters, or too few bands).
+fn band_columns(m: usize, k: usize, [oh, ow]: [usize; 2]) -> Option<usize> {
+    const B_VALUES: usize = 48 * 1024;
+    const A_VALUES: usize = 64 * 1024;
+    if m * k > A_VALUES || ow == 0 {
+        return None;
+    }
+    let cols = (B_VALUES / k.max(1)).max(m).max(64);
+    let rows = cols.div_ceil(ow).max(1);
+    (rows * 2 <= oh).then_some(rows * ow)
 }
 
 /// One filter per channel (group = channels, one output each): each output
@@ -702,6 +758,68 @@ pub(crate) mod tests {
             }
         }
         (y, oh, ow)
+    }
+
+    #[test]
+    fn banded_im2col_matches_the_definition_with_bias_activation_and_residual() {
+        // 3 -> 8 channels, 7x7 stride 2 pad 3 on 2 x 64x64: 147 im2col rows,
+        // output rows of 32 in bands of 11 (two threads); grouped, 98 rows
+        // in bands of 16.
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
+                .collect()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // Large filters (packed once per band) and few output rows keep
+        // the whole im2col matrix.
+        assert_eq!(band_columns(256, 2304, [56, 56]), None);
+        assert_eq!(band_columns(8, 27, [4, 100]), None);
+        for (c, m, g, band_rows) in [(3, 8, 1, 11), (4, 8, 2, 16)] {
+            let (n, h, wd, k) = (2, 64, 64, 7);
+            assert_eq!(
+                band_columns(m / g, c / g * 49, [32, 32]),
+                Some(band_rows * 32)
+            );
+            let x = Tensor::from_vec(vec![n, c, h, wd], vals(n * c * h * wd, 1)).unwrap();
+            let w = Tensor::from_vec(vec![m, c / g, k, k], vals(m * c / g * k * k, 2)).unwrap();
+            let b = Tensor::from_vec(vec![m], vals(m, 3)).unwrap();
+            let (want, oh, ow) = naive(
+                x.as_slice().unwrap(),
+                w.as_slice().unwrap(),
+                (n, c, h, wd),
+                (m, k, k),
+                g,
+                2,
+                3,
+            );
+            let z = Tensor::from_vec(vec![n, m, oh, ow], vals(n * m * oh * ow, 4)).unwrap();
+            let conv = Conv {
+                attrs: attrs(&[3, 3, 3, 3], &[2, 2]),
+                group: g,
+                taps: TapCache::default(),
+                summed: true,
+                epilogue: None,
+            };
+            let relu = |v: &mut [f32]| -> Result<()> {
+                v.iter_mut().for_each(|e| *e = e.max(0.0));
+                Ok(())
+            };
+            let y = pool
+                .install(|| conv.run::<f32>(&x, &w, Some(&b), Some(Cow::Borrowed(&z)), Some(&relu)))
+                .unwrap();
+            let (bd, zd) = (b.as_slice::<f32>().unwrap(), z.as_slice::<f32>().unwrap());
+            for (i, (&got, &plain)) in y.as_slice::<f32>().unwrap().iter().zip(&want).enumerate() {
+                let expected = (plain + bd[(i / (oh * ow)) % m] + zd[i]).max(0.0);
+                assert!(
+                    (got - expected).abs() < 1e-4,
+                    "group {g} at {i}: {got} vs {expected}"
+                );
+            }
+        }
     }
 
     #[test]

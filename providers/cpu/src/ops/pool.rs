@@ -100,7 +100,11 @@ fn max_pool_plane<T: Real>(
         }
         if sw == 2 {
             let (even, odd) = halves.split_at_mut(evens);
-            for ((pair, e), o) in rows.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+            for ((pair, e), o) in rows
+                .chunks_exact(2)
+                .zip(even.iter_mut())
+                .zip(odd.iter_mut())
+            {
                 *e = pair[0];
                 *o = pair[1];
             }
