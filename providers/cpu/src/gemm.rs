@@ -276,27 +276,48 @@ fn column_blocks<T: Arith>(
         // buffer `c` (checked above to hold m*n elements) lie inside it;
         // blocks cover disjoint column ranges, so no two threads write one
         // element, and `c` stays exclusively borrowed until all finish.
-        unsafe {
-            crate_gemm_raw(
-                a,
-                block,
-                dst.at(j0),
-                n,
-                alpha,
-                accumulate,
-                gemm::Parallelism::None,
-            )?;
-        }
-        let Some(post) = post else {
-            return Ok(());
-        };
-        (0..m).try_for_each(|r| {
-            // SAFETY: columns j0..j0+cols of row r lie inside the m x n
-            // buffer (see above); this thread alone touches these columns,
-            // and this slice is the only reference to them while it lives.
-            let row = unsafe { std::slice::from_raw_parts_mut(dst.at(r * n + j0), cols) };
-            post(r, row)
-        })
+        unsafe { product_into_columns(a, block, &dst, n, j0, alpha, accumulate, post) }
+    })
+}
+
+/// `a * block` into columns `j0..j0 + block.cols` of the row-major
+/// `a.rows x n` buffer at `dst`, then `post` on each row's part.
+///
+/// # Safety
+/// Those columns of every row must lie inside the buffer, and no other
+/// thread may touch them meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_into_columns<T: Arith>(
+    a: MatRef<'_, T>,
+    block: MatRef<'_, T>,
+    dst: &SharedDst<T>,
+    n: usize,
+    j0: usize,
+    alpha: T,
+    accumulate: bool,
+    post: Option<&RowPost<'_, T>>,
+) -> Result<()> {
+    // SAFETY: the caller's guarantee is crate_gemm_raw's for this block.
+    unsafe {
+        crate_gemm_raw(
+            a,
+            block,
+            dst.at(j0),
+            n,
+            alpha,
+            accumulate,
+            gemm::Parallelism::None,
+        )?;
+    }
+    let Some(post) = post else {
+        return Ok(());
+    };
+    (0..a.rows).try_for_each(|r| {
+        // SAFETY: columns j0..j0+cols of row r lie inside the buffer and
+        // only this thread touches them (the caller's guarantee); this
+        // slice is the only reference to them while it lives.
+        let row = unsafe { std::slice::from_raw_parts_mut(dst.at(r * n + j0), block.cols) };
+        post(r, row)
     })
 }
 
@@ -360,26 +381,7 @@ pub fn gemm_column_bands<T: Arith>(
             // inside it; bands cover disjoint column ranges, so no two
             // threads write one element, and `c` stays exclusively
             // borrowed until all finish.
-            unsafe {
-                crate_gemm_raw(
-                    a,
-                    block,
-                    dst.at(j0),
-                    n,
-                    T::one(),
-                    accumulate,
-                    gemm::Parallelism::None,
-                )?;
-            }
-            let Some(post) = post else {
-                return Ok(());
-            };
-            (0..m).try_for_each(|r| {
-                // SAFETY: as above: this band's columns of row r, touched
-                // by this thread alone.
-                let row = unsafe { std::slice::from_raw_parts_mut(dst.at(r * n + j0), cols) };
-                post(r, row)
-            })
+            unsafe { product_into_columns(a, block, &dst, n, j0, T::one(), accumulate, post) }
         })
 }
 
