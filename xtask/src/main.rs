@@ -378,11 +378,25 @@ fn conformance(args: ConformanceArgs) -> Result<bool> {
     );
 
     if args.update_expectations {
-        // Only the cases that ran are rewritten, so a filtered run keeps the rest.
+        // Only the cases that ran are rewritten, so a filtered run keeps the
+        // rest; entries marked random stay as written.
         for r in &results {
-            expected.remove(&r.name);
+            if expected
+                .get(&r.name)
+                .is_some_and(|why| !why.starts_with(expectations::RANDOM))
+            {
+                expected.remove(&r.name);
+            }
         }
-        expected.extend(expectations::from_results(&results));
+        let random: Vec<String> = expected
+            .iter()
+            .filter(|(_, why)| why.starts_with(expectations::RANDOM))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let fresh = expectations::from_results(&results)
+            .into_iter()
+            .filter(|(name, _)| !random.contains(name));
+        expected.extend(fresh);
         expectations::save(&exp_path, &args.provider, &expected).map_err(anyhow::Error::msg)?;
         println!(
             "wrote {} ({} known failures)",

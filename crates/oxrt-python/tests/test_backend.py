@@ -23,6 +23,9 @@ backend_test = onnx.backend.test.BackendTest(oxrt.backend, __name__)
 backend_test.include(r"^test_.*_(cpu|cuda)$")
 for pattern in _expected_failures():
     backend_test.xfail(pattern)
+# Unseeded Bernoulli draws a fresh seed each run: its output matches the
+# reference only by chance, so it can be neither expected to pass nor to fail.
+backend_test.exclude(r"^test_bernoulli(_double)?(_expanded)?_(cpu|cuda)$")
 
 globals().update({"OnnxBackendNodeModelTest": backend_test.test_cases["OnnxBackendNodeModelTest"]})
 
