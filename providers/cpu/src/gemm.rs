@@ -104,7 +104,7 @@ pub fn gemm_then<T: Arith>(
         if !accumulate {
             c.fill(T::zero());
         }
-        return post_rows(c, n, post);
+        return post_rows(c, n, 0, post);
     }
     let id = TypeId::of::<T>();
     if id == TypeId::of::<f16>() || id == TypeId::of::<bf16>() {
@@ -135,7 +135,7 @@ pub fn gemm_then<T: Arith>(
         for (d, s) in c.iter_mut().zip(wc) {
             *d = T::from_f32(s);
         }
-        return post_rows(c, n, post);
+        return post_rows(c, n, 0, post);
     }
     if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() {
         let threads = rayon::current_num_threads();
@@ -166,13 +166,7 @@ pub fn gemm_then<T: Arith>(
                         accumulate,
                         gemm::Parallelism::None,
                     )?;
-                    match post {
-                        Some(post) => block
-                            .chunks_mut(n)
-                            .enumerate()
-                            .try_for_each(|(r, row)| post(i * rows + r, row)),
-                        None => Ok(()),
-                    }
+                    post_rows(block, n, i * rows, post)
                 })?;
             return Ok(());
         }
@@ -200,7 +194,7 @@ pub fn gemm_then<T: Arith>(
             };
         }
         crate_gemm(a, b, c, alpha, accumulate, gemm::Parallelism::None)?;
-        return post_rows(c, n, post);
+        return post_rows(c, n, 0, post);
     }
     for i in 0..m {
         for j in 0..n {
@@ -214,16 +208,17 @@ pub fn gemm_then<T: Arith>(
             c[i * n + j] = if accumulate { c[i * n + j].add(v) } else { v };
         }
     }
-    post_rows(c, n, post)
+    post_rows(c, n, 0, post)
 }
 
-/// `post` on each `n`-wide row of `c`, on this thread.
-fn post_rows<T>(c: &mut [T], n: usize, post: Option<&RowPost<'_, T>>) -> Result<()> {
+/// `post` on each `n`-wide row of `c` (rows `first..` of the product), on
+/// this thread.
+fn post_rows<T>(c: &mut [T], n: usize, first: usize, post: Option<&RowPost<'_, T>>) -> Result<()> {
     match post {
         Some(post) if n > 0 => c
             .chunks_mut(n)
             .enumerate()
-            .try_for_each(|(r, row)| post(r, row)),
+            .try_for_each(|(r, row)| post(first + r, row)),
         _ => Ok(()),
     }
 }

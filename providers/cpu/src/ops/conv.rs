@@ -181,6 +181,7 @@ impl Conv {
                     .try_for_each(|(i, plane)| finish(i % m, plane))?;
             }
         } else {
+            let g2 = Window2d::new(&win);
             let bands = match spatial {
                 [h, wd] if !pointwise => band_columns(mg, rows, [win.output[0], win.output[1]])
                     .map(|band| (band, [*h, *wd])),
@@ -197,7 +198,6 @@ impl Conv {
                     if let Some((band, plane)) = bands {
                         // im2col a few output rows at a time, each band
                         // multiplied while it is in cache.
-                        let g2 = Window2d::new(&win);
                         let ow = win.output[1];
                         let fill = |j0: usize, cols: usize, b: &mut Vec<T>| -> Result<()> {
                             let oys = j0 / ow..(j0 + cols) / ow;
