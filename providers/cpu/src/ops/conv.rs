@@ -181,10 +181,10 @@ impl Conv {
                     .try_for_each(|(i, plane)| finish(i % m, plane))?;
             }
         } else {
-            let g2 = Window2d::new(&win);
+            // The banded path is 2-D only; its geometry is built once per run.
             let bands = match spatial {
                 [h, wd] if !pointwise => band_columns(mg, rows, [win.output[0], win.output[1]])
-                    .map(|band| (band, [*h, *wd])),
+                    .map(|band| (band, [*h, *wd], Window2d::new(&win))),
                 _ => None,
             };
             let mut col = if pointwise || bands.is_some() {
@@ -195,7 +195,8 @@ impl Conv {
             for img in 0..n {
                 for grp in 0..g {
                     let xg = &xd[(img * c + grp * cg) * in_len..][..cg * in_len];
-                    if let Some((band, plane)) = bands {
+                    if let Some((band, plane, g2)) = &bands {
+                        let (band, plane) = (*band, *plane);
                         // im2col a few output rows at a time, each band
                         // multiplied while it is in cache.
                         let ow = win.output[1];
@@ -203,7 +204,7 @@ impl Conv {
                             let oys = j0 / ow..(j0 + cols) / ow;
                             b.resize(rows * cols, T::zero());
                             for (r, out) in b.chunks_mut(cols.max(1)).enumerate() {
-                                im2col_rows(xg, out, &g2, plane, r, oys.clone());
+                                im2col_rows(xg, out, g2, plane, r, oys.clone());
                             }
                             Ok(())
                         };
@@ -853,6 +854,42 @@ pub(crate) mod tests {
             assert_eq!(y.shape(), [n, m, oh, ow]);
             for (a, b) in y.as_slice::<f32>().unwrap().iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "c {c} m {m} k {k} g {g}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_and_three_dimensional_convolutions_match_the_definition() {
+        // The 2-D definition with a height (and depth) of 1; each rank takes
+        // the general im2col path (the banded and row-walking ones are 2-D).
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
+                .collect()
+        };
+        let (n, c, wd, m, k, g) = (2, 4, 9, 6, 3, 2);
+        let x = vals(n * c * wd, 3);
+        let w = vals(m * (c / g) * k, 4);
+        let (want, _, ow) = naive(&x, &w, (n, c, 1, wd), (m, 1, k), g, 1, 0);
+        for spatial in [vec![wd], vec![1, 1, wd]] {
+            let kernel: Vec<usize> = spatial
+                .iter()
+                .map(|&d| if d == 1 { 1 } else { k })
+                .collect();
+            let mut a = attrs(&vec![0; 2 * spatial.len()], &vec![1; spatial.len()]);
+            a.kernel_shape = Some(kernel.clone());
+            let y = conv(
+                a,
+                g,
+                Tensor::from_vec([&[n, c][..], &spatial].concat(), x.clone()).unwrap(),
+                Tensor::from_vec([&[m, c / g][..], &kernel].concat(), w.clone()).unwrap(),
+                None,
+            );
+            let mut out = spatial.clone();
+            *out.last_mut().unwrap() = ow;
+            assert_eq!(y.shape(), [&[n, m][..], &out].concat());
+            for (a, b) in y.as_slice::<f32>().unwrap().iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "rank {}: {a} vs {b}", spatial.len());
             }
         }
     }
