@@ -11,6 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use oxrt::{DataType, Session, Tensor};
 use oxrt_conformance::build::{single_node, Attr};
 use oxrt_provider_cpu::gemm::{gemm, MatRef};
+use oxrt_provider_cpu::packed::{gemm_packed, PackedA};
 
 /// A one-thread session of one `op` node over inputs shaped like `inputs`.
 fn node_session(op: &str, opset: i64, inputs: &[&Tensor], attrs: &[(&str, Attr)]) -> Session {
@@ -197,6 +198,56 @@ fn bench_gemm(c: &mut Criterion) {
     g.finish();
 }
 
+/// Convolution-shaped products (weights m x k times im2col k x n), the
+/// `gemm` crate against the product with weights packed beforehand.
+fn bench_packed_gemm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conv_gemm_f32");
+    g.measurement_time(std::time::Duration::from_secs(2));
+    g.warm_up_time(std::time::Duration::from_millis(500));
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    // ResNet-50 (7x7, 14x14, 28x28, 56x56 maps; its first 7x7/2 layer),
+    // SqueezeNet (13x13 and 55x55 maps).
+    for &(m, k, n) in &[
+        (512, 4608, 49),
+        (2048, 512, 49),
+        (512, 2048, 49),
+        (256, 2304, 196),
+        (1024, 256, 196),
+        (128, 1152, 784),
+        (64, 576, 3136),
+        (64, 147, 12544),
+        (1000, 512, 169),
+        (64, 144, 3025),
+        (16, 128, 3025),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; m * n];
+        let shape = format!("{m}x{k}x{n}");
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        let (am, bm) = (
+            MatRef::row_major(&a, m, k, false),
+            MatRef::row_major(&b, k, n, false),
+        );
+        g.bench_function(BenchmarkId::new("crate", &shape), |bch| {
+            bch.iter(|| one_thread.install(|| gemm(am, bm, &mut out, 1.0, false).expect("gemm")))
+        });
+        let Some(packed) = PackedA::new(am) else {
+            continue;
+        };
+        g.bench_function(BenchmarkId::new("packed", &shape), |bch| {
+            bch.iter(|| {
+                one_thread
+                    .install(|| gemm_packed(&packed, bm, &mut out, false, None).expect("gemm"))
+            })
+        });
+    }
+    g.finish();
+}
+
 /// The bundled digit classifier (Conv, MaxPool, Gemm...), one intra-op thread.
 fn example_session() -> Session {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mnist");
@@ -222,6 +273,7 @@ fn bench_example_model(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_gemm,
+    bench_packed_gemm,
     bench_conv,
     bench_batched_matmul,
     bench_memory_bound,

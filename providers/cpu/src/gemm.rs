@@ -46,7 +46,7 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
-    fn fits(&self) -> bool {
+    pub(crate) fn fits(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
             return true;
         }
@@ -224,7 +224,7 @@ fn post_rows<T>(c: &mut [T], n: usize, first: usize, post: Option<&RowPost<'_, T
 }
 
 /// A pointer the column-block threads share; each writes its own columns.
-struct SharedDst<T>(*mut T);
+pub(crate) struct SharedDst<T>(*mut T);
 
 // SAFETY: the threads of `column_blocks` write pairwise disjoint column
 // ranges of the one buffer the pointer addresses, which outlives them
@@ -233,7 +233,13 @@ unsafe impl<T: Send> Send for SharedDst<T> {}
 unsafe impl<T: Send> Sync for SharedDst<T> {}
 
 impl<T> SharedDst<T> {
-    fn at(&self, offset: usize) -> *mut T {
+    /// The buffer's start; the borrow ends here, so the caller must keep
+    /// `c` unused until the threads that write through this finish.
+    pub(crate) fn new(c: &mut [T]) -> Self {
+        Self(c.as_mut_ptr())
+    }
+
+    pub(crate) fn at(&self, offset: usize) -> *mut T {
         self.0.wrapping_add(offset)
     }
 }

@@ -193,6 +193,18 @@ pub fn as_type_mut<T: 'static, U: 'static>(x: &mut [T]) -> Option<&mut [U]> {
     Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<U>(), x.len()) })
 }
 
+/// `x` as a slice of `U` when `T` is `U` (the shared-borrow
+/// [`as_type_mut`]).
+pub fn as_type<T: 'static, U: 'static>(x: &[T]) -> Option<&[U]> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<U>() {
+        return None;
+    }
+    // SAFETY: `T` is `U` (same TypeId), so pointer, length, alignment and
+    // the shared borrow carry over unchanged. Exercised by
+    // `as_f32_mut_views_only_f32`.
+    Some(unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<U>(), x.len()) })
+}
+
 /// Float element types usable with `num_traits::Float` math.
 pub trait Real: Element + num_traits::Float {}
 impl<T: Element + num_traits::Float> Real for T {}
@@ -285,5 +297,7 @@ mod tests {
         assert_eq!(v, [1.0, 5.0]);
         assert!(as_f32_mut(&mut [1.0f64]).is_none());
         assert!(as_f32_mut(&mut [1i32]).is_none());
+        assert_eq!(as_type::<f32, f32>(&v), Some(&[1.0f32, 5.0][..]));
+        assert!(as_type::<f32, f64>(&v).is_none());
     }
 }

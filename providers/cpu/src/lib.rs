@@ -11,6 +11,7 @@ pub mod gemm;
 pub mod kernel;
 pub mod minifloat;
 pub mod ops;
+pub mod packed;
 
 use oxrt_core::{
     DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo, KernelRegistry, Node,

@@ -130,7 +130,7 @@ impl Format {
         let mag = if a > self.magnitude(max) {
             let ulp = self.magnitude(max) - self.magnitude(max - 1);
             let limit = self.magnitude(max) + ulp / 2.0;
-            let rounds_to_max = a < limit || (a == limit && max % 2 == 0);
+            let rounds_to_max = a < limit || (a == limit && max.is_multiple_of(2));
             if saturate || rounds_to_max {
                 max
             } else if self.has_inf {

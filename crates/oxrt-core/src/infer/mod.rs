@@ -555,7 +555,7 @@ fn symbolic_reshape(input: &[Dim], target: &[i64]) -> Option<Vec<Dim>> {
                 _ => return Some(out),
             }
         }
-        if known_out == 0 || rest % known_out != 0 {
+        if known_out == 0 || !rest.is_multiple_of(known_out) {
             return None;
         }
         out[at] = Dim::Known(rest / known_out);
@@ -580,7 +580,7 @@ pub fn reshape_shape(input: &[usize], target: &[i64], allowzero: bool) -> Option
     }
     if let Some(i) = infer {
         let known: usize = out.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return None;
         }
         out[i] = total / known;

@@ -11,12 +11,15 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use crate::gemm::{gemm_column_bands, gemm_then, MatRef, RowPost};
-use crate::kernel::{as_type_mut, optional, required, unsupported_type, with_float_type, Arith};
+use crate::kernel::{
+    as_f32_mut, as_type, as_type_mut, optional, required, unsupported_type, with_float_type, Arith,
+};
 use crate::ops::activation::{Epilogue, FLOATS};
 use crate::ops::cast::cast;
 use crate::ops::depthwise::{depthwise_f32, PlaneFinish};
 use crate::ops::unary::round_half_even;
 use crate::ops::window::{taps, valid_outputs, Window2d};
+use crate::packed::{gemm_packed, PackedA};
 
 struct Conv {
     attrs: WindowAttrs,
@@ -30,6 +33,9 @@ struct Conv {
     /// A FusedConv's activation, applied with the bias to each output
     /// channel's rows by the thread that computed them.
     epilogue: Option<Epilogue>,
+    /// Constant f32 weights packed at creation, one matrix per group, where
+    /// the output's known size makes the packed product the faster one.
+    packed: Option<Vec<PackedA>>,
 }
 
 /// Work on values of one output channel (e.g. an activation).
@@ -234,6 +240,23 @@ impl Conv {
                     let wg = &wd[grp * mg * rows..][..mg * rows];
                     let yg = &mut y[(img * m + grp * mg) * out_len..][..mg * out_len];
                     let post = |row: usize, values: &mut [T]| finish(grp * mg + row, values);
+                    let packed = self.packed.as_ref().and_then(|p| p.get(grp)).filter(|p| {
+                        p.rows() == mg
+                            && p.cols() == rows
+                            && crate::packed::prefers(mg, rows, out_len)
+                    });
+                    if let Some(packed) = packed {
+                        if packed_product(
+                            packed,
+                            b_mat,
+                            out_len,
+                            yg,
+                            summed,
+                            finishing.then_some(&post as &RowPost<'_, T>),
+                        )? {
+                            continue;
+                        }
+                    }
                     gemm_then(
                         MatRef::row_major(wg, mg, rows, false),
                         MatRef::row_major(b_mat, rows, out_len, false),
@@ -248,6 +271,64 @@ impl Conv {
         }
         Tensor::from_vec(shape, y)
     }
+}
+
+/// `y = packed * b (+ y)` (`b`: `packed.cols() x n`), then `post`, when
+/// `T` is f32; `Ok(false)` (nothing done) otherwise.
+fn packed_product<T: Arith>(
+    packed: &PackedA,
+    b: &[T],
+    n: usize,
+    y: &mut [T],
+    accumulate: bool,
+    post: Option<&RowPost<'_, T>>,
+) -> Result<bool> {
+    let (Some(b), Some(y)) = (as_type::<T, f32>(b), as_f32_mut(y)) else {
+        return Ok(false);
+    };
+    let post32 = post.map(|post| {
+        move |r: usize, row: &mut [f32]| match as_type_mut::<f32, T>(row) {
+            Some(row) => post(r, row),
+            None => Ok(()),
+        }
+    });
+    gemm_packed(
+        packed,
+        MatRef::row_major(b, packed.cols(), n, false),
+        y,
+        accumulate,
+        post32.as_ref().map(|p| p as &RowPost<'_, f32>),
+    )?;
+    Ok(true)
+}
+
+/// The weights of a Conv with constant f32 weights, packed per group,
+/// when its output size is known and the packed product is the faster one
+/// at that size.
+fn pack_weights(info: &KernelInfo<'_>, group: usize) -> Option<Vec<PackedA>> {
+    let w = info.constants.get(&1)?;
+    let ws = w.shape();
+    let wd = w.as_slice::<f32>().ok()?;
+    let positions = match info.output_types.first().copied().flatten()? {
+        oxrt_core::ValueType::Tensor {
+            shape: Some(dims), ..
+        } if dims.len() == ws.len() && dims.len() >= 3 => dims[2..]
+            .iter()
+            .map(|d| match d {
+                oxrt_core::Dim::Known(v) => Some(*v),
+                _ => None,
+            })
+            .product::<Option<usize>>()?,
+        _ => return None,
+    };
+    let (m, rows) = (*ws.first()?, ws[1..].iter().product::<usize>());
+    let mg = m.checked_div(group)?;
+    if !crate::packed::prefers(mg, rows, positions) || wd.len() != m * rows {
+        return None;
+    }
+    wd.chunks(mg * rows)
+        .map(|wg| PackedA::new(MatRef::row_major(wg, mg, rows, false)))
+        .collect()
 }
 
 /// A convolution's optional bias `b` as one value per output channel (of
@@ -615,7 +696,7 @@ pub(crate) fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kerne
     })
 }
 
-fn create_conv(node: &Node, _: &KernelInfo<'_>) -> Result<Conv> {
+fn create_conv(node: &Node, info: &KernelInfo<'_>) -> Result<Conv> {
     let group = node.int_or("group", 1)?;
     let group = usize::try_from(group)
         .ok()
@@ -627,6 +708,9 @@ fn create_conv(node: &Node, _: &KernelInfo<'_>) -> Result<Conv> {
         taps: TapCache::default(),
         summed: node.op_type == "FusedConv" && node.input(3).is_some(),
         epilogue: None,
+        packed: (node.op_type == "Conv" || node.op_type == "FusedConv")
+            .then(|| pack_weights(info, group))
+            .flatten(),
     })
 }
 
@@ -649,6 +733,7 @@ pub(crate) mod tests {
             taps: TapCache::default(),
             summed: false,
             epilogue: None,
+            packed: None,
         }
         .run::<f32>(&x, &w, b.as_ref(), None, None)
         .unwrap()
@@ -704,6 +789,7 @@ pub(crate) mod tests {
             taps: TapCache::default(),
             summed: false,
             epilogue: None,
+            packed: None,
         });
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![10u8, 11, 12, 13]).unwrap();
         let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![3u8, 5]).unwrap();
@@ -799,6 +885,7 @@ pub(crate) mod tests {
             );
             let z = Tensor::from_vec(vec![n, m, oh, ow], vals(n * m * oh * ow, 4)).unwrap();
             let conv = Conv {
+                packed: None,
                 attrs: attrs(&[3, 3, 3, 3], &[2, 2]),
                 group: g,
                 taps: TapCache::default(),
@@ -895,6 +982,61 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn packed_weights_match_the_definition_with_groups_bias_and_residual() {
+        if !crate::packed::prefers(32, 9 * 16, 49) {
+            eprintln!("skipped: this CPU has no packed product");
+            return;
+        }
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
+                .collect()
+        };
+        // 7x7 maps: 49 output positions, the packed product's shape.
+        let (n, c, h, wd, m, k) = (2, 32, 7, 7, 64, 3);
+        for g in [1, 2] {
+            let x = vals(n * c * h * wd, 5);
+            let w = vals(m * (c / g) * k * k, 6);
+            let bias = vals(m, 7);
+            let z = vals(n * m * h * wd, 8);
+            let (want, oh, ow) = naive(&x, &w, (n, c, h, wd), (m, k, k), g, 1, 1);
+            let rows = c / g * k * k;
+            let packed = w
+                .chunks(m / g * rows)
+                .map(|wg| PackedA::new(MatRef::row_major(wg, m / g, rows, false)))
+                .collect::<Option<Vec<_>>>();
+            assert!(packed.is_some());
+            let mut a = attrs(&[1; 4], &[1, 1]);
+            a.kernel_shape = Some(vec![k, k]);
+            let y = Conv {
+                attrs: a,
+                group: g,
+                taps: TapCache::default(),
+                summed: true,
+                epilogue: None,
+                packed,
+            }
+            .run::<f32>(
+                &Tensor::from_vec(vec![n, c, h, wd], x).unwrap(),
+                &Tensor::from_vec(vec![m, c / g, k, k], w).unwrap(),
+                Some(&Tensor::from_vec(vec![m], bias.clone()).unwrap()),
+                Some(Cow::Owned(
+                    Tensor::from_vec(vec![n, m, oh, ow], z.clone()).unwrap(),
+                )),
+                None,
+            )
+            .unwrap();
+            for (i, (got, want)) in y.as_slice::<f32>().unwrap().iter().zip(&want).enumerate() {
+                let want = want + bias[(i / (oh * ow)) % m] + z[i];
+                assert!(
+                    (got - want).abs() < 1e-3,
+                    "group {g} at {i}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn channel_mismatch_is_an_error() {
         let x = Tensor::from_vec(vec![1, 3, 2, 2], vec![0.0f32; 12]).unwrap();
         let w = Tensor::from_vec(vec![1, 2, 1, 1], vec![0.0f32; 2]).unwrap();
@@ -904,6 +1046,7 @@ pub(crate) mod tests {
             taps: TapCache::default(),
             summed: false,
             epilogue: None,
+            packed: None,
         }
         .run::<f32>(&x, &w, None, None, None)
         .unwrap_err();

@@ -97,7 +97,7 @@ fn transform_axis(
                 // Rebuild the Hermitian spectrum from its first n/2 + 1 bins.
                 for k in 0..=(n / 2).min(len.saturating_sub(1)) {
                     let mut v = at(k);
-                    if k == 0 || (n % 2 == 0 && k == n / 2) {
+                    if k == 0 || (n.is_multiple_of(2) && k == n / 2) {
                         v.im = 0.0;
                     }
                     lane[k] = v;
