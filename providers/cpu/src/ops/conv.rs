@@ -203,6 +203,11 @@ impl Conv {
                     let xg = &xd[(img * c + grp * cg) * in_len..][..cg * in_len];
                     if let Some((band, plane, g2)) = &bands {
                         let (band, plane) = (*band, *plane);
+                        let phased = phase_columns(xg, plane[1], g2.strides[1]);
+                        let (xg, is_phased) = match &phased {
+                            Some(p) => (p.as_slice(), true),
+                            None => (xg, false),
+                        };
                         // im2col a few output rows at a time, each band
                         // multiplied while it is in cache.
                         let ow = win.output[1];
@@ -210,7 +215,7 @@ impl Conv {
                             let oys = j0 / ow..(j0 + cols) / ow;
                             b.resize(rows * cols, T::zero());
                             for (r, out) in b.chunks_mut(cols.max(1)).enumerate() {
-                                im2col_rows(xg, out, g2, plane, r, oys.clone());
+                                im2col_rows(xg, out, g2, plane, r, oys.clone(), is_phased);
                             }
                             Ok(())
                         };
@@ -226,6 +231,9 @@ impl Conv {
                             &fill,
                             finishing.then_some(&post as &RowPost<'_, T>),
                         )?;
+                        if let Some(p) = phased {
+                            oxrt_core::arena::recycle(p);
+                        }
                         continue;
                     }
                     let b_mat: &[T] = if pointwise {
@@ -374,13 +382,45 @@ fn im2col_2d<T: Arith>(x: &[T], col: &mut [T], win: &oxrt_core::shape::Window, p
     use rayon::prelude::*;
     let g = Window2d::new(win);
     let oh = g.output[0];
+    let phased = phase_columns(x, plane[1], g.strides[1]);
+    let (x, is_phased) = match &phased {
+        Some(p) => (p.as_slice(), true),
+        None => (x, false),
+    };
     col.par_chunks_mut((oh * g.output[1]).max(1))
         .enumerate()
-        .for_each(|(r, row)| im2col_rows(x, row, &g, plane, r, 0..oh));
+        .for_each(|(r, row)| im2col_rows(x, row, &g, plane, r, 0..oh, is_phased));
+    if let Some(p) = phased {
+        oxrt_core::arena::recycle(p);
+    }
+}
+
+/// At a column stride above 1, `x`'s rows (`wd` wide) each rearranged into
+/// their stride phases: columns `0, s, 2s...`, then `1, 1 + s...`, and so
+/// on; `None` at stride 1.
+fn phase_columns<T: Arith>(x: &[T], wd: usize, stride: isize) -> Option<Vec<T>> {
+    let s = usize::try_from(stride).ok().filter(|&s| s > 1)?;
+    let mut out = oxrt_core::arena::buffer::<T>(x.len());
+    out.resize(x.len(), T::zero());
+    for (src, dst) in x
+        .chunks_exact(wd.max(1))
+        .zip(out.chunks_exact_mut(wd.max(1)))
+    {
+        let mut at = 0;
+        for q in 0..s.min(wd) {
+            for (d, &v) in dst[at..].iter_mut().zip(src[q..].iter().step_by(s)) {
+                *d = v;
+            }
+            at += (wd - q).div_ceil(s);
+        }
+    }
+    Some(out)
 }
 
 /// Row `r` (input channel, kernel row and column) of the im2col matrix,
-/// for output rows `oys` only, into `out` (`oys.len() x ow`).
+/// for output rows `oys` only, into `out` (`oys.len() x ow`). With
+/// `phased`, each input row of `x` is split by the column stride
+/// ([`phase_columns`]), so that every run copied is contiguous.
 fn im2col_rows<T: Arith>(
     x: &[T],
     out: &mut [T],
@@ -388,6 +428,7 @@ fn im2col_rows<T: Arith>(
     [h, wd]: [usize; 2],
     r: usize,
     oys: std::ops::Range<usize>,
+    phased: bool,
 ) {
     let ([_, kw], [_, ow], sw) = (g.kernel, g.output, g.strides[1]);
     let k_len = g.kernel[0] * kw;
@@ -412,6 +453,14 @@ fn im2col_rows<T: Arith>(
         }
         if sw == 1 {
             out[cols.clone()].copy_from_slice(&xr[start..start + cols.len()]);
+        } else if phased {
+            // Input column ox * sw + off lies in phase off mod sw, at
+            // ox + off div sw of that phase's run.
+            let sw = sw as usize;
+            let phase = off.rem_euclid(sw as isize) as usize;
+            let before: usize = (0..phase).map(|q| (wd - q.min(wd)).div_ceil(sw)).sum();
+            let at = before + (cols.start as isize + off.div_euclid(sw as isize)) as usize;
+            out[cols.clone()].copy_from_slice(&xr[at..at + cols.len()]);
         } else {
             // A strided walk without per-element bounds checks.
             let src = xr[start..].iter().step_by(sw as usize);
@@ -911,7 +960,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn depthwise_and_pointwise_paths_match_the_definition() {
+    fn depthwise_pointwise_and_strided_paths_match_the_definition() {
         let vals = |n: usize, seed: usize| -> Vec<f32> {
             (0..n)
                 .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
@@ -924,6 +973,10 @@ pub(crate) mod tests {
             (4, 5, 1, 1, 1, 0),
             (4, 4, 1, 2, 1, 0),
             (4, 6, 3, 2, 1, 1),
+            // Column strides 2 and 3: im2col from stride-phase rows.
+            (4, 6, 3, 1, 2, 1),
+            (4, 6, 3, 2, 3, 1),
+            (2, 3, 5, 1, 2, 2),
         ] {
             let (n, h, wd) = (2, 7, 6);
             let x = vals(n * c * h * wd, 1);
