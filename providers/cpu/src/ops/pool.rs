@@ -380,22 +380,44 @@ fn global<T: Real>(x: &Tensor, kind: Global) -> Result<Tensor> {
     let in_len: usize = xs[2..].iter().product();
     let xd = x.as_slice::<T>()?;
     let n: T = cast_f32(in_len.max(1) as f32)?;
-    let y: Vec<T> = xd
-        .chunks(in_len.max(1))
-        .take(xs[0] * xs[1])
-        .map(|plane| match kind {
-            Global::Max => Ok(plane.iter().copied().fold(T::neg_infinity(), T::max)),
-            Global::Average => Ok(plane.iter().fold(T::zero(), |a, &b| a + b) / n),
-            Global::Lp(p) => {
-                let pt: T = cast_f32(p)?;
-                let sum = plane.iter().fold(T::zero(), |a, &b| a + b.abs().powf(pt));
-                Ok(sum.powf(T::one() / pt))
-            }
-        })
-        .collect::<Result<_>>()?;
+    let pool = |plane: &[T]| match kind {
+        Global::Max => Ok(lanes(plane, T::neg_infinity(), T::max)),
+        Global::Average => Ok(lanes(plane, T::zero(), |a, b| a + b) / n),
+        Global::Lp(p) => {
+            let pt: T = cast_f32(p)?;
+            let sum = plane.iter().fold(T::zero(), |a, &b| a + b.abs().powf(pt));
+            Ok(sum.powf(T::one() / pt))
+        }
+    };
+    let planes = xd.chunks(in_len.max(1)).take(xs[0] * xs[1]);
+    let y: Vec<T> = if xd.len() >= 1 << 16 {
+        use rayon::prelude::*;
+        planes
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(pool)
+            .collect::<Result<_>>()?
+    } else {
+        planes.map(pool).collect::<Result<_>>()?
+    };
     let mut shape = xs[..2].to_vec();
     shape.extend(std::iter::repeat_n(1, xs.len() - 2));
     Tensor::from_vec(shape, y)
+}
+
+/// `v` folded by `f` in 16 interleaved partial results, then those
+/// together: one running result would chain every step on the last (and
+/// not vectorize, float addition not being associative).
+fn lanes<T: Real>(v: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [init; 16];
+    let mut chunks = v.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = f(*a, x);
+        }
+    }
+    let rest = chunks.remainder().iter().fold(init, |a, &x| f(a, x));
+    acc.into_iter().fold(rest, &f)
 }
 
 impl Kernel for Global {
@@ -552,6 +574,21 @@ mod tests {
         assert_eq!(y.as_slice::<f32>().unwrap(), &[2.0, 15.0]);
         let y = global::<f32>(&x, Global::Lp(2.0)).unwrap();
         assert!((y.as_slice::<f32>().unwrap()[0] - 10f32.sqrt()).abs() < 1e-6);
+        // Planes of 169 (16-lane partial sums and a tail), enough of them to
+        // be pooled in parallel, against f64 sums and maxima.
+        let (planes, len) = (400, 169);
+        let v: Vec<f32> = (0..planes * len)
+            .map(|i| ((i * 7919) % 1001) as f32 / 100.0 - 5.0)
+            .collect();
+        let x = Tensor::from_vec(vec![2, planes / 2, 13, 13], v.clone()).unwrap();
+        let avg = global::<f32>(&x, Global::Average).unwrap();
+        let max = global::<f32>(&x, Global::Max).unwrap();
+        for (p, plane) in v.chunks(len).enumerate() {
+            let mean = plane.iter().map(|&a| a as f64).sum::<f64>() / len as f64;
+            let top = plane.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert!((avg.as_slice::<f32>().unwrap()[p] as f64 - mean).abs() < 1e-5);
+            assert_eq!(max.as_slice::<f32>().unwrap()[p], top);
+        }
     }
 
     #[test]
