@@ -150,8 +150,9 @@ impl Plane {
 }
 
 /// Rows of `width` outputs: `out[r * out_stride + i] = sum over taps t of
-/// wc[t] * buf[taps[t] + r * in_stride + i]`, in chunks of 16 (then 8)
-/// outputs held in registers, one load per tap and one store per chunk.
+/// wc[t] * buf[taps[t] + r * in_stride + i]`, in chunks of 64, 32, 16 (then
+/// 8) outputs held in registers, one load per tap and vector and one store
+/// per vector.
 #[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn stencil(
     buf: &[f32],
@@ -191,7 +192,18 @@ fn stencil(
     for r in 0..rows {
         let (src_row, row) = (r * in_stride, &mut out[r * out_stride..][..width]);
         let mut i = 0;
-        while i + 16 <= width {
+        // Several vectors at once: each tap's multiply-add waits on the
+        // previous one of its vector, so one vector alone runs at the
+        // latency of that chain rather than the throughput.
+        while i + 64 <= width {
+            chunk::<64>(buf, taps, wc, src_row + i, &mut row[i..], fma);
+            i += 64;
+        }
+        if i + 32 <= width {
+            chunk::<32>(buf, taps, wc, src_row + i, &mut row[i..], fma);
+            i += 32;
+        }
+        if i + 16 <= width {
             chunk::<16>(buf, taps, wc, src_row + i, &mut row[i..], fma);
             i += 16;
         }
@@ -303,9 +315,12 @@ mod tests {
             &'a [usize],
             [usize; 2],
         );
-        // Output rows of 40 and 38 take the row-by-row path (16 + 16 + 8,
-        // and 16 + 16 + 6 scalar), the others the wide one.
-        let cases: [Case; 10] = [
+        // Output rows of 40, 38, 120 and 100 take the row-by-row path
+        // (32 + 8; 32 + 6 scalar; 64 + 32 + 16 + 8; 64 + 32 + 4 scalar),
+        // the others the wide one.
+        let cases: [Case; 12] = [
+            (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [3, 120]),
+            (&[3, 3], &[1, 1], &[0, 1, 2, 1], &[1, 1], [4, 100]),
             (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [5, 40]),
             (&[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], [4, 75]),
             (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [14, 14]),
