@@ -406,6 +406,18 @@ fn phase_columns<T: Arith>(x: &[T], wd: usize, stride: isize) -> Option<Vec<T>> 
         .chunks_exact(wd.max(1))
         .zip(out.chunks_exact_mut(wd.max(1)))
     {
+        if s == 2 {
+            // Pairs split at once (this vectorizes), then an odd width's last.
+            let (even, odd) = dst.split_at_mut(wd.div_ceil(2));
+            for ((pair, e), o) in src.chunks_exact(2).zip(even.iter_mut()).zip(odd) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if wd % 2 == 1 {
+                even[wd / 2] = src[wd - 1];
+            }
+            continue;
+        }
         let mut at = 0;
         for q in 0..s.min(wd) {
             for (d, &v) in dst[at..].iter_mut().zip(src[q..].iter().step_by(s)) {
@@ -978,22 +990,27 @@ pub(crate) mod tests {
             (4, 6, 3, 2, 3, 1),
             (2, 3, 5, 1, 2, 2),
         ] {
-            let (n, h, wd) = (2, 7, 6);
-            let x = vals(n * c * h * wd, 1);
-            let w = vals(m * (c / g) * k * k, 2);
-            let (want, oh, ow) = naive(&x, &w, (n, c, h, wd), (m, k, k), g, stride, pad);
-            let mut a = attrs(&[pad; 4], &[stride, stride]);
-            a.kernel_shape = Some(vec![k, k]);
-            let y = conv(
-                a,
-                g,
-                Tensor::from_vec(vec![n, c, h, wd], x).unwrap(),
-                Tensor::from_vec(vec![m, c / g, k, k], w).unwrap(),
-                None,
-            );
-            assert_eq!(y.shape(), [n, m, oh, ow]);
-            for (a, b) in y.as_slice::<f32>().unwrap().iter().zip(&want) {
-                assert!((a - b).abs() < 1e-4, "c {c} m {m} k {k} g {g}: {a} vs {b}");
+            // Even and odd widths (the stride-2 phase split's tail).
+            for (n, h, wd) in [(2, 7, 6), (1, 6, 9)] {
+                let x = vals(n * c * h * wd, 1);
+                let w = vals(m * (c / g) * k * k, 2);
+                let (want, oh, ow) = naive(&x, &w, (n, c, h, wd), (m, k, k), g, stride, pad);
+                let mut a = attrs(&[pad; 4], &[stride, stride]);
+                a.kernel_shape = Some(vec![k, k]);
+                let y = conv(
+                    a,
+                    g,
+                    Tensor::from_vec(vec![n, c, h, wd], x).unwrap(),
+                    Tensor::from_vec(vec![m, c / g, k, k], w).unwrap(),
+                    None,
+                );
+                assert_eq!(y.shape(), [n, m, oh, ow]);
+                for (a, b) in y.as_slice::<f32>().unwrap().iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() < 1e-4,
+                        "c {c} m {m} k {k} g {g} w {wd}: {a} vs {b}"
+                    );
+                }
             }
         }
     }

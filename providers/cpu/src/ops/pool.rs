@@ -153,6 +153,19 @@ impl Pool {
         let spatial = &xs[2..];
         let win = self.attrs.resolve(spatial, None)?;
         let planes = xs[0] * xs[1];
+        // One window over the whole unpadded input (a network's final
+        // pooling): the global kernel.
+        let whole = win.kernel == spatial
+            && win.output.iter().all(|&o| o == 1)
+            && win.pads_begin.iter().chain(&win.pads_end).all(|&p| p == 0);
+        let global_kind = match self.kind {
+            Kind::Max { indices: false, .. } => Some(Global::Max),
+            Kind::Average { .. } => Some(Global::Average),
+            _ => None,
+        };
+        if let (true, Some(kind)) = (whole, global_kind) {
+            return Ok((global::<T>(x, kind)?, None));
+        }
         if let (Kind::Max { indices: false, .. }, [h, w]) = (&self.kind, spatial) {
             let mut shape = xs[..2].to_vec();
             shape.extend(&win.output);
@@ -543,6 +556,44 @@ mod tests {
         // x = [0,7,14,5 / 12,3,10,1 / 8,15,6,13 / 4,11,2,9]
         assert_eq!(y.as_slice::<f32>().unwrap(), &[12.0, 14.0, 15.0, 13.0]);
         assert_eq!(idx.unwrap().as_slice::<i64>().unwrap(), &[4, 2, 9, 11]);
+    }
+
+    #[test]
+    fn a_window_over_the_whole_input_pools_globally() {
+        let v: Vec<f32> = (0..2 * 3 * 7 * 7)
+            .map(|i| ((i * 37) % 101) as f32)
+            .collect();
+        let x = Tensor::from_vec(vec![2, 3, 7, 7], v.clone()).unwrap();
+        let pool = |kind| Pool {
+            attrs: attrs(&[7, 7], &[1, 1], &[0, 0, 0, 0], false),
+            kind,
+        };
+        let avg = pool(Kind::Average {
+            count_include_pad: false,
+        });
+        let max = pool(Kind::Max {
+            column_major: false,
+            indices: false,
+        });
+        let (a, _) = avg.run::<f32>(&x).unwrap();
+        let (m, _) = max.run::<f32>(&x).unwrap();
+        assert_eq!(a.shape(), &[2, 3, 1, 1]);
+        assert_eq!(m.shape(), &[2, 3, 1, 1]);
+        for (p, plane) in v.chunks(49).enumerate() {
+            let mean = plane.iter().sum::<f32>() / 49.0;
+            assert!((a.as_slice::<f32>().unwrap()[p] - mean).abs() < 1e-4);
+            assert_eq!(
+                m.as_slice::<f32>().unwrap()[p],
+                plane.iter().copied().fold(0.0, f32::max)
+            );
+        }
+        // With indices, the general path still gives them.
+        let with_indices = pool(Kind::Max {
+            column_major: false,
+            indices: true,
+        });
+        let (_, i) = with_indices.run::<f32>(&x).unwrap();
+        assert_eq!(i.unwrap().shape(), &[2, 3, 1, 1]);
     }
 
     #[test]
