@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use oxrt::{DataType, Session, Tensor};
 use oxrt_conformance::build::{single_node, Attr};
 use oxrt_provider_cpu::gemm::{gemm, MatRef};
-use oxrt_provider_cpu::packed::{gemm_packed, PackedA};
+use oxrt_provider_cpu::packed::{gemm_packed, gemm_packed_t, PackedA};
 
 /// A one-thread session of one `op` node over inputs shaped like `inputs`.
 fn node_session(op: &str, opset: i64, inputs: &[&Tensor], attrs: &[(&str, Attr)]) -> Session {
@@ -248,6 +248,48 @@ fn bench_packed_gemm(c: &mut Criterion) {
     g.finish();
 }
 
+/// MatMuls by constant weights (activations tokens x k times weights
+/// k x n, BERT-base's projections): the `gemm` crate against the
+/// transposed product over weights packed beforehand.
+fn bench_packed_matmul(c: &mut Criterion) {
+    let mut g = c.benchmark_group("weights_matmul_f32");
+    g.measurement_time(std::time::Duration::from_secs(2));
+    g.warm_up_time(std::time::Duration::from_millis(500));
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    for &(t, k, n) in &[
+        (128, 768, 768),
+        (128, 768, 3072),
+        (128, 3072, 768),
+        (512, 768, 768),
+    ] {
+        let x: Vec<f32> = (0..t * k).map(|i| (i % 13) as f32 * 0.1).collect();
+        let w: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut out = vec![0.0f32; t * n];
+        let shape = format!("{t}x{k}x{n}");
+        g.throughput(Throughput::Elements((2 * t * k * n) as u64));
+        let (xm, wm) = (
+            MatRef::row_major(&x, t, k, false),
+            MatRef::row_major(&w, k, n, false),
+        );
+        g.bench_function(BenchmarkId::new("crate", &shape), |bch| {
+            bch.iter(|| one_thread.install(|| gemm(xm, wm, &mut out, 1.0, false).expect("gemm")))
+        });
+        let Some(packed) = PackedA::transposed(&w, k, n) else {
+            continue;
+        };
+        let xt = MatRef::row_major(&x, t, k, true);
+        g.bench_function(BenchmarkId::new("packed", &shape), |bch| {
+            bch.iter(|| {
+                one_thread.install(|| gemm_packed_t(&packed, xt, &mut out, false).expect("gemm"))
+            })
+        });
+    }
+    g.finish();
+}
+
 /// The bundled digit classifier (Conv, MaxPool, Gemm...), one intra-op thread.
 fn example_session() -> Session {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mnist");
@@ -274,6 +316,7 @@ criterion_group!(
     benches,
     bench_gemm,
     bench_packed_gemm,
+    bench_packed_matmul,
     bench_conv,
     bench_batched_matmul,
     bench_memory_bound,

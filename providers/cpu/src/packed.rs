@@ -70,6 +70,12 @@ impl PackedA {
         Some(packed)
     }
 
+    /// A row-major `k x n` matrix `w` packed as its `n x k` transpose, for
+    /// [`gemm_packed_t`] (`X * W`).
+    pub fn transposed(w: &[f32], k: usize, n: usize) -> Option<Self> {
+        Self::new(MatRef::row_major(w, k, n, true))
+    }
+
     /// Where the panel of rows `row..row + MR`, columns `pc..pc + kc`
     /// (`pc` a multiple of `KC`, `kc` that block's width) starts.
     fn panel(&self, row: usize, pc: usize, kc: usize) -> usize {
@@ -116,6 +122,18 @@ pub fn gemm_packed(
     accumulate: bool,
     post: Option<&RowPost<'_, f32>>,
 ) -> Result<()> {
+    product(a, b, c, accumulate, post, false)
+}
+
+/// [`gemm_packed`], or [`gemm_packed_t`] when `transposed`.
+fn product(
+    a: &PackedA,
+    b: MatRef<'_, f32>,
+    c: &mut [f32],
+    accumulate: bool,
+    post: Option<&RowPost<'_, f32>>,
+    transposed: bool,
+) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
         return Err(Error::invalid(format!(
@@ -155,7 +173,7 @@ pub fn gemm_packed(
         // SAFETY: parts cover disjoint row or column ranges of the
         // row-major m x n buffer behind `dst` (checked to hold m * n
         // values), which stays exclusively borrowed until all finish.
-        unsafe { product_part(a, b, &dst, rows, cols, accumulate, post) }
+        unsafe { product_part(a, b, &dst, rows, cols, accumulate, post, transposed) }
     };
     if parts == 1 {
         run(0)
@@ -163,6 +181,19 @@ pub fn gemm_packed(
         use rayon::prelude::*;
         (0..parts).into_par_iter().try_for_each(run)
     }
+}
+
+/// `c = (a * b)ᵀ (+ c when accumulate)`: `c` row-major `b.cols x a.rows`.
+/// With `a` a layer's weights `W` packed transposed ([`PackedA::transposed`])
+/// and `b` the activations `X` read transposed, this is `X * W` (a MatMul
+/// by constant weights), each tile stored with whole vectors.
+pub fn gemm_packed_t(
+    a: &PackedA,
+    b: MatRef<'_, f32>,
+    c: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    product(a, b, c, accumulate, None, true)
 }
 
 /// Part `i` of `parts` of `units` panels of `width` (the last clipped to
@@ -180,11 +211,13 @@ thread_local! {
 }
 
 /// Rows `rows` x columns `cols` of the product into the buffer at `dst`
-/// (row-major, `b.cols` wide), then `post` on each row's part.
+/// (row-major, `b.cols` wide; or transposed, `a.rows` wide), then `post`
+/// on each row's part (row-major only).
 ///
 /// # Safety
 /// Those elements must lie inside the buffer and no other thread may touch
 /// them meanwhile.
+#[allow(clippy::too_many_arguments)]
 unsafe fn product_part(
     a: &PackedA,
     b: MatRef<'_, f32>,
@@ -193,8 +226,9 @@ unsafe fn product_part(
     cols: std::ops::Range<usize>,
     accumulate: bool,
     post: Option<&RowPost<'_, f32>>,
+    transposed: bool,
 ) -> Result<()> {
-    let (k, n) = (a.cols, b.cols);
+    let (k, n, m) = (a.cols, b.cols, a.rows);
     // Taken out for the call (a nested call on this thread, from a work-
     // stealing wait, finds it empty and makes its own), then put back.
     let mut pack = PACK.with(|p| std::mem::take(&mut *p.borrow_mut()));
@@ -222,11 +256,17 @@ unsafe fn product_part(
                         // `panel` kc groups of NR; rows ir..ir+height and
                         // columns j..j+width of the buffer are this part's
                         // (the caller's guarantee).
-                        unsafe { micro(kc, ap, panel, dst.at(ir * n + j), n, height, width, load) };
+                        unsafe {
+                            if transposed {
+                                micro_t(kc, ap, panel, dst.at(j * m + ir), m, height, width, load)
+                            } else {
+                                micro(kc, ap, panel, dst.at(ir * n + j), n, height, width, load)
+                            }
+                        };
                     }
                 }
             }
-            if let Some(post) = post {
+            if let (Some(post), false) = (post, transposed) {
                 for r in rows.clone() {
                     // SAFETY: row r's columns jc..jc+nc are this part's and
                     // this slice is the only reference to them while it lives.
@@ -251,12 +291,22 @@ fn pack_b(b: MatRef<'_, f32>, pc: usize, kc: usize, jc: usize, nc: usize, out: &
             let row = (pc + p) * b.row_stride + j0 * b.col_stride;
             if b.col_stride == 1 {
                 dst[..width].copy_from_slice(&b.data[row..][..width]);
-            } else {
+            } else if b.row_stride != 1 {
                 for (j, v) in dst[..width].iter_mut().enumerate() {
                     *v = b.data[row + j * b.col_stride];
                 }
             }
             dst[width..].fill(0.0);
+        }
+        if b.col_stride != 1 && b.row_stride == 1 {
+            // B read transposed (activations of a MatMul): each column is
+            // contiguous in memory, so walk columns outside.
+            for j in 0..width {
+                let col = &b.data[(j0 + j) * b.col_stride + pc..][..kc];
+                for (p, &v) in col.iter().enumerate() {
+                    panel[p * NR + j] = v;
+                }
+            }
         }
     }
 }
@@ -307,6 +357,48 @@ unsafe fn micro(
     }
 }
 
+/// [`micro`] into the transposed tile: element (r, j) at `c + j * ldc + r`.
+///
+/// # Safety
+/// As [`micro`], with rows and columns of C exchanged.
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_t(
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    height: usize,
+    width: usize,
+    load: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `micro`.
+    unsafe {
+        use avx512::tile_t;
+        let f = match width {
+            12.. => tile_t::<12>,
+            11 => tile_t::<11>,
+            10 => tile_t::<10>,
+            9 => tile_t::<9>,
+            8 => tile_t::<8>,
+            7 => tile_t::<7>,
+            6 => tile_t::<6>,
+            5 => tile_t::<5>,
+            4 => tile_t::<4>,
+            3 => tile_t::<3>,
+            2 => tile_t::<2>,
+            _ => tile_t::<1>,
+        };
+        f(kc, a, b, c, ldc, height, load)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (kc, a, b, c, ldc, height, width, load);
+        unreachable!("PackedA is only built where a micro-kernel exists")
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -328,22 +420,7 @@ mod avx512 {
         height: usize,
         load: bool,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; W];
-        let (a, b) = (&a[..kc * MR], &b[..kc * NR]);
-        for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-            // SAFETY: ak holds MR = 32 values.
-            let (a0, a1) = unsafe {
-                (
-                    _mm512_loadu_ps(ak.as_ptr()),
-                    _mm512_loadu_ps(ak.as_ptr().add(16)),
-                )
-            };
-            for (col, &bv) in acc.iter_mut().zip(bk) {
-                let bv = _mm512_set1_ps(bv);
-                col[0] = _mm512_fmadd_ps(a0, bv, col[0]);
-                col[1] = _mm512_fmadd_ps(a1, bv, col[1]);
-            }
-        }
+        let acc = accumulate::<W>(kc, a, b);
         // Column-major tile to row-major C.
         let mut t = [[0.0f32; MR]; W];
         for (dst, col) in t.iter_mut().zip(&acc) {
@@ -363,6 +440,73 @@ mod avx512 {
                 row.iter_mut().zip(&t).for_each(|(v, col)| *v = col[r]);
             }
         }
+    }
+
+    /// [`tile`] stored transposed: column j of the tile (32 rows) is
+    /// `height` contiguous values at `c + j * ldc`.
+    ///
+    /// # Safety
+    /// As [`tile`], with rows and columns of C exchanged.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile_t<const W: usize>(
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        height: usize,
+        load: bool,
+    ) {
+        let acc = accumulate::<W>(kc, a, b);
+        let mask = |left: usize| -> __mmask16 {
+            if left >= 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            }
+        };
+        let (m0, m1) = (mask(height), mask(height.saturating_sub(16)));
+        for (j, col) in acc.iter().enumerate() {
+            // SAFETY: lanes under the masks are rows < height of column j
+            // < W, inside C by the caller's guarantee.
+            unsafe {
+                let p = c.add(j * ldc);
+                for (half, (&v, m)) in col.iter().zip([m0, m1]).enumerate() {
+                    if m == 0 {
+                        continue;
+                    }
+                    let q = p.add(half * 16);
+                    let v = if load {
+                        _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, q))
+                    } else {
+                        v
+                    };
+                    _mm512_mask_storeu_ps(q, m, v);
+                }
+            }
+        }
+    }
+
+    /// The `MR x W` tile of `kc` steps, as two 16-lane vectors per column.
+    #[target_feature(enable = "avx512f")]
+    fn accumulate<const W: usize>(kc: usize, a: &[f32], b: &[f32]) -> [[__m512; 2]; W] {
+        let mut acc = [[_mm512_setzero_ps(); 2]; W];
+        let (a, b) = (&a[..kc * MR], &b[..kc * NR]);
+        for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            // SAFETY: ak holds MR = 32 values.
+            let (a0, a1) = unsafe {
+                (
+                    _mm512_loadu_ps(ak.as_ptr()),
+                    _mm512_loadu_ps(ak.as_ptr().add(16)),
+                )
+            };
+            for (col, &bv) in acc.iter_mut().zip(bk) {
+                let bv = _mm512_set1_ps(bv);
+                col[0] = _mm512_fmadd_ps(a0, bv, col[0]);
+                col[1] = _mm512_fmadd_ps(a1, bv, col[1]);
+            }
+        }
+        acc
     }
 }
 
@@ -440,6 +584,59 @@ mod tests {
                         assert!(
                             (got as f64 - w).abs() <= 1e-3 * (1.0 + w.abs()),
                             "{m}x{k}x{n} acc {accumulate} threads {threads} at {i}: {got} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_product_is_a_matmul_by_packed_weights() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
+                .collect()
+        };
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            // (tokens, k, features): tails of the 12 tokens per panel, of
+            // the 32 features per panel (masked stores), of KC.
+            for (t, k, f) in [
+                (1, 1, 1),
+                (13, 70, 33),
+                (128, 800, 96),
+                (5, 64, 20),
+                (50, 300, 512),
+            ] {
+                let x = vals(t * k, 1);
+                let w = vals(k * f, 2);
+                let packed = PackedA::transposed(&w, k, f).unwrap();
+                let want = naive(&x, &w, t, k, f);
+                for accumulate in [false, true] {
+                    let mut c = vals(t * f, 3);
+                    let before = c.clone();
+                    pool.install(|| {
+                        gemm_packed_t(
+                            &packed,
+                            MatRef::row_major(&x, t, k, true),
+                            &mut c,
+                            accumulate,
+                        )
+                    })
+                    .unwrap();
+                    for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                        let w = w + if accumulate { before[i] as f64 } else { 0.0 };
+                        assert!(
+                            (got as f64 - w).abs() <= 1e-3 * (1.0 + w.abs()),
+                            "{t}x{k}x{f} acc {accumulate} threads {threads} at {i}: {got} vs {w}"
                         );
                     }
                 }

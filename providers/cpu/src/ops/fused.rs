@@ -16,7 +16,7 @@ use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Resu
 
 use crate::kernel::{cast_f32, optional, required, unsupported_type, with_float_type, Real};
 use crate::ops::activation::{Epilogue, FLOATS};
-use crate::ops::matmul::matmul_transposed;
+use crate::ops::matmul::{matmul_transposed, PackedWeights};
 
 /// The domain of the fused operators.
 pub(crate) const DOMAIN: &str = oxrt_core::optimize::OXRT_DOMAIN;
@@ -68,6 +68,8 @@ struct FusedMatMul {
     transpose: [bool; 2],
     alpha: f32,
     epilogue: Option<Epilogue>,
+    /// Constant weights packed at creation (A read as stored, alpha 1).
+    packed: Option<PackedWeights>,
 }
 
 impl FusedMatMul {
@@ -77,7 +79,14 @@ impl FusedMatMul {
         b: &Tensor,
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let mut y = matmul_transposed::<T>(a, b, self.transpose, cast_f32(self.alpha)?)?;
+        let packed = match &self.packed {
+            Some(p) => p.product(a)?,
+            None => None,
+        };
+        let mut y = match packed {
+            Some(y) => y,
+            None => matmul_transposed::<T>(a, b, self.transpose, cast_f32(self.alpha)?)?,
+        };
         if let Some(bias) = bias {
             let n = y.shape().last().copied().unwrap_or(1);
             if bias.shape() != [n] {
@@ -118,14 +127,19 @@ impl Kernel for FusedMatMul {
     }
 }
 
-fn create_fused_matmul(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+fn create_fused_matmul(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let transpose = [
+        node.int_or("transA", 0)? != 0,
+        node.int_or("transB", 0)? != 0,
+    ];
+    let alpha = node.float_or("alpha", 1.0)?;
     Ok(Box::new(FusedMatMul {
-        transpose: [
-            node.int_or("transA", 0)? != 0,
-            node.int_or("transB", 0)? != 0,
-        ],
-        alpha: node.float_or("alpha", 1.0)?,
+        transpose,
+        alpha,
         epilogue: Epilogue::from_node(node)?,
+        packed: (!transpose[0] && alpha == 1.0)
+            .then(|| PackedWeights::from_info(info, transpose[1]))
+            .flatten(),
     }))
 }
 
@@ -304,6 +318,51 @@ mod tests {
         // A' = [[1,2,3],[4,5,6]]; A'B = [[4,-6],[10,-15]]; + bias; relu.
         assert_eq!(y[0].shape(), [2, 2]);
         assert_eq!(y[0].as_slice::<f32>().unwrap(), [4.5, 0.0, 10.5, 0.0]);
+    }
+
+    #[test]
+    fn constant_weights_packed_at_creation_give_the_unpacked_result() {
+        if !crate::packed::available() {
+            eprintln!("skipped: this CPU has no packed product");
+            return;
+        }
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
+                .collect()
+        };
+        // [2, 37, 96] @ [96, 64] + bias, Relu; and 500 rows (the crate's).
+        let (k, n) = (96, 64);
+        let w = Tensor::from_vec(vec![k, n], vals(k * n, 1)).unwrap();
+        let bias = Tensor::from_vec(vec![n], vals(n, 2)).unwrap();
+        let relu = ("activation", Attribute::String(b"Relu".to_vec()));
+        let fused = node("FusedMatMul", std::slice::from_ref(&relu));
+        let mut with_w = info();
+        with_w.constants.insert(1, &w);
+        let packed = create_fused_matmul(&fused, &with_w).unwrap();
+        let plain = create_fused_matmul(&fused, &info()).unwrap();
+        let mut matmul = node("MatMul", &[]);
+        matmul.domain = String::new();
+        let packed_mm = crate::ops::matmul::create_matmul(&matmul, &with_w).unwrap();
+        let plain_mm = crate::ops::matmul::create_matmul(&matmul, &info()).unwrap();
+        for shape in [vec![2, 37, k], vec![500, k]] {
+            let rows: usize = shape[..shape.len() - 1].iter().product();
+            let a = Tensor::from_vec(shape, vals(rows * k, 3)).unwrap();
+            for (p, q, args) in [
+                (&packed, &plain, vec![Some(&a), Some(&w), Some(&bias)]),
+                (&packed_mm, &plain_mm, vec![Some(&a), Some(&w)]),
+            ] {
+                let (y, want) = (p.compute(&args).unwrap(), q.compute(&args).unwrap());
+                assert_eq!(y[0].shape(), want[0].shape());
+                let (y, want) = (
+                    y[0].as_slice::<f32>().unwrap(),
+                    want[0].as_slice::<f32>().unwrap(),
+                );
+                for (i, (a, b)) in y.iter().zip(want).enumerate() {
+                    assert!((a - b).abs() < 1e-4, "rows {rows} at {i}: {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[test]
