@@ -77,3 +77,12 @@ impl ExecutionProvider for CpuProvider {
         (def.factory)(node, info)
     }
 }
+
+/// `n` test values in [-1, 1] (a fixed pseudo-random pattern per `seed`),
+/// for kernels checked against their definitions.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
+        .collect()
+}

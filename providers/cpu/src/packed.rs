@@ -533,11 +533,7 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512F, the packed product is not used");
             return;
         }
-        let vals = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
-                .collect()
-        };
+        let vals = crate::test_values;
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -597,11 +593,7 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512F");
             return;
         }
-        let vals = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
-                .collect()
-        };
+        let vals = crate::test_values;
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

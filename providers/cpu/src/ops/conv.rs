@@ -913,11 +913,7 @@ pub(crate) mod tests {
         // 3 -> 8 channels, 7x7 stride 2 pad 3 on 2 x 64x64: 147 im2col rows,
         // output rows of 32 in bands of 11 (two threads); grouped, 98 rows
         // in bands of 16.
-        let vals = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
-                .collect()
-        };
+        let vals = crate::test_values;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
@@ -973,11 +969,7 @@ pub(crate) mod tests {
 
     #[test]
     fn depthwise_pointwise_and_strided_paths_match_the_definition() {
-        let vals = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
-                .collect()
-        };
+        let vals = crate::test_values;
         // (channels, outputs, kernel, group, stride, pad)
         for (c, m, k, g, stride, pad) in [
             (3, 3, 3, 3, 2, 1),
@@ -1019,11 +1011,7 @@ pub(crate) mod tests {
     fn one_and_three_dimensional_convolutions_match_the_definition() {
         // The 2-D definition with a height (and depth) of 1; each rank takes
         // the general im2col path (the banded and row-walking ones are 2-D).
-        let vals = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
-                .collect()
-        };
+        let vals = crate::test_values;
         let (n, c, wd, m, k, g) = (2, 4, 9, 6, 3, 2);
         let x = vals(n * c * wd, 3);
         let w = vals(m * (c / g) * k, 4);
@@ -1057,11 +1045,7 @@ pub(crate) mod tests {
             eprintln!("skipped: this CPU has no packed product");
             return;
         }
-        let vals = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
-                .collect()
-        };
+        let vals = crate::test_values;
         // 7x7 maps: 49 output positions, the packed product's shape.
         let (n, c, h, wd, m, k) = (2, 32, 7, 7, 64, 3);
         for g in [1, 2] {

@@ -326,11 +326,7 @@ mod tests {
             eprintln!("skipped: this CPU has no packed product");
             return;
         }
-        let vals = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i * 7919 + seed * 104729) % 201) as f32 / 100.0 - 1.0)
-                .collect()
-        };
+        let vals = crate::test_values;
         // [2, 37, 96] @ [96, 64] + bias, Relu; and 500 rows (the crate's).
         let (k, n) = (96, 64);
         let w = Tensor::from_vec(vec![k, n], vals(k * n, 1)).unwrap();
