@@ -4,7 +4,9 @@
 //! [`NC`] block at a time, into panels of [`NR`] columns; an AVX-512
 //! micro-kernel keeps an `MR x NR` tile of C in registers (two 16-lane
 //! vectors of rows per column, 24 accumulators) while it walks k, and
-//! writes it back transposed.
+//! writes it back transposed into row-major C ([`gemm_packed`]: a
+//! convolution's weights times its im2col matrix) or as whole vectors
+//! into C transposed ([`gemm_packed_t`]: a MatMul by constant weights).
 //!
 //! Vectors run along the rows of C (output channels), not along its
 //! columns (output positions) as in the `gemm` crate: a 7x7 map has 49
