@@ -313,6 +313,28 @@ fn pack_b(b: MatRef<'_, f32>, pc: usize, kc: usize, jc: usize, nc: usize, out: &
     }
 }
 
+/// The micro-kernel instance `$($tile)::+::<W>` for a tile `$width` columns
+/// wide (at most `NR`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_width {
+    ($($tile:ident)::+, $width:expr) => {
+        match $width {
+            12.. => $($tile)::+::<12>,
+            11 => $($tile)::+::<11>,
+            10 => $($tile)::+::<10>,
+            9 => $($tile)::+::<9>,
+            8 => $($tile)::+::<8>,
+            7 => $($tile)::+::<7>,
+            6 => $($tile)::+::<6>,
+            5 => $($tile)::+::<5>,
+            4 => $($tile)::+::<4>,
+            3 => $($tile)::+::<3>,
+            2 => $($tile)::+::<2>,
+            _ => $($tile)::+::<1>,
+        }
+    };
+}
+
 /// One `height x width` tile of C (at most `MR x NR`) from `kc` steps of
 /// a packed A panel and a packed B panel, added to C when `load`.
 ///
@@ -335,21 +357,7 @@ unsafe fn micro(
     // SAFETY: `available()` (checked before any PackedA exists) found
     // AVX-512F; the caller's guarantee covers the memory.
     unsafe {
-        use avx512::tile;
-        let f = match width {
-            12.. => tile::<12>,
-            11 => tile::<11>,
-            10 => tile::<10>,
-            9 => tile::<9>,
-            8 => tile::<8>,
-            7 => tile::<7>,
-            6 => tile::<6>,
-            5 => tile::<5>,
-            4 => tile::<4>,
-            3 => tile::<3>,
-            2 => tile::<2>,
-            _ => tile::<1>,
-        };
+        let f = by_width!(avx512::tile, width);
         f(kc, a, b, c, ldc, height, load)
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -377,21 +385,7 @@ unsafe fn micro_t(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `micro`.
     unsafe {
-        use avx512::tile_t;
-        let f = match width {
-            12.. => tile_t::<12>,
-            11 => tile_t::<11>,
-            10 => tile_t::<10>,
-            9 => tile_t::<9>,
-            8 => tile_t::<8>,
-            7 => tile_t::<7>,
-            6 => tile_t::<6>,
-            5 => tile_t::<5>,
-            4 => tile_t::<4>,
-            3 => tile_t::<3>,
-            2 => tile_t::<2>,
-            _ => tile_t::<1>,
-        };
+        let f = by_width!(avx512::tile_t, width);
         f(kc, a, b, c, ldc, height, load)
     }
     #[cfg(not(target_arch = "x86_64"))]
