@@ -101,6 +101,29 @@ impl Arena {
         Vec::with_capacity(len)
     }
 
+    /// `len` elements whose values are whatever the buffer held before
+    /// (`fill` past its earlier length): the smallest fitting recycled
+    /// buffer of `T`, else `len` copies of `fill`. For outputs a kernel
+    /// overwrites in full, saving the pass that would fill them first.
+    pub fn take_stale<T: Element>(&self, len: usize, fill: T) -> Vec<T> {
+        if len == 0 {
+            return Vec::new();
+        }
+        let mut v = match self.take_recycled::<T>(len) {
+            Some(v) => {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                v
+            }
+            None => {
+                self.allocated.fetch_add(1, Ordering::Relaxed);
+                Vec::with_capacity(len)
+            }
+        };
+        v.truncate(len);
+        v.resize(len, fill);
+        v
+    }
+
     fn take_recycled<T: Element>(&self, len: usize) -> Option<Vec<T>> {
         let mut free = self.free.lock().ok()?;
         let best = free
@@ -218,6 +241,16 @@ pub fn filled<T: Element>(len: usize, value: T) -> Vec<T> {
     v
 }
 
+/// `len` elements of unspecified values (a recycled buffer's earlier
+/// contents, or `fill`), from the current arena: only for buffers the
+/// caller overwrites in full before anything reads them.
+pub fn stale<T: Element>(len: usize, fill: T) -> Vec<T> {
+    match current() {
+        Some(a) => a.take_stale(len, fill),
+        None => vec![fill; len],
+    }
+}
+
 /// `len` zeros (`T::default()`), in a buffer from the current arena.
 pub fn zeroed<T: Element + Default>(len: usize) -> Vec<T> {
     filled(len, T::default())
@@ -241,6 +274,31 @@ pub fn recycle<T: Element>(v: Vec<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stale_buffer_has_the_asked_length_and_reuses_storage() {
+        let arena = Arc::new(Arena::new(DEFAULT_LIMIT));
+        with_arena(Some(&arena), || {
+            // Fresh: default values.
+            let v: Vec<f32> = stale(6, 0.0);
+            assert_eq!(v, [0.0; 6]);
+            recycle(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
+            // Shorter than the recycled buffer: its first values, truncated.
+            let short: Vec<f32> = stale(4, 0.0);
+            assert_eq!(short, [1.0, 2.0, 3.0, 4.0]);
+            // Longer than the earlier contents (within capacity): the
+            // rest is default.
+            let mut grown = Vec::with_capacity(8);
+            grown.extend_from_slice(&[7.0f32, 8.0]);
+            recycle(grown);
+            let long: Vec<f32> = stale(5, 0.0);
+            assert_eq!(long, [7.0, 8.0, 0.0, 0.0, 0.0]);
+        });
+        let s = arena.stats();
+        assert_eq!((s.reused, s.allocated), (2, 1));
+        // Without an arena: default values.
+        assert_eq!(stale(3, 9i32), [9, 9, 9]);
+    }
 
     #[test]
     fn a_released_buffer_serves_the_next_request_of_its_type() {

@@ -2,6 +2,7 @@
 //! HardSwish, Mish, Swish, Softplus, Softsign, ThresholdedRelu, Shrink, Sigmoid,
 //! Tanh and Clip.
 
+use multiversion::multiversion;
 use oxrt_core::{
     DataType as D, Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor,
 };
@@ -81,6 +82,10 @@ fn apply<T: Real>(act: Act, x: &[T]) -> Result<Vec<T>> {
 /// then a loop the compiler specializes per activation).
 fn apply_in_place<T: Real>(act: Act, x: &mut [T]) -> Result<()> {
     if let Some(x) = crate::kernel::as_f32_mut(x) {
+        if let Some(p) = Piecewise::of(act) {
+            piecewise(x, None, p);
+            return Ok(());
+        }
         // Vectorized f32 approximations (see `fast_math`).
         let fast: Option<fn(&mut [f32])> = match act {
             Act::Gelu { tanh: false } => Some(fast_math::gelu_erf),
@@ -173,6 +178,79 @@ fn apply_in_place<T: Real>(act: Act, x: &mut [T]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The activations that are a few compares and multiply-adds per value,
+/// with their parameters: run in one vectorized pass over f32 values,
+/// optionally after adding a bias (a fused product's epilogue).
+#[derive(Clone, Copy)]
+enum Piecewise {
+    Identity,
+    Relu,
+    LeakyRelu(f32),
+    Clip { lo: f32, hi: f32 },
+    HardSigmoid { alpha: f32, beta: f32 },
+    HardSwish,
+}
+
+impl Piecewise {
+    fn of(act: Act) -> Option<Self> {
+        Some(match act {
+            Act::Relu => Self::Relu,
+            Act::LeakyRelu(a) => Self::LeakyRelu(a),
+            Act::Clip { min, max } => Self::Clip { lo: min, hi: max },
+            Act::HardSigmoid { alpha, beta } => Self::HardSigmoid { alpha, beta },
+            Act::HardSwish => Self::HardSwish,
+            _ => return None,
+        })
+    }
+}
+
+/// `x[i] = p(x[i] + bias)` (`p(x[i])` without a bias), with the same
+/// results as the generic per-activation loops in [`apply_in_place`].
+// `max(0).min(1)` rather than `clamp`: NaN gives 0 as in the generic loops.
+#[allow(clippy::manual_clamp)]
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn piecewise(x: &mut [f32], bias: Option<f32>, p: Piecewise) {
+    #[inline(always)]
+    fn run(x: &mut [f32], bias: Option<f32>, f: impl Fn(f32) -> f32) {
+        match bias {
+            Some(b) => x.iter_mut().for_each(|v| *v = f(*v + b)),
+            None => x.iter_mut().for_each(|v| *v = f(*v)),
+        }
+    }
+    match p {
+        Piecewise::Identity => run(x, bias, |v| v),
+        Piecewise::Relu => run(x, bias, |v| if v > 0.0 { v } else { 0.0 }),
+        Piecewise::LeakyRelu(a) => run(x, bias, |v| if v >= 0.0 { v } else { v * a }),
+        Piecewise::Clip { lo, hi } => run(x, bias, |v| {
+            if v < lo {
+                lo
+            } else if v > hi {
+                hi
+            } else {
+                v
+            }
+        }),
+        Piecewise::HardSigmoid { alpha, beta } => {
+            run(x, bias, |v| (alpha * v + beta).max(0.0).min(1.0))
+        }
+        Piecewise::HardSwish => run(x, bias, |v| v * (v * (1.0 / 6.0) + 0.5).max(0.0).min(1.0)),
+    }
+}
+
+/// `x[i] = act(x[i] + bias)` (or `act(x[i])`) in one pass over f32 values
+/// when `act` is none or piecewise linear; `false` (nothing done) otherwise.
+pub(crate) fn bias_then_f32(act: Option<&Epilogue>, bias: Option<f32>, x: &mut [f32]) -> bool {
+    let p = match act {
+        None => Piecewise::Identity,
+        Some(e) => match Piecewise::of(e.0) {
+            Some(p) => p,
+            None => return false,
+        },
+    };
+    piecewise(x, bias, p);
+    true
 }
 
 /// `x[i] = f(x[i])`.
@@ -484,6 +562,73 @@ mod tests {
         let i = Tensor::from_vec(vec![3], vec![-3i32, 0, 3]).unwrap();
         let y = s.compute(&[Some(&i)]).unwrap();
         assert_eq!(y[0].as_slice::<i32>().unwrap(), &[-1, 0, 1]);
+    }
+
+    #[test]
+    fn bias_then_activation_in_one_pass_matches_the_definitions() {
+        // Lengths past several vector widths, with tails; values around
+        // every activation's break points.
+        let x: Vec<f32> = (0..203).map(|i| (i as f32 - 101.0) / 17.0).collect();
+        let def = |act: Act, v: f64| -> f64 {
+            match act {
+                Act::Relu => v.max(0.0),
+                Act::LeakyRelu(a) => {
+                    if v >= 0.0 {
+                        v
+                    } else {
+                        v * f64::from(a)
+                    }
+                }
+                Act::Clip { min, max } => v.clamp(f64::from(min), f64::from(max)),
+                Act::HardSigmoid { alpha, beta } => {
+                    (f64::from(alpha) * v + f64::from(beta)).clamp(0.0, 1.0)
+                }
+                Act::HardSwish => v * (v / 6.0 + 0.5).clamp(0.0, 1.0),
+                _ => unreachable!("not piecewise"),
+            }
+        };
+        let acts = [
+            Act::Relu,
+            Act::LeakyRelu(0.1),
+            Act::Clip { min: 0.0, max: 6.0 },
+            Act::Clip {
+                min: -1.0,
+                max: 0.5,
+            },
+            Act::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Act::HardSwish,
+        ];
+        for bias in [None, Some(0.75f32)] {
+            let b = f64::from(bias.unwrap_or(0.0));
+            // No activation: the bias alone.
+            let mut y = x.clone();
+            assert!(bias_then_f32(None, bias, &mut y));
+            for (v, &xv) in y.iter().zip(&x) {
+                assert_eq!(f64::from(*v), f64::from(xv + bias.unwrap_or(0.0)));
+            }
+            for act in acts {
+                let mut y = x.clone();
+                assert!(bias_then_f32(Some(&Epilogue(act)), bias, &mut y));
+                for (i, (v, &xv)) in y.iter().zip(&x).enumerate() {
+                    let want = def(act, f64::from(xv + bias.unwrap_or(0.0)));
+                    assert!(
+                        (f64::from(*v) - want).abs() <= 1e-6 * want.abs().max(1.0),
+                        "bias {b} at {i}: {v} vs {want}"
+                    );
+                }
+            }
+        }
+        // Not piecewise linear: left to the caller.
+        let mut y = x.clone();
+        assert!(!bias_then_f32(
+            Some(&Epilogue(Act::Tanh)),
+            Some(1.0),
+            &mut y
+        ));
+        assert_eq!(y, x);
     }
 
     #[test]

@@ -14,9 +14,9 @@ use crate::gemm::{gemm_column_bands, gemm_then, MatRef, RowPost};
 use crate::kernel::{
     as_f32_mut, as_type, as_type_mut, optional, required, unsupported_type, with_float_type, Arith,
 };
-use crate::ops::activation::{Epilogue, FLOATS};
+use crate::ops::activation::{bias_then_f32, Epilogue, FLOATS};
 use crate::ops::cast::cast;
-use crate::ops::depthwise::{depthwise_f32, PlaneFinish};
+use crate::ops::depthwise::{deinterleave, depthwise_f32, PlaneFinish};
 use crate::ops::unary::round_half_even;
 use crate::ops::window::{taps, valid_outputs, Window2d};
 use crate::packed::{gemm_packed, PackedA};
@@ -105,7 +105,17 @@ impl Conv {
         }
         let bias = channel_bias::<T>(b, m)?;
         // The bias, then the activation, on values of output channel `ch`.
+        // f32 values with a piecewise-linear activation (or none) take one
+        // vectorized pass for both.
+        let fused = act.and(self.epilogue.as_ref());
+        let bias32 = bias.and_then(as_type::<T, f32>);
         let finish = |ch: usize, values: &mut [T]| -> Result<()> {
+            if let Some(v) = crate::kernel::as_f32_mut(values) {
+                let b = bias32.and_then(|b| b.get(ch).copied());
+                if act.is_some() == fused.is_some() && bias_then_f32(fused, b, v) {
+                    return Ok(());
+                }
+            }
             if let Some(bias) = bias {
                 let bv = bias[ch];
                 values.iter_mut().for_each(|v| *v = v.add(bv));
@@ -137,6 +147,9 @@ impl Conv {
             }
             Some(Cow::Owned(z)) => z.into_vec::<T>()?,
             Some(Cow::Borrowed(z)) => oxrt_core::arena::copied(z.as_slice::<T>()?),
+            // Every path below writes each output (a product over an
+            // empty sum, rows == 0, is filled instead).
+            None if cg * k_len > 0 => oxrt_core::arena::stale(n * m * out_len, T::zero()),
             None => crate::kernel::zeros::<T>(n * m * out_len),
         };
         let rows = cg * k_len;
@@ -169,6 +182,8 @@ impl Conv {
                 if depthwise_f32_as(x, w, &mut d, &win, plane, early)? {
                     finished = early.is_some();
                 } else {
+                    // This one accumulates into its output.
+                    d.fill(T::zero());
                     depthwise_2d(xd, wd, &mut d, &win, plane);
                 }
             } else {
@@ -400,15 +415,23 @@ fn im2col_2d<T: Arith>(x: &[T], col: &mut [T], win: &oxrt_core::shape::Window, p
 /// on; `None` at stride 1.
 fn phase_columns<T: Arith>(x: &[T], wd: usize, stride: isize) -> Option<Vec<T>> {
     let s = usize::try_from(stride).ok().filter(|&s| s > 1)?;
-    let mut out = oxrt_core::arena::buffer::<T>(x.len());
-    out.resize(x.len(), T::zero());
+    // Every value is written below.
+    let mut out = oxrt_core::arena::stale(x.len(), T::zero());
     for (src, dst) in x
         .chunks_exact(wd.max(1))
         .zip(out.chunks_exact_mut(wd.max(1)))
     {
         if s == 2 {
-            // Pairs split at once (this vectorizes), then an odd width's last.
             let (even, odd) = dst.split_at_mut(wd.div_ceil(2));
+            if let (Some(src), Some(even), Some(odd)) = (
+                as_type::<T, f32>(src),
+                as_type_mut::<T, f32>(even),
+                as_type_mut::<T, f32>(odd),
+            ) {
+                deinterleave(src, even, odd);
+                continue;
+            }
+            // Pairs split at once, then an odd width's last.
             for ((pair, e), o) in src.chunks_exact(2).zip(even.iter_mut()).zip(odd) {
                 *e = pair[0];
                 *o = pair[1];

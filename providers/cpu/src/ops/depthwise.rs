@@ -111,8 +111,7 @@ impl Plane {
                 continue;
             }
             if sw == 2 {
-                // Even and odd inputs go to the two column phases, pairwise
-                // (a loop the compiler turns into SIMD shuffles).
+                // Even and odd inputs go to the two column phases.
                 let even = row_base + (left % 2) * self.phase_len + left / 2;
                 let odd = row_base + ((left + 1) % 2) * self.phase_len + left.div_ceil(2);
                 let (lo, hi) = buf.split_at_mut(even.max(odd));
@@ -121,16 +120,7 @@ impl Plane {
                 } else {
                     (&mut hi[..], &mut lo[odd..])
                 };
-                let pairs = src.chunks_exact(2);
-                let last = pairs.remainder().first().copied();
-                let n = cols / 2;
-                for ((pair, de), d_o) in pairs.zip(&mut e[..n]).zip(&mut o[..n]) {
-                    *de = pair[0];
-                    *d_o = pair[1];
-                }
-                if let Some(v) = last {
-                    e[n] = v;
-                }
+                deinterleave(src, e, o);
                 continue;
             }
             // Column phase p holds the padded columns c = p, p + sw, ...:
@@ -146,6 +136,22 @@ impl Plane {
                 }
             }
         }
+    }
+}
+
+/// `src`'s even-indexed values to `even`, odd-indexed ones to `odd`
+/// (pairwise: a loop the compiler turns into SIMD shuffles).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+pub(crate) fn deinterleave(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    let pairs = src.chunks_exact(2);
+    let last = pairs.remainder().first().copied();
+    let n = src.len() / 2;
+    for ((pair, e), o) in pairs.zip(&mut even[..n]).zip(&mut odd[..n]) {
+        *e = pair[0];
+        *o = pair[1];
+    }
+    if let Some(v) = last {
+        even[n] = v;
     }
 }
 
