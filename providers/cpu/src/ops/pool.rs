@@ -62,6 +62,26 @@ fn max_pool_2d<T: Real>(
     let g = Window2d::new(win);
     let [oh, ow] = g.output;
     let mut y = oxrt_core::arena::filled(planes * oh * ow, T::neg_infinity());
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(xf), Some(yf)) = (
+        crate::kernel::as_type::<T, f32>(x),
+        crate::kernel::as_f32_mut(&mut y),
+    ) {
+        if avx512::fits(&g) {
+            let row = avx512::row_len(&g, wd);
+            yf.par_chunks_mut((oh * ow).max(1))
+                .enumerate()
+                .for_each_init(
+                    || vec![f32::NEG_INFINITY; row],
+                    |v, (p, out)| {
+                        // SAFETY: `fits` checked that this CPU has
+                        // AVX-512F; `v` has `row_len` values.
+                        unsafe { avx512::plane(&xf[p * h * wd..][..h * wd], [h, wd], &g, v, out) }
+                    },
+                );
+            return y;
+        }
+    }
     y.par_chunks_mut((oh * ow).max(1))
         .enumerate()
         .for_each_init(
@@ -136,6 +156,109 @@ fn max_pool_plane<T: Real>(
                 for (ox, v) in row[cols].iter_mut().enumerate() {
                     *v = max(*v, rows[((start + ox) as isize * sw + off) as usize]);
                 }
+            }
+        }
+    }
+}
+
+/// f32 max pooling with AVX-512 for column strides 1 and 2 (undilated
+/// columns): per output row, the maximum over the kernel's input rows into
+/// a row buffer padded with -inf on both sides (masked loads, so no scalar
+/// tails), then over the kernel's columns 16 outputs at a time (at stride 2
+/// the even lanes of two loads, picked by one permute). `max(new, acc)`
+/// keeps `acc` when `new` is NaN, as `Float::max` does in the plane kernel
+/// above.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use crate::ops::window::Window2d;
+
+    /// Whether [`plane`] covers `g` on this CPU.
+    pub(super) fn fits(g: &Window2d) -> bool {
+        matches!(g.strides[1], 1 | 2)
+            && g.dilations[1] == 1
+            && g.pads[1] >= 0
+            && std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    /// Values of the row buffer [`plane`] needs for `wd`-wide input rows:
+    /// the left padding, the row, and room for every load of the column
+    /// pass (at most two vectors past the last output's window).
+    pub(super) fn row_len(g: &Window2d, wd: usize) -> usize {
+        let left = g.pads[1].max(0) as usize;
+        let span = g.strides[1].max(1) as usize * g.output[1] + g.kernel[1];
+        (left + wd).max(span).div_ceil(16) * 16 + 48
+    }
+
+    /// One plane `xp` (`h x wd`) pooled into `out` (`oh x ow`).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F ([`fits`]), and `v` must hold
+    /// [`row_len`] values, all -inf.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn plane(
+        xp: &[f32],
+        [h, wd]: [usize; 2],
+        g: &Window2d,
+        v: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let ([kh, kw], [oh, ow]) = (g.kernel, g.output);
+        let left = g.pads[1].max(0) as usize;
+        let stride2 = g.strides[1] == 2;
+        let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mask = |n: usize| -> __mmask16 {
+            if n >= 16 {
+                0xffff
+            } else {
+                (1u16 << n) - 1
+            }
+        };
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        debug_assert!(v.len() >= row_len(g, wd) && out.len() >= oh * ow && xp.len() >= h * wd);
+        let vp = v.as_mut_ptr();
+        for oy in 0..oh {
+            // Rows: v[left + c] = max over the window's rows of x[iy][c];
+            // the lanes past the row's end load -inf, and so store it
+            // (v keeps -inf outside the row).
+            for c in (0..wd).step_by(16) {
+                let m = mask(wd - c);
+                let mut acc = lowest;
+                for ky in 0..kh {
+                    if let Some(iy) = g.input_row(oy, ky, h) {
+                        // SAFETY: lanes past `wd - c` are masked off (not
+                        // read); the others lie in row `iy` of `xp`.
+                        let x = unsafe {
+                            _mm512_mask_loadu_ps(lowest, m, xp.as_ptr().add(iy * wd + c))
+                        };
+                        acc = _mm512_max_ps(x, acc);
+                    }
+                }
+                // SAFETY: left + c + 16 <= row_len (rounded up past left + wd).
+                unsafe { _mm512_storeu_ps(vp.add(left + c), acc) };
+            }
+            // Columns: output ox reads v[ox * stride + kx].
+            // SAFETY: row `oy` of `out` starts within it.
+            let row = unsafe { out.as_mut_ptr().add(oy * ow) };
+            for o in (0..ow).step_by(16) {
+                let mut acc = lowest;
+                for kx in 0..kw {
+                    // SAFETY: the furthest load ends at
+                    // 2 * (ow - 1) + kw + 31 < row_len.
+                    let x = unsafe {
+                        if stride2 {
+                            let at = vp.add(2 * o + kx);
+                            let (a, b) = (_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16)));
+                            _mm512_permutex2var_ps(a, evens, b)
+                        } else {
+                            _mm512_loadu_ps(vp.add(o + kx))
+                        }
+                    };
+                    acc = _mm512_max_ps(x, acc);
+                }
+                // SAFETY: lanes past the row's `ow` outputs are masked off.
+                unsafe { _mm512_mask_storeu_ps(row.add(o), mask(ow - o), acc) };
             }
         }
     }
@@ -487,13 +610,19 @@ mod tests {
     #[test]
     fn the_2d_max_pool_path_matches_the_general_one() {
         // Even and odd widths (the stride-2 column halves differ in length).
-        for shape in [vec![2, 3, 7, 6], vec![1, 2, 6, 9]] {
+        // Rows past one and two 16-lane vectors (55: SqueezeNet's), and
+        // one past a vector.
+        let shapes = [
+            vec![2, 3, 7, 6],
+            vec![1, 2, 6, 9],
+            vec![1, 2, 9, 55],
+            vec![1, 1, 5, 33],
+            vec![1, 1, 5, 17],
+        ];
+        for shape in shapes {
             let n: usize = shape.iter().product();
-            let x = Tensor::from_vec(
-                shape,
-                (0..n).map(|v| ((v * 37) % 101) as f32 - 50.0).collect(),
-            )
-            .unwrap();
+            let values = (0..n).map(|v| ((v * 37) % 101) as f32 - 50.0);
+            let x = Tensor::from_vec(shape, values.collect()).unwrap();
             max_pool_paths_agree(&x);
         }
     }
