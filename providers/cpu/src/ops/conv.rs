@@ -17,6 +17,7 @@ use crate::kernel::{
 use crate::ops::activation::{bias_then_f32, Epilogue, FLOATS};
 use crate::ops::cast::cast;
 use crate::ops::depthwise::{deinterleave, depthwise_f32, PlaneFinish};
+use crate::ops::direct_conv::direct_f32;
 use crate::ops::unary::round_half_even;
 use crate::ops::window::{taps, valid_outputs, Window2d};
 use crate::packed::{gemm_packed, PackedA};
@@ -201,6 +202,39 @@ impl Conv {
                     .enumerate()
                     .try_for_each(|(i, plane)| finish(i % m, plane))?;
             }
+        } else if let Some(g2) = direct_window(&win, spatial, rows, x.dtype(), pointwise) {
+            // Dense f32 convolution without an im2col matrix.
+            let plane = [spatial[0], spatial[1]];
+            for img in 0..n {
+                for grp in 0..g {
+                    let xg = &xd[(img * c + grp * cg) * in_len..][..cg * in_len];
+                    let wg = &wd[grp * mg * rows..][..mg * rows];
+                    let yg = &mut y[(img * m + grp * mg) * out_len..][..mg * out_len];
+                    let post = |row: usize, v: &mut [f32]| match as_type_mut::<f32, T>(v) {
+                        Some(v) => finish(grp * mg + row, v),
+                        None => Ok(()),
+                    };
+                    let done = match (as_type::<T, f32>(xg), as_type::<T, f32>(wg), as_f32_mut(yg))
+                    {
+                        (Some(xg), Some(wg), Some(yg)) => direct_f32(
+                            xg,
+                            wg,
+                            yg,
+                            &g2,
+                            plane,
+                            cg,
+                            summed,
+                            finishing.then_some(&post as &PlaneFinish<'_>),
+                        )?,
+                        _ => false,
+                    };
+                    if !done {
+                        return Err(Error::invalid(format!(
+                            "Conv: the direct f32 kernel declined window {win:?} it was chosen for"
+                        )));
+                    }
+                }
+            }
         } else {
             // The banded path is 2-D only; its geometry is built once per run.
             let bands = match spatial {
@@ -294,6 +328,25 @@ impl Conv {
         }
         Tensor::from_vec(shape, y)
     }
+}
+
+/// The 2-D window when the direct (im2col-free) f32 kernel suits this
+/// convolution: f32, not a plain 1x1 product, and `direct_conv::prefers`.
+fn direct_window(
+    win: &oxrt_core::shape::Window,
+    spatial: &[usize],
+    depth: usize,
+    dtype: D,
+    pointwise: bool,
+) -> Option<Window2d> {
+    let [h, wd] = spatial else {
+        return None;
+    };
+    if dtype != D::F32 || pointwise {
+        return None;
+    }
+    let g = Window2d::new(win);
+    crate::ops::direct_conv::prefers(&g, [*h, *wd], depth).then_some(g)
 }
 
 /// `y = packed * b (+ y)` (`b`: `packed.cols() x n`), then `post`, when

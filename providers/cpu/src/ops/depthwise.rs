@@ -19,7 +19,7 @@ use crate::ops::window::Window2d;
 pub(crate) type PlaneFinish<'a> = dyn Fn(usize, &mut [f32]) -> Result<()> + Sync + 'a;
 
 /// The phase planes of one input plane, and where each tap reads them.
-struct Plane {
+pub(crate) struct Plane {
     /// Input rows and columns.
     h: usize,
     w: usize,
@@ -31,19 +31,19 @@ struct Plane {
     output: [usize; 2],
     strides: [usize; 2],
     /// Columns of one phase plane.
-    cols2: usize,
+    pub(crate) cols2: usize,
     /// Elements of one phase plane, with a row of zeros after it for the
     /// reads past the last row's valid columns.
     phase_len: usize,
     /// Per tap (row-major over the kernel), its offset into the phase
     /// buffer: the tap's phase plane plus its row and column shift.
-    taps: Vec<usize>,
+    pub(crate) taps: Vec<usize>,
 }
 
 impl Plane {
     /// The geometry of `g` over `h x w` planes; `None` for negative pads or
     /// non-positive strides/dilations (the caller's general path handles them).
-    fn new(g: &Window2d, [h, w]: [usize; 2]) -> Option<Self> {
+    pub(crate) fn new(g: &Window2d, [h, w]: [usize; 2]) -> Option<Self> {
         let u = |v: isize| usize::try_from(v).ok();
         let strides = [u(g.strides[0])?, u(g.strides[1])?];
         let [dh, dw] = [u(g.dilations[0])?, u(g.dilations[1])?];
@@ -80,19 +80,19 @@ impl Plane {
     }
 
     /// Elements of the phase buffer (all phase planes).
-    fn buffer_len(&self) -> usize {
+    pub(crate) fn buffer_len(&self) -> usize {
         self.strides[0] * self.strides[1] * self.phase_len
     }
 
     /// Elements of the output on the phase planes' row width.
-    fn wide_len(&self) -> usize {
+    pub(crate) fn wide_len(&self) -> usize {
         self.output[0] * self.cols2
     }
 
     /// Scatters plane `x` into the phase planes of `buf`. Only the
     /// positions of input values are written: the rest (the padding)
     /// stays as the zeros `buf` started with, the same for every plane.
-    fn split_into(&self, x: &[f32], buf: &mut [f32]) {
+    pub(crate) fn split_into(&self, x: &[f32], buf: &mut [f32]) {
         let [top, left] = self.pad;
         let [sh, sw] = self.strides;
         if left >= self.pw {

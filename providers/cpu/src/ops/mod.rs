@@ -13,6 +13,7 @@ pub mod cumulative;
 pub mod deform_conv;
 pub mod depthwise;
 pub mod detection;
+pub mod direct_conv;
 pub mod einsum;
 pub mod elementwise;
 pub mod flex_attention;
