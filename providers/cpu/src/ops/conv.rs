@@ -17,7 +17,7 @@ use crate::kernel::{
 use crate::ops::activation::{bias_then_f32, Epilogue, FLOATS};
 use crate::ops::cast::cast;
 use crate::ops::depthwise::{deinterleave, depthwise_f32, PlaneFinish};
-use crate::ops::direct_conv::direct_f32;
+use crate::ops::direct_conv::{self, direct_f32, pointwise_f32, DirectWeights};
 use crate::ops::unary::round_half_even;
 use crate::ops::window::{taps, valid_outputs, Window2d};
 use crate::packed::{gemm_packed, PackedA};
@@ -37,6 +37,9 @@ struct Conv {
     /// Constant f32 weights packed at creation, one matrix per group, where
     /// the output's known size makes the packed product the faster one.
     packed: Option<Vec<PackedA>>,
+    /// Constant f32 weights packed at creation for the direct kernels, one
+    /// per group, where the output's known size makes them likely.
+    direct: Option<Vec<DirectWeights>>,
 }
 
 /// Work on values of one output channel (e.g. an activation).
@@ -202,9 +205,10 @@ impl Conv {
                     .enumerate()
                     .try_for_each(|(i, plane)| finish(i % m, plane))?;
             }
-        } else if let Some(g2) = direct_window(&win, spatial, rows, x.dtype(), pointwise) {
+        } else if let Some(kind) =
+            direct_kind(&win, spatial, [mg, rows, out_len], x.dtype(), pointwise)
+        {
             // Dense f32 convolution without an im2col matrix.
-            let plane = [spatial[0], spatial[1]];
             for img in 0..n {
                 for grp in 0..g {
                     let xg = &xd[(img * c + grp * cg) * in_len..][..cg * in_len];
@@ -214,18 +218,24 @@ impl Conv {
                         Some(v) => finish(grp * mg + row, v),
                         None => Ok(()),
                     };
-                    let done = match (as_type::<T, f32>(xg), as_type::<T, f32>(wg), as_f32_mut(yg))
-                    {
-                        (Some(xg), Some(wg), Some(yg)) => direct_f32(
-                            xg,
-                            wg,
-                            yg,
-                            &g2,
-                            plane,
-                            cg,
-                            summed,
-                            finishing.then_some(&post as &PlaneFinish<'_>),
-                        )?,
+                    let post = finishing.then_some(&post as &PlaneFinish<'_>);
+                    let fresh;
+                    let packed = match self.direct.as_ref().and_then(|d| d.get(grp)) {
+                        Some(d) if d.shape() == [mg, rows] => Some(d),
+                        _ => {
+                            fresh =
+                                as_type::<T, f32>(wg).and_then(|w| DirectWeights::new(w, mg, rows));
+                            fresh.as_ref()
+                        }
+                    };
+                    let done = match (as_type::<T, f32>(xg), packed, as_f32_mut(yg)) {
+                        (Some(xg), Some(wp), Some(yg)) => match &kind {
+                            Direct::Window(g2) => {
+                                let plane = [spatial[0], spatial[1]];
+                                direct_f32(xg, wp, yg, g2, plane, cg, summed, post)?
+                            }
+                            Direct::Pointwise => pointwise_f32(xg, wp, yg, out_len, summed, post)?,
+                        },
                         _ => false,
                     };
                     if !done {
@@ -330,23 +340,38 @@ impl Conv {
     }
 }
 
-/// The 2-D window when the direct (im2col-free) f32 kernel suits this
-/// convolution: f32, not a plain 1x1 product, and `direct_conv::prefers`.
-fn direct_window(
+/// Which direct (im2col-free) f32 kernel a convolution takes.
+enum Direct {
+    /// A 2-D window over stride-phase planes.
+    Window(Window2d),
+    /// A 1x1 window at stride 1 (a product read in place).
+    Pointwise,
+}
+
+/// The direct kernel that suits this convolution (`mg` output channels
+/// per group, `depth` products per output, `positions` outputs per
+/// plane), if any: f32 only; 1x1 products where the packed product does
+/// not win; other 2-D windows per `direct_conv::prefers`.
+fn direct_kind(
     win: &oxrt_core::shape::Window,
     spatial: &[usize],
-    depth: usize,
+    [mg, depth, positions]: [usize; 3],
     dtype: D,
     pointwise: bool,
-) -> Option<Window2d> {
+) -> Option<Direct> {
+    if dtype != D::F32 {
+        return None;
+    }
+    if pointwise {
+        let packed = crate::packed::prefers(mg, depth, positions);
+        return (!packed && direct_conv::prefers_pointwise(depth, positions))
+            .then_some(Direct::Pointwise);
+    }
     let [h, wd] = spatial else {
         return None;
     };
-    if dtype != D::F32 || pointwise {
-        return None;
-    }
     let g = Window2d::new(win);
-    crate::ops::direct_conv::prefers(&g, [*h, *wd], depth).then_some(g)
+    direct_conv::prefers(&g, [*h, *wd], depth).then_some(Direct::Window(g))
 }
 
 /// `y = packed * b (+ y)` (`b`: `packed.cols() x n`), then `post`, when
@@ -382,9 +407,47 @@ fn packed_product<T: Arith>(
 /// when its output size is known and the packed product is the faster one
 /// at that size.
 fn pack_weights(info: &KernelInfo<'_>, group: usize) -> Option<Vec<PackedA>> {
-    let w = info.constants.get(&1)?;
+    let (w, positions) = constant_weights(info)?;
     let ws = w.shape();
     let wd = w.as_slice::<f32>().ok()?;
+    let (m, rows) = (*ws.first()?, ws[1..].iter().product::<usize>());
+    let mg = m.checked_div(group)?;
+    if !crate::packed::prefers(mg, rows, positions) || wd.len() != m * rows {
+        return None;
+    }
+    wd.chunks(mg * rows)
+        .map(|wg| PackedA::new(MatRef::row_major(wg, mg, rows, false)))
+        .collect()
+}
+
+/// Constant f32 weights packed for the direct kernels, one per group,
+/// when the output planes' known size is one they take (wide enough, not
+/// the packed product's).
+fn pack_direct(info: &KernelInfo<'_>, group: usize) -> Option<Vec<DirectWeights>> {
+    let (w, positions) = constant_weights(info)?;
+    let ws = w.shape();
+    let wd = w.as_slice::<f32>().ok()?;
+    let (m, rows) = (*ws.first()?, ws[1..].iter().product::<usize>());
+    let mg = m.checked_div(group)?;
+    let taps: usize = ws[2..].iter().product();
+    if crate::packed::prefers(mg, rows, positions)
+        || (taps == 1 && !direct_conv::prefers_pointwise(rows, positions))
+        || (taps > 1 && (rows > direct_conv::MAX_DEPTH || positions < 128))
+        || mg < 2
+        || wd.len() != m * rows
+    {
+        return None;
+    }
+    wd.chunks(mg * rows)
+        .map(|wg| DirectWeights::new(wg, mg, rows))
+        .collect()
+}
+
+/// The constant weights (input 1) and the positions of one output plane,
+/// when both are known at creation.
+fn constant_weights<'a>(info: &KernelInfo<'a>) -> Option<(&'a Tensor, usize)> {
+    let w = info.constants.get(&1).copied()?;
+    let ws = w.shape();
     let positions = match info.output_types.first().copied().flatten()? {
         oxrt_core::ValueType::Tensor {
             shape: Some(dims), ..
@@ -397,14 +460,7 @@ fn pack_weights(info: &KernelInfo<'_>, group: usize) -> Option<Vec<PackedA>> {
             .product::<Option<usize>>()?,
         _ => return None,
     };
-    let (m, rows) = (*ws.first()?, ws[1..].iter().product::<usize>());
-    let mg = m.checked_div(group)?;
-    if !crate::packed::prefers(mg, rows, positions) || wd.len() != m * rows {
-        return None;
-    }
-    wd.chunks(mg * rows)
-        .map(|wg| PackedA::new(MatRef::row_major(wg, mg, rows, false)))
-        .collect()
+    Some((w, positions))
 }
 
 /// A convolution's optional bias `b` as one value per output channel (of
@@ -848,6 +904,9 @@ fn create_conv(node: &Node, info: &KernelInfo<'_>) -> Result<Conv> {
         packed: (node.op_type == "Conv" || node.op_type == "FusedConv")
             .then(|| pack_weights(info, group))
             .flatten(),
+        direct: (node.op_type == "Conv" || node.op_type == "FusedConv")
+            .then(|| pack_direct(info, group))
+            .flatten(),
     })
 }
 
@@ -871,6 +930,7 @@ pub(crate) mod tests {
             summed: false,
             epilogue: None,
             packed: None,
+            direct: None,
         }
         .run::<f32>(&x, &w, b.as_ref(), None, None)
         .unwrap()
@@ -927,6 +987,7 @@ pub(crate) mod tests {
             summed: false,
             epilogue: None,
             packed: None,
+            direct: None,
         });
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![10u8, 11, 12, 13]).unwrap();
         let w = Tensor::from_vec(vec![2, 1, 1, 1], vec![3u8, 5]).unwrap();
@@ -1019,6 +1080,7 @@ pub(crate) mod tests {
             let z = Tensor::from_vec(vec![n, m, oh, ow], vals(n * m * oh * ow, 4)).unwrap();
             let conv = Conv {
                 packed: None,
+                direct: None,
                 attrs: attrs(&[3, 3, 3, 3], &[2, 2]),
                 group: g,
                 taps: TapCache::default(),
@@ -1145,6 +1207,7 @@ pub(crate) mod tests {
                 summed: true,
                 epilogue: None,
                 packed,
+                direct: None,
             }
             .run::<f32>(
                 &Tensor::from_vec(vec![n, c, h, wd], x).unwrap(),
@@ -1177,6 +1240,7 @@ pub(crate) mod tests {
             summed: false,
             epilogue: None,
             packed: None,
+            direct: None,
         }
         .run::<f32>(&x, &w, None, None, None)
         .unwrap_err();

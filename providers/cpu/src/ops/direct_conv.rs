@@ -39,7 +39,7 @@ pub(crate) fn prefers(g: &Window2d, [h, w]: [usize; 2], k: usize) -> bool {
 /// Products per output above which the direct kernel is not used
 /// (measured up to ResNet-50's 256-channel 3x3/2: 2304; deeper sums are
 /// 14x14 and 7x7 maps, too narrow for it anyway).
-const MAX_DEPTH: usize = 2304;
+pub(crate) const MAX_DEPTH: usize = 2304;
 
 /// Whether this CPU runs the micro-kernel.
 pub(crate) fn available() -> bool {
@@ -62,7 +62,7 @@ pub(crate) fn available() -> bool {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn direct_f32(
     x: &[f32],
-    w: &[f32],
+    w: &DirectWeights,
     y: &mut [f32],
     g: &Window2d,
     [h, wd]: [usize; 2],
@@ -78,10 +78,10 @@ pub(crate) fn direct_f32(
     let k = c * k_len;
     let [oh, ow] = g.output;
     let out_len = oh * ow;
-    if !available() || k == 0 || out_len == 0 || !w.len().is_multiple_of(k) || x.len() < c * h * wd {
+    let m = w.rows;
+    if !available() || w.depth != k || out_len == 0 || x.len() < c * h * wd {
         return Ok(false);
     }
-    let m = w.len() / k;
     if y.len() < m * out_len {
         return Ok(false);
     }
@@ -99,8 +99,7 @@ pub(crate) fn direct_f32(
         .par_chunks_mut(per_plane.max(1))
         .enumerate()
         .for_each(|(ic, b)| plane.split_into(&x[ic * h * wd..][..h * wd], b));
-    let packed = pack_weights(w, m, k);
-    let (buf, offsets, cols2) = (&buf[..], &offsets[..], plane.cols2);
+    let (phases, offsets, cols2) = (&buf[..], &offsets[..], plane.cols2);
     let blocks = m.div_ceil(MR);
     let dst = SharedDst::new(&mut y[..m * out_len]);
     // Chunks of positions (on the phase width) on the threads; within
@@ -115,7 +114,7 @@ pub(crate) fn direct_f32(
                 let len = CHUNK.min(wide - q0);
                 for blk in 0..blocks {
                     let height = MR.min(m - blk * MR);
-                    let wp = &packed[blk * k * MR..][..k * MR];
+                    let wp = w.block(blk);
                     for p in (0..len).step_by(NR) {
                         // SAFETY: `available` checked AVX-512F; `wp` holds k
                         // groups of MR weights; every load reads
@@ -126,8 +125,8 @@ pub(crate) fn direct_f32(
                         #[cfg(target_arch = "x86_64")]
                         unsafe {
                             let at = scratch.as_mut_ptr().add(blk * MR * CHUNK + p);
-                            let src = buf.as_ptr().add(q0 + p);
-                            avx512::tile_rows(height, wp, src, offsets, at, CHUNK);
+                            let src = phases.as_ptr().add(q0 + p);
+                            avx512::tile_rows(height, wp, src, offsets, at, CHUNK, NR, false);
                         }
                     }
                 }
@@ -169,23 +168,132 @@ pub(crate) fn direct_f32(
                 Ok(())
             },
         )?;
-    oxrt_core::arena::recycle(buf.to_vec());
+    oxrt_core::arena::recycle(buf);
     Ok(true)
 }
 
-/// `w` (`m x k`, row-major) as groups of [`MR`] rows, each k-major (`MR`
-/// values per column, zero past the last row).
-fn pack_weights(w: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let blocks = m.div_ceil(MR);
-    let mut out = oxrt_core::arena::zeroed::<f32>(blocks * MR * k);
-    for (i, row) in w.chunks_exact(k).enumerate() {
-        let (blk, r) = (i / MR, i % MR);
-        let group = &mut out[blk * MR * k..][..MR * k];
-        for (kk, &v) in row.iter().enumerate() {
-            group[kk * MR + r] = v;
+/// A convolution's weights (`rows` output channels of `depth` products
+/// each) packed for the direct kernels: groups of [`MR`] rows, each
+/// k-major (`MR` values per product, zero past the last row).
+pub(crate) struct DirectWeights {
+    rows: usize,
+    depth: usize,
+    data: Vec<f32>,
+}
+
+impl DirectWeights {
+    /// `w` (`rows x depth`, row-major) packed; `None` when its length
+    /// does not match.
+    pub(crate) fn new(w: &[f32], rows: usize, depth: usize) -> Option<Self> {
+        if depth == 0 || w.len() != rows * depth {
+            return None;
         }
+        let mut data = vec![0.0f32; rows.div_ceil(MR) * MR * depth];
+        for (i, row) in w.chunks_exact(depth).enumerate() {
+            let (blk, r) = (i / MR, i % MR);
+            let group = &mut data[blk * MR * depth..][..MR * depth];
+            for (kk, &v) in row.iter().enumerate() {
+                group[kk * MR + r] = v;
+            }
+        }
+        Some(Self { rows, depth, data })
     }
-    out
+
+    /// Output channels and products per output.
+    pub(crate) fn shape(&self) -> [usize; 2] {
+        [self.rows, self.depth]
+    }
+
+    /// The packed group of rows `blk * MR..`.
+    fn block(&self, blk: usize) -> &[f32] {
+        &self.data[blk * MR * self.depth..][..MR * self.depth]
+    }
+}
+
+/// Output-channel blocks per parallel task of [`pointwise_f32`].
+const GROUP_BLOCKS: usize = 8;
+
+/// Whether [`pointwise_f32`] suits a 1x1 convolution of `depth` input
+/// channels with `n` positions.
+pub(crate) fn prefers_pointwise(depth: usize, n: usize) -> bool {
+    available() && n >= POINTWISE_MIN && depth <= POINTWISE_MAX_DEPTH
+}
+
+/// Most input channels for [`pointwise_f32`]: it reads each input plane in
+/// place, and past this many planes its loads miss the first-level cache
+/// (512 -> 512 channels at 14x14: 1.08 ms with the `gemm` crate, 1.28
+/// here; 32 -> 64 at 112x112: 0.76 there, 0.60 here).
+const POINTWISE_MAX_DEPTH: usize = 256;
+
+/// Fewest positions for [`pointwise_f32`] (narrower maps take the packed
+/// product or the `gemm` crate).
+const POINTWISE_MIN: usize = 128;
+
+/// A 1x1 convolution at stride 1 without padding, `y = w x` (`x`: `c`
+/// planes of `n` positions, read in place; `y`: `m` planes, overwritten or
+/// added to when `accumulate`), then `finish(channel, values)` on each
+/// plane's parts; `Ok(false)` (nothing done) where the CPU has no kernel.
+pub(crate) fn pointwise_f32(
+    x: &[f32],
+    w: &DirectWeights,
+    y: &mut [f32],
+    n: usize,
+    accumulate: bool,
+    finish: Option<&PlaneFinish<'_>>,
+) -> Result<bool> {
+    use rayon::prelude::*;
+    let [m, c] = w.shape();
+    if !available() || n == 0 || x.len() < c * n || y.len() < m * n {
+        return Ok(false);
+    }
+    let offsets: Vec<usize> = (0..c).map(|ic| ic * n).collect();
+    let blocks = m.div_ceil(MR);
+    let groups = blocks.div_ceil(GROUP_BLOCKS);
+    let chunks = n.div_ceil(CHUNK);
+    let dst = SharedDst::new(&mut y[..m * n]);
+    let offsets = &offsets[..];
+    (0..chunks * groups)
+        .into_par_iter()
+        .try_for_each(|t| -> Result<()> {
+            // Consecutive tasks share a chunk of positions (its input).
+            let (ci, gi) = (t / groups, t % groups);
+            let q0 = ci * CHUNK;
+            let len = CHUNK.min(n - q0);
+            let blks = gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks);
+            for blk in blks.clone() {
+                let height = MR.min(m - blk * MR);
+                for p in (0..len).step_by(NR) {
+                    // SAFETY: `available` checked AVX-512F; the block holds c
+                    // groups of MR weights; loads read x[ic * n + q0 + p ..
+                    // + width] (masked to width), inside `x`; rows
+                    // blk * MR + r < m of `y` get positions q0 + p .. + width,
+                    // this task's only (tasks split positions and channels).
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        avx512::tile_rows(
+                            height,
+                            w.block(blk),
+                            x.as_ptr().add(q0 + p),
+                            offsets,
+                            dst.at(blk * MR * n + q0 + p),
+                            n,
+                            NR.min(len - p),
+                            accumulate,
+                        );
+                    }
+                }
+            }
+            if let Some(f) = finish {
+                for oc in blks.start * MR..(blks.end * MR).min(m) {
+                    // SAFETY: this task's positions of plane oc (see above),
+                    // inside `y`; no other reference to them lives meanwhile.
+                    let out = unsafe { std::slice::from_raw_parts_mut(dst.at(oc * n + q0), len) };
+                    f(oc, out)?;
+                }
+            }
+            Ok(())
+        })?;
+    Ok(true)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -194,10 +302,12 @@ mod avx512 {
 
     use super::MR;
 
-    /// The first `height` (1..=MR) rows of one tile (see [`tile`]).
+    /// The first `height` (1..=MR) rows of one tile (see [`tile`]), its
+    /// first `width` (1..=64) positions, added to `dst` when `accumulate`.
     ///
     /// # Safety
     /// As for [`tile`].
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile_rows(
         height: usize,
@@ -206,46 +316,81 @@ mod avx512 {
         offsets: &[usize],
         dst: *mut f32,
         stride: usize,
+        width: usize,
+        accumulate: bool,
     ) {
+        macro_rules! go {
+            ($r:literal) => {
+                if width >= 64 && !accumulate {
+                    tile::<$r, false>(w, src, offsets, dst, stride, 64, false)
+                } else {
+                    tile::<$r, true>(w, src, offsets, dst, stride, width, accumulate)
+                }
+            };
+        }
         // SAFETY: the caller's guarantee, passed on.
         unsafe {
             match height {
-                6.. => tile::<6>(w, src, offsets, dst, stride),
-                5 => tile::<5>(w, src, offsets, dst, stride),
-                4 => tile::<4>(w, src, offsets, dst, stride),
-                3 => tile::<3>(w, src, offsets, dst, stride),
-                2 => tile::<2>(w, src, offsets, dst, stride),
-                _ => tile::<1>(w, src, offsets, dst, stride),
+                6.. => go!(6),
+                5 => go!(5),
+                4 => go!(4),
+                3 => go!(3),
+                2 => go!(2),
+                _ => go!(1),
             }
         }
     }
 
-    /// `dst[r * stride + j] = sum over i of w[i * MR + r] * src[offsets[i] + j]`
-    /// for rows `r < R` and positions `j < 64` (`NR`).
+    /// `dst[r * stride + j] (+)= sum over i of w[i * MR + r] * src[offsets[i] + j]`
+    /// for rows `r < R` and positions `j < width` (at most 64, four
+    /// vectors; `MASKED` when fewer or accumulating, so that only those
+    /// are read and written).
     ///
     /// # Safety
     /// The CPU must have AVX-512F; `w` must hold `offsets.len()` groups of
-    /// `MR` values; `src + offsets[i] .. + NR` must be readable for every
-    /// `i`, and `dst + r * stride .. + NR` writable for every `r < R`.
+    /// `MR` values; `src + offsets[i] .. + width` must be readable for every
+    /// `i`, and `dst + r * stride .. + width` writable for every `r < R`
+    /// (without `MASKED`, `width` is 64).
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize>(
+    unsafe fn tile<const R: usize, const MASKED: bool>(
         w: &[f32],
         src: *const f32,
         offsets: &[usize],
         dst: *mut f32,
         stride: usize,
+        width: usize,
+        accumulate: bool,
     ) {
+        let lanes = |q: usize| -> __mmask16 {
+            let n = width.saturating_sub(q * 16);
+            if n >= 16 {
+                0xffff
+            } else {
+                (1u16 << n) - 1
+            }
+        };
+        let masks = [lanes(0), lanes(1), lanes(2), lanes(3)];
         let mut acc = [[_mm512_setzero_ps(); 4]; R];
         for (i, &off) in offsets.iter().enumerate() {
-            // SAFETY: the caller's guarantee for this row of loads.
+            // SAFETY: the caller's guarantee for this row of loads (masked
+            // lanes are not read).
             let b = unsafe {
-                let at = src.add(off);
-                [
-                    _mm512_loadu_ps(at),
-                    _mm512_loadu_ps(at.add(16)),
-                    _mm512_loadu_ps(at.add(32)),
-                    _mm512_loadu_ps(at.add(48)),
-                ]
+                let at = src.wrapping_add(off);
+                if MASKED {
+                    [
+                        _mm512_maskz_loadu_ps(masks[0], at),
+                        _mm512_maskz_loadu_ps(masks[1], at.wrapping_add(16)),
+                        _mm512_maskz_loadu_ps(masks[2], at.wrapping_add(32)),
+                        _mm512_maskz_loadu_ps(masks[3], at.wrapping_add(48)),
+                    ]
+                } else {
+                    [
+                        _mm512_loadu_ps(at),
+                        _mm512_loadu_ps(at.add(16)),
+                        _mm512_loadu_ps(at.add(32)),
+                        _mm512_loadu_ps(at.add(48)),
+                    ]
+                }
             };
             let ws = &w[i * MR..][..MR];
             for (r, acc) in acc.iter_mut().enumerate() {
@@ -257,8 +402,21 @@ mod avx512 {
         }
         for (r, acc) in acc.iter().enumerate() {
             for (q, &v) in acc.iter().enumerate() {
-                // SAFETY: row r's NR values at `dst` are writable.
-                unsafe { _mm512_storeu_ps(dst.add(r * stride + q * 16), v) };
+                // SAFETY: row r's `width` values at `dst` are writable
+                // (and readable); masked lanes are not touched.
+                unsafe {
+                    let at = dst.wrapping_add(r * stride + q * 16);
+                    if MASKED {
+                        let v = if accumulate {
+                            _mm512_add_ps(v, _mm512_maskz_loadu_ps(masks[q], at))
+                        } else {
+                            v
+                        };
+                        _mm512_mask_storeu_ps(at, masks[q], v);
+                    } else {
+                        _mm512_storeu_ps(at, v);
+                    }
+                }
             }
         }
     }
@@ -309,6 +467,65 @@ mod tests {
     }
 
     #[test]
+    fn pointwise_matches_the_product_at_position_and_channel_tails() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F (the direct kernel does not run)");
+            return;
+        }
+        // Positions: under one vector, tails of a tile, several chunks;
+        // channel counts with partial blocks and several task groups.
+        for (c, m, n) in [(3, 5, 7), (16, 13, 130), (5, 64, 300), (32, 50, 1029)] {
+            let x = crate::test_values(c * n, 5);
+            let w = crate::test_values(m * c, 9);
+            let packed = DirectWeights::new(&w, m, c).unwrap();
+            let want: Vec<f64> = (0..m * n)
+                .map(|i| {
+                    let (oc, p) = (i / n, i % n);
+                    (0..c)
+                        .map(|ic| f64::from(w[oc * c + ic]) * f64::from(x[ic * n + p]))
+                        .sum()
+                })
+                .collect();
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut y = vec![f32::NAN; m * n];
+                assert!(pool
+                    .install(|| pointwise_f32(&x, &packed, &mut y, n, false, None))
+                    .unwrap());
+                let seen = std::sync::Mutex::new(vec![0; m]);
+                let finish = |ch: usize, v: &mut [f32]| -> Result<()> {
+                    v.iter_mut().for_each(|e| *e *= 2.0);
+                    seen.lock().unwrap()[ch] += v.len();
+                    Ok(())
+                };
+                let mut y2 = vec![1.0f32; m * n];
+                assert!(pool
+                    .install(|| pointwise_f32(&x, &packed, &mut y2, n, true, Some(&finish)))
+                    .unwrap());
+                assert_eq!(
+                    seen.into_inner().unwrap(),
+                    vec![n; m],
+                    "each output finished once"
+                );
+                for (i, ((a, b), want)) in y.iter().zip(&y2).zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(*a) - want).abs() < 1e-4,
+                        "{c}x{m}x{n} at {i}: {a} vs {want}"
+                    );
+                    let want2 = 2.0 * (want + 1.0);
+                    assert!(
+                        (f64::from(*b) - want2).abs() < 1e-3,
+                        "accumulated at {i}: {b} vs {want2}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn matches_the_definition_at_strides_pads_dilations_and_channel_tails() {
         if !available() {
             eprintln!("skipped: this CPU has no AVX-512F (the direct kernel does not run)");
@@ -351,6 +568,7 @@ mod tests {
             let x = crate::test_values(c * h * wd, 3);
             let w = crate::test_values(m * k, 7);
             let want = reference(&x, &w, c, m, [h, wd], &g);
+            let w = DirectWeights::new(&w, m, k).unwrap();
             let out_len = g.output[0] * g.output[1];
             for threads in [1, 2] {
                 let pool = rayon::ThreadPoolBuilder::new()
