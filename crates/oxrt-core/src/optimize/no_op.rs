@@ -1,6 +1,6 @@
 //! No-op elimination. A node that passes its input through unchanged is
 //! removed and its readers read its input instead (in subgraphs too):
-//! Identity, Dropout at inference (no mask read, training mode off), Cast to
+//! Identity, Dropout at inference (its mask unread, training mode off), Cast to
 //! the type the input already has, Reshape and Expand to the shape the input
 //! already has, and Transpose with the identity permutation. A Transpose of
 //! a Transpose reads the first one's input with the composed permutation
@@ -13,9 +13,12 @@ use super::{constant, constant_scalar, is_op, rename_reads, GraphIndex};
 use crate::ir::{Graph, Node};
 
 /// The input a no-op node passes through unchanged, if `n` is one.
-fn passes_through<'n>(graph: &Graph, n: &'n Node) -> Option<&'n str> {
+/// Its other outputs must be absent or unread (`used`: every name the
+/// graph reads, e.g. a Dropout's mask nothing reads).
+fn passes_through<'n>(graph: &Graph, n: &'n Node, used: &HashSet<String>) -> Option<&'n str> {
     let input = n.input(0)?;
-    if !n.domain.is_empty() || n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+    let read = |o: &String| !o.is_empty() && used.contains(o);
+    if !n.domain.is_empty() || n.outputs.iter().skip(1).any(read) {
         return None;
     }
     let ty = |name: &str| graph.value_types.get(name);
@@ -90,10 +93,11 @@ fn compose_transposes(graph: &mut Graph) -> usize {
 pub fn remove_no_ops(graph: &mut Graph) -> usize {
     let mut changed = compose_transposes(graph);
     let outputs: HashSet<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let used = super::used_names(graph);
     let mut i = 0;
     while i < graph.nodes.len() {
         let n = &graph.nodes[i];
-        let through = passes_through(graph, n).map(str::to_string);
+        let through = passes_through(graph, n, &used).map(str::to_string);
         match through {
             Some(to)
                 if !outputs.contains(&n.outputs[0]) && constant(graph, &n.outputs[0]).is_none() =>
@@ -154,6 +158,37 @@ mod tests {
         // The Cast to f16 changes the type and stays.
         assert_eq!(ops, ["Cast", "Relu"]);
         assert_eq!(g.nodes[0].inputs, ["x"]);
+    }
+
+    #[test]
+    fn inference_dropout_goes_unless_its_mask_is_read() {
+        // The mask output named but unread: the Dropout goes.
+        let mut g = graph(
+            vec![
+                node("Dropout", &["x"], &["a", "mask"]),
+                node("Relu", &["a"], &["y"]),
+            ],
+            &["y"],
+        );
+        assert_eq!(remove_no_ops(&mut g), 1);
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.nodes[0].inputs, ["x"]);
+        // The mask read by a node, or a graph output: it stays.
+        let reads_mask = vec![
+            node("Dropout", &["x"], &["a", "mask"]),
+            node("Relu", &["a"], &["y"]),
+            node("Not", &["mask"], &["z"]),
+        ];
+        let mut g = graph(reads_mask, &["y", "z"]);
+        assert_eq!(remove_no_ops(&mut g), 0);
+        let mut g = graph(
+            vec![
+                node("Dropout", &["x"], &["a", "mask"]),
+                node("Relu", &["a"], &["y"]),
+            ],
+            &["y", "mask"],
+        );
+        assert_eq!(remove_no_ops(&mut g), 0);
     }
 
     #[test]

@@ -174,9 +174,13 @@ mod avx512 {
 
     use crate::ops::window::Window2d;
 
+    /// Most kernel rows [`plane`] takes.
+    const MAX_ROWS: usize = 16;
+
     /// Whether [`plane`] covers `g` on this CPU.
     pub(super) fn fits(g: &Window2d) -> bool {
         matches!(g.strides[1], 1 | 2)
+            && g.kernel[0] <= MAX_ROWS
             && g.dilations[1] == 1
             && g.pads[1] >= 0
             && std::arch::is_x86_feature_detected!("avx512f")
@@ -218,22 +222,28 @@ mod avx512 {
         let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         debug_assert!(v.len() >= row_len(g, wd) && out.len() >= oh * ow && xp.len() >= h * wd);
         let vp = v.as_mut_ptr();
+        let mut rows = [0usize; MAX_ROWS];
         for oy in 0..oh {
+            // The window's input rows (their starts in `xp`), found once.
+            let mut n = 0;
+            for ky in 0..kh {
+                if let Some(iy) = g.input_row(oy, ky, h) {
+                    rows[n] = iy * wd;
+                    n += 1;
+                }
+            }
+            let rows = &rows[..n];
             // Rows: v[left + c] = max over the window's rows of x[iy][c];
             // the lanes past the row's end load -inf, and so store it
             // (v keeps -inf outside the row).
             for c in (0..wd).step_by(16) {
                 let m = mask(wd - c);
                 let mut acc = lowest;
-                for ky in 0..kh {
-                    if let Some(iy) = g.input_row(oy, ky, h) {
-                        // SAFETY: lanes past `wd - c` are masked off (not
-                        // read); the others lie in row `iy` of `xp`.
-                        let x = unsafe {
-                            _mm512_mask_loadu_ps(lowest, m, xp.as_ptr().add(iy * wd + c))
-                        };
-                        acc = _mm512_max_ps(x, acc);
-                    }
+                for &at in rows {
+                    // SAFETY: lanes past `wd - c` are masked off (not
+                    // read); the others lie in one row of `xp`.
+                    let x = unsafe { _mm512_mask_loadu_ps(lowest, m, xp.as_ptr().add(at + c)) };
+                    acc = _mm512_max_ps(x, acc);
                 }
                 // SAFETY: left + c + 16 <= row_len (rounded up past left + wd).
                 unsafe { _mm512_storeu_ps(vp.add(left + c), acc) };
