@@ -319,12 +319,22 @@ mod avx512 {
         width: usize,
         accumulate: bool,
     ) {
+        // A narrow tile (the last of a plane) takes only the vectors it
+        // needs.
         macro_rules! go {
             ($r:literal) => {
-                if width >= 64 && !accumulate {
-                    tile::<$r, false>(w, src, offsets, dst, stride, 64, false)
-                } else {
-                    tile::<$r, true>(w, src, offsets, dst, stride, width, accumulate)
+                match (width, accumulate) {
+                    (64.., false) => tile::<$r, 4, false>(w, src, offsets, dst, stride, 64, false),
+                    (49.., _) => {
+                        tile::<$r, 4, true>(w, src, offsets, dst, stride, width, accumulate)
+                    }
+                    (33.., _) => {
+                        tile::<$r, 3, true>(w, src, offsets, dst, stride, width, accumulate)
+                    }
+                    (17.., _) => {
+                        tile::<$r, 2, true>(w, src, offsets, dst, stride, width, accumulate)
+                    }
+                    _ => tile::<$r, 1, true>(w, src, offsets, dst, stride, width, accumulate),
                 }
             };
         }
@@ -342,7 +352,7 @@ mod avx512 {
     }
 
     /// `dst[r * stride + j] (+)= sum over i of w[i * MR + r] * src[offsets[i] + j]`
-    /// for rows `r < R` and positions `j < width` (at most 64, four
+    /// for rows `r < R` and positions `j < width` (at most `16 * V`: `V`
     /// vectors; `MASKED` when fewer or accumulating, so that only those
     /// are read and written).
     ///
@@ -352,7 +362,7 @@ mod avx512 {
     /// `i`, and `dst + r * stride .. + width` writable for every `r < R`
     /// (without `MASKED`, `width` is 64).
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize, const MASKED: bool>(
+    unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
         w: &[f32],
         src: *const f32,
         offsets: &[usize],
@@ -369,29 +379,20 @@ mod avx512 {
                 (1u16 << n) - 1
             }
         };
-        let masks = [lanes(0), lanes(1), lanes(2), lanes(3)];
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        let masks: [__mmask16; V] = std::array::from_fn(lanes);
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
         for (i, &off) in offsets.iter().enumerate() {
+            let at = src.wrapping_add(off);
             // SAFETY: the caller's guarantee for this row of loads (masked
             // lanes are not read).
-            let b = unsafe {
-                let at = src.wrapping_add(off);
+            let b: [__m512; V] = std::array::from_fn(|q| unsafe {
+                let at = at.wrapping_add(16 * q);
                 if MASKED {
-                    [
-                        _mm512_maskz_loadu_ps(masks[0], at),
-                        _mm512_maskz_loadu_ps(masks[1], at.wrapping_add(16)),
-                        _mm512_maskz_loadu_ps(masks[2], at.wrapping_add(32)),
-                        _mm512_maskz_loadu_ps(masks[3], at.wrapping_add(48)),
-                    ]
+                    _mm512_maskz_loadu_ps(masks[q], at)
                 } else {
-                    [
-                        _mm512_loadu_ps(at),
-                        _mm512_loadu_ps(at.add(16)),
-                        _mm512_loadu_ps(at.add(32)),
-                        _mm512_loadu_ps(at.add(48)),
-                    ]
+                    _mm512_loadu_ps(at)
                 }
-            };
+            });
             let ws = &w[i * MR..][..MR];
             for (r, acc) in acc.iter_mut().enumerate() {
                 let a = _mm512_set1_ps(ws[r]);
