@@ -31,9 +31,9 @@ pub(crate) fn prefers(g: &Window2d, [h, w]: [usize; 2], k: usize) -> bool {
     if !available() || g.kernel[0] * g.kernel[1] < 2 || k > MAX_DEPTH {
         return false;
     }
-    // Outputs computed: whole rows on the phase width, in whole tiles.
+    // Outputs computed: whole rows on the phase width, in whole vectors.
     let useful = (g.output[0] * g.output[1]) as f64;
-    Plane::new(g, [h, w]).is_some_and(|p| useful >= 0.85 * (p.wide_len().div_ceil(NR) * NR) as f64)
+    Plane::new(g, [h, w]).is_some_and(|p| useful >= 0.85 * (p.wide_len().div_ceil(16) * 16) as f64)
 }
 
 /// Products per output above which the direct kernel is not used
@@ -102,39 +102,46 @@ pub(crate) fn direct_f32(
     let (phases, offsets, cols2) = (&buf[..], &offsets[..], plane.cols2);
     let blocks = m.div_ceil(MR);
     let dst = SharedDst::new(&mut y[..m * out_len]);
-    // Chunks of positions (on the phase width) on the threads; within
-    // one, every block of output channels, so its input rows stay in
-    // cache across them.
-    (0..wide.div_ceil(CHUNK))
+    // Tasks on the threads: a chunk of positions (on the phase width) by a
+    // group of output-channel blocks; within one, every block of the group,
+    // so its input rows stay in cache across them.
+    let groups = blocks.div_ceil(GROUP_BLOCKS);
+    (0..wide.div_ceil(CHUNK) * groups)
         .into_par_iter()
         .try_for_each_init(
-            || vec![0.0f32; blocks * MR * CHUNK],
-            |scratch, ci| -> Result<()> {
+            || vec![0.0f32; GROUP_BLOCKS * MR * CHUNK],
+            |scratch, t| -> Result<()> {
+                let (ci, gi) = (t / groups, t % groups);
                 let q0 = ci * CHUNK;
                 let len = CHUNK.min(wide - q0);
-                for blk in 0..blocks {
+                let blks = gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks);
+                for blk in blks.clone() {
                     let height = MR.min(m - blk * MR);
                     let wp = w.block(blk);
+                    let local = (blk - blks.start) * MR * CHUNK;
                     for p in (0..len).step_by(NR) {
                         // SAFETY: `available` checked AVX-512F; `wp` holds k
-                        // groups of MR weights; every load reads
+                        // groups of MR weights; every load reads at most
                         // buf[offsets[i] + q0 + p .. + NR], inside `buf`
                         // (sized for the furthest, q0 + p + NR <= wide_pad);
-                        // the tile's `height` rows of NR values start at
-                        // (blk * MR + r) * CHUNK + p, p + NR <= CHUNK.
+                        // the tile's `height` rows of at most NR values
+                        // start at local + r * CHUNK + p, p + NR <= CHUNK,
+                        // inside the group's GROUP_BLOCKS * MR rows.
                         #[cfg(target_arch = "x86_64")]
                         unsafe {
-                            let at = scratch.as_mut_ptr().add(blk * MR * CHUNK + p);
+                            let at = scratch.as_mut_ptr().add(local + p);
                             let src = phases.as_ptr().add(q0 + p);
-                            avx512::tile_rows(height, wp, src, offsets, at, CHUNK, NR, false);
+                            let width = NR.min(len - p);
+                            avx512::tile_rows(height, wp, src, offsets, at, CHUNK, width, false);
                         }
                     }
                 }
                 // Each output row's part in this chunk, copied out of the
                 // phase width (columns past `ow` dropped), then finished.
                 let (first, last) = (q0 / cols2, (q0 + len - 1) / cols2);
-                for oc in 0..m {
-                    let row = &mut scratch[oc * CHUNK..][..len];
+                let first_oc = blks.start * MR;
+                for oc in first_oc..(blks.end * MR).min(m) {
+                    let row = &mut scratch[(oc - first_oc) * CHUNK..][..len];
                     // Without a sum to add first, the chunk's row is finished
                     // at once (the dropped columns too: values like the rest).
                     if let (Some(f), false) = (finish, accumulate) {
@@ -149,10 +156,10 @@ pub(crate) fn direct_f32(
                         }
                         let at = oc * out_len + oy * ow + (lo - oy * cols2);
                         // SAFETY: positions map one-to-one and in order to
-                        // output elements of plane oc, so chunks (disjoint
-                        // position ranges) write disjoint parts of `y`, which
-                        // `dst` borrows exclusively until all chunks finish;
-                        // at + (hi - lo) <= m * out_len.
+                        // output elements of plane oc, so tasks (disjoint
+                        // position ranges or channels) write disjoint parts
+                        // of `y`, which `dst` borrows exclusively until all
+                        // finish; at + (hi - lo) <= m * out_len.
                         let out = unsafe { std::slice::from_raw_parts_mut(dst.at(at), hi - lo) };
                         let src = &row[lo - q0..hi - q0];
                         if accumulate {
@@ -210,7 +217,7 @@ impl DirectWeights {
     }
 }
 
-/// Output-channel blocks per parallel task of [`pointwise_f32`].
+/// Output-channel blocks per parallel task of the direct kernels.
 const GROUP_BLOCKS: usize = 8;
 
 /// Whether [`pointwise_f32`] suits a 1x1 convolution of `depth` input
