@@ -279,36 +279,6 @@ pub(crate) fn depthwise_f32(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use oxrt_core::shape::{AutoPad, WindowAttrs};
-
-    /// Direct f64 depthwise convolution (pads as given, zeros outside).
-    fn reference(x: &[f32], w: &[f32], c: usize, [h, wd]: [usize; 2], g: &Window2d) -> Vec<f64> {
-        let ([kh, kw], [oh, ow]) = (g.kernel, g.output);
-        let mut y = vec![0.0; c * oh * ow];
-        for ch in 0..c {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = 0.0;
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let iy = (oy * g.strides[0] as usize + ky * g.dilations[0] as usize)
-                                as isize
-                                - g.pads[0];
-                            let ix = (ox * g.strides[1] as usize + kx * g.dilations[1] as usize)
-                                as isize
-                                - g.pads[1];
-                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                acc += f64::from(x[(ch * h + iy as usize) * wd + ix as usize])
-                                    * f64::from(w[(ch * kh + ky) * kw + kx]);
-                            }
-                        }
-                    }
-                    y[(ch * oh + oy) * ow + ox] = acc;
-                }
-            }
-        }
-        y
-    }
 
     #[test]
     fn matches_the_direct_sum_at_strides_pads_and_dilations() {
@@ -339,16 +309,7 @@ mod tests {
             (&[1, 1], &[1, 1], &[0, 0, 0, 0], &[1, 1], [3, 5]),
         ];
         for (kernel, strides, pads, dilations, [h, wd]) in cases {
-            let attrs = WindowAttrs {
-                kernel_shape: Some(kernel.to_vec()),
-                strides: Some(strides.to_vec()),
-                pads: Some(pads.to_vec()),
-                dilations: Some(dilations.to_vec()),
-                auto_pad: AutoPad::NotSet,
-                ceil_mode: false,
-            };
-            let win = attrs.resolve(&[h, wd], Some(kernel)).unwrap();
-            let g = Window2d::new(&win);
+            let g = crate::test_window2d(kernel, strides, pads, dilations, [h, wd]);
             let c = 3;
             let k_len = g.kernel[0] * g.kernel[1];
             let x: Vec<f32> = (0..c * h * wd)
@@ -359,7 +320,7 @@ mod tests {
                 .collect();
             let mut y = vec![f32::NAN; c * g.output[0] * g.output[1]];
             assert!(depthwise_f32(&x, &w, &mut y, &g, [h, wd], None).unwrap());
-            let want = reference(&x, &w, c, [h, wd], &g);
+            let want = crate::conv2d_reference(&x, &w, [c, c, c], [h, wd], &g);
             for (i, (a, b)) in y.iter().zip(&want).enumerate() {
                 assert!(
                     (f64::from(*a) - b).abs() < 1e-4,

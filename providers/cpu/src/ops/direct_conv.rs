@@ -434,45 +434,6 @@ mod avx512 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use oxrt_core::shape::{AutoPad, WindowAttrs};
-
-    /// Direct f64 convolution (zeros outside the input).
-    fn reference(
-        x: &[f32],
-        w: &[f32],
-        c: usize,
-        m: usize,
-        [h, wd]: [usize; 2],
-        g: &Window2d,
-    ) -> Vec<f64> {
-        let ([kh, kw], [oh, ow]) = (g.kernel, g.output);
-        let mut y = vec![0.0; m * oh * ow];
-        for oc in 0..m {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = 0.0;
-                    for ic in 0..c {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = (oy as isize) * g.strides[0]
-                                    + (ky as isize) * g.dilations[0]
-                                    - g.pads[0];
-                                let ix = (ox as isize) * g.strides[1]
-                                    + (kx as isize) * g.dilations[1]
-                                    - g.pads[1];
-                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                    acc += f64::from(x[(ic * h + iy as usize) * wd + ix as usize])
-                                        * f64::from(w[((oc * c + ic) * kh + ky) * kw + kx]);
-                                }
-                            }
-                        }
-                    }
-                    y[(oc * oh + oy) * ow + ox] = acc;
-                }
-            }
-        }
-        y
-    }
 
     #[test]
     fn pointwise_matches_the_product_at_position_and_channel_tails() {
@@ -562,20 +523,11 @@ mod tests {
             (&[3, 3], &[1, 1], &[0, 0, 0, 0], &[1, 1], [6, 6], 16, 11),
         ];
         for (kernel, strides, pads, dilations, [h, wd], c, m) in cases {
-            let attrs = WindowAttrs {
-                kernel_shape: Some(kernel.to_vec()),
-                strides: Some(strides.to_vec()),
-                pads: Some(pads.to_vec()),
-                dilations: Some(dilations.to_vec()),
-                auto_pad: AutoPad::NotSet,
-                ceil_mode: false,
-            };
-            let win = attrs.resolve(&[h, wd], Some(kernel)).unwrap();
-            let g = Window2d::new(&win);
+            let g = crate::test_window2d(kernel, strides, pads, dilations, [h, wd]);
             let k = c * kernel[0] * kernel[1];
             let x = crate::test_values(c * h * wd, 3);
             let w = crate::test_values(m * k, 7);
-            let want = reference(&x, &w, c, m, [h, wd], &g);
+            let want = crate::conv2d_reference(&x, &w, [c, m, 1], [h, wd], &g);
             let w = DirectWeights::new(&w, m, k).unwrap();
             let out_len = g.output[0] * g.output[1];
             for threads in [1, 2] {
