@@ -105,8 +105,11 @@ pub(crate) fn test_window2d(
         auto_pad: oxrt_core::shape::AutoPad::NotSet,
         ceil_mode: false,
     };
-    match attrs.resolve(&size, Some(kernel)) {
-        Ok(win) => ops::window::Window2d::new(&win),
+    match attrs
+        .resolve(&size, Some(kernel))
+        .and_then(|win| ops::window::Window2d::new(&win))
+    {
+        Ok(g) => g,
         Err(e) => panic!("test window {kernel:?} over {size:?}: {e}"),
     }
 }

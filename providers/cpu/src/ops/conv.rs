@@ -188,7 +188,7 @@ impl Conv {
                 } else {
                     // This one accumulates into its output.
                     d.fill(T::zero());
-                    depthwise_2d(xd, wd, &mut d, &win, plane);
+                    depthwise_2d(xd, wd, &mut d, &win, plane)?;
                 }
             } else {
                 depthwise(xd, wd, &tap, &mut d, k_len, in_len, out_len);
@@ -249,7 +249,8 @@ impl Conv {
             // The banded path is 2-D only; its geometry is built once per run.
             let bands = match spatial {
                 [h, wd] if !pointwise => band_columns(mg, rows, [win.output[0], win.output[1]])
-                    .map(|band| (band, [*h, *wd], Window2d::new(&win))),
+                    .map(|band| Ok::<_, Error>((band, [*h, *wd], Window2d::new(&win)?)))
+                    .transpose()?,
                 _ => None,
             };
             let mut col = if pointwise || bands.is_some() {
@@ -298,7 +299,7 @@ impl Conv {
                     let b_mat: &[T] = if pointwise {
                         xg
                     } else if spatial.len() == 2 {
-                        im2col_2d(xg, &mut col, &win, [spatial[0], spatial[1]]);
+                        im2col_2d(xg, &mut col, &win, [spatial[0], spatial[1]])?;
                         &col
                     } else {
                         im2col(xg, &tap, &mut col, k_len, in_len, out_len);
@@ -370,7 +371,7 @@ fn direct_kind(
     let [h, wd] = spatial else {
         return None;
     };
-    let g = Window2d::new(win);
+    let g = Window2d::new(win).ok()?;
     direct_conv::prefers(&g, [*h, *wd], depth).then_some(Direct::Window(g))
 }
 
@@ -502,9 +503,14 @@ fn im2col<T: Arith>(
 /// [`im2col`] for 2-D windows without the tap table: each row of `col`
 /// (one channel and kernel offset) is filled output row by output row
 /// from one input row (a contiguous copy at stride 1), zero where padded.
-fn im2col_2d<T: Arith>(x: &[T], col: &mut [T], win: &oxrt_core::shape::Window, plane: [usize; 2]) {
+fn im2col_2d<T: Arith>(
+    x: &[T],
+    col: &mut [T],
+    win: &oxrt_core::shape::Window,
+    plane: [usize; 2],
+) -> Result<()> {
     use rayon::prelude::*;
-    let g = Window2d::new(win);
+    let g = Window2d::new(win)?;
     let oh = g.output[0];
     let phased = phase_columns(x, plane[1], g.strides[1]);
     let (x, is_phased) = match &phased {
@@ -517,6 +523,7 @@ fn im2col_2d<T: Arith>(x: &[T], col: &mut [T], win: &oxrt_core::shape::Window, p
     if let Some(p) = phased {
         oxrt_core::arena::recycle(p);
     }
+    Ok(())
 }
 
 /// At a column stride above 1, `x`'s rows (`wd` wide) each rearranged into
@@ -676,7 +683,7 @@ fn depthwise_f32_as<T: Arith>(
 ) -> Result<bool> {
     let y = crate::kernel::as_f32_mut(y);
     match (x.as_slice::<f32>(), w.as_slice::<f32>(), y) {
-        (Ok(x), Ok(w), Some(y)) => depthwise_f32(x, w, y, &Window2d::new(win), plane, finish),
+        (Ok(x), Ok(w), Some(y)) => depthwise_f32(x, w, y, &Window2d::new(win)?, plane, finish),
         _ => Ok(false),
     }
 }
@@ -690,9 +697,9 @@ fn depthwise_2d<T: Arith>(
     y: &mut [T],
     win: &oxrt_core::shape::Window,
     [h, wd]: [usize; 2],
-) {
+) -> Result<()> {
     use rayon::prelude::*;
-    let g = Window2d::new(win);
+    let g = Window2d::new(win)?;
     let ([kh, kw], [oh, ow], sw) = (g.kernel, g.output, g.strides[1]);
     let k_len = kh * kw;
     let channels = w.len() / k_len.max(1);
@@ -729,6 +736,7 @@ fn depthwise_2d<T: Arith>(
                 }
             }
         });
+    Ok(())
 }
 
 impl Conv {

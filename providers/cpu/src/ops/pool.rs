@@ -57,9 +57,9 @@ fn max_pool_2d<T: Real>(
     planes: usize,
     [h, wd]: [usize; 2],
     win: &oxrt_core::shape::Window,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     use rayon::prelude::*;
-    let g = Window2d::new(win);
+    let g = Window2d::new(win)?;
     let [oh, ow] = g.output;
     let mut y = oxrt_core::arena::filled(planes * oh * ow, T::neg_infinity());
     #[cfg(target_arch = "x86_64")]
@@ -79,7 +79,7 @@ fn max_pool_2d<T: Real>(
                         unsafe { avx512::plane(&xf[p * h * wd..][..h * wd], [h, wd], &g, v, out) }
                     },
                 );
-            return y;
+            return Ok(y);
         }
     }
     y.par_chunks_mut((oh * ow).max(1))
@@ -88,7 +88,7 @@ fn max_pool_2d<T: Real>(
             || vec![T::neg_infinity(); 2 * wd],
             |rows, (p, out)| max_pool_plane(&x[p * h * wd..][..h * wd], [h, wd], &g, rows, out),
         );
-    y
+    Ok(y)
 }
 
 /// One plane of [`max_pool_2d`]; `scratch` holds two input rows: the
@@ -302,7 +302,7 @@ impl Pool {
         if let (Kind::Max { indices: false, .. }, [h, w]) = (&self.kind, spatial) {
             let mut shape = xs[..2].to_vec();
             shape.extend(&win.output);
-            let y = max_pool_2d(x.as_slice::<T>()?, planes, [*h, *w], &win);
+            let y = max_pool_2d(x.as_slice::<T>()?, planes, [*h, *w], &win)?;
             return Ok((Tensor::from_vec(shape, y)?, None));
         }
         let in_len: usize = spatial.iter().product();

@@ -2,6 +2,7 @@
 //! output position and kernel offset, which input element it reads.
 
 use oxrt_core::shape::Window;
+use oxrt_core::{Error, Result};
 
 /// A tap inside the padding region (reads as the pad value / is skipped).
 pub const PAD: isize = -1;
@@ -83,6 +84,27 @@ mod tests {
         .unwrap();
         assert_eq!(w.output, vec![1, 2]);
         assert_eq!(taps(&w, &[2, 3]), vec![0, 1, 3, 4, 1, 2, 4, 5]);
+        let g = Window2d::new(&w).unwrap();
+        assert_eq!((g.kernel, g.output, g.strides), ([2, 2], [1, 2], [1, 1]));
+    }
+
+    #[test]
+    fn a_2d_geometry_of_another_rank_is_an_error() {
+        let one = window(&[4], &[2], &[2], &[1], &[1, 0], AutoPad::NotSet, false).unwrap();
+        let three = window(
+            &[3, 3, 3],
+            &[2, 2, 2],
+            &[1, 1, 1],
+            &[1, 1, 1],
+            &[0; 6],
+            AutoPad::NotSet,
+            false,
+        )
+        .unwrap();
+        for w in [one, three] {
+            let e = Window2d::new(&w).err().unwrap().to_string();
+            assert!(e.contains("two spatial axes"), "{e}");
+        }
     }
 }
 
@@ -96,15 +118,26 @@ pub struct Window2d {
 }
 
 impl Window2d {
-    pub fn new(win: &Window) -> Self {
+    /// The geometry of `win`; an error unless it has two spatial axes.
+    pub fn new(win: &Window) -> Result<Self> {
+        let (&[kh, kw], &[oh, ow], &[pt, pl, ..]) = (
+            win.kernel.as_slice(),
+            win.output.as_slice(),
+            win.pads_begin.as_slice(),
+        ) else {
+            return Err(Error::invalid(format!(
+                "a 2-D window needs two spatial axes, got kernel {:?} and output {:?}",
+                win.kernel, win.output
+            )));
+        };
         let i = |v: &[usize], a: usize| v.get(a).copied().unwrap_or(1) as isize;
-        Self {
-            kernel: [win.kernel[0], win.kernel[1]],
-            output: [win.output[0], win.output[1]],
+        Ok(Self {
+            kernel: [kh, kw],
+            output: [oh, ow],
             strides: [i(&win.strides, 0), i(&win.strides, 1)],
             dilations: [i(&win.dilations, 0), i(&win.dilations, 1)],
-            pads: [win.pads_begin[0] as isize, win.pads_begin[1] as isize],
-        }
+            pads: [pt as isize, pl as isize],
+        })
     }
 
     /// The input row that output row `oy` reads at kernel row `ky`, if it
