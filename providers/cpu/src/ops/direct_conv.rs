@@ -10,6 +10,8 @@
 //! when the channel's plane is copied out), so this path is for maps whose
 //! rows are wide compared with that waste.
 
+use std::cell::RefCell;
+
 use oxrt_core::Result;
 
 use crate::gemm::SharedDst;
@@ -87,19 +89,19 @@ pub(crate) fn direct_f32(
     }
     // Where row (channel, tap) of the implicit im2col matrix starts.
     let per_plane = plane.buffer_len();
-    let offsets: Vec<usize> = (0..c)
-        .flat_map(|ic| plane.taps.iter().map(move |&t| ic * per_plane + t))
-        .collect();
+    let mut offsets = oxrt_core::arena::buffer::<u64>(k);
+    offsets
+        .extend((0..c).flat_map(|ic| plane.taps.iter().map(move |&t| (ic * per_plane + t) as u64)));
     let wide = plane.wide_len();
     let wide_pad = wide.div_ceil(NR) * NR;
     // Every load of a tile stays inside the buffer.
-    let furthest = offsets.iter().max().copied().unwrap_or(0) + wide_pad;
+    let furthest = offsets.iter().max().map_or(0, |&o| o as usize) + wide_pad;
     let mut buf = oxrt_core::arena::zeroed::<f32>(furthest.max(c * per_plane));
     buf[..c * per_plane]
         .par_chunks_mut(per_plane.max(1))
         .enumerate()
         .for_each(|(ic, b)| plane.split_into(&x[ic * h * wd..][..h * wd], b));
-    let (phases, offsets, cols2) = (&buf[..], &offsets[..], plane.cols2);
+    let (phases, offs, cols2) = (&buf[..], &offsets[..], plane.cols2);
     let blocks = m.div_ceil(MR);
     let dst = SharedDst::new(&mut y[..m * out_len]);
     // Tasks on the threads: a chunk of positions (on the phase width) by a
@@ -108,9 +110,8 @@ pub(crate) fn direct_f32(
     let groups = blocks.div_ceil(GROUP_BLOCKS);
     (0..wide.div_ceil(CHUNK) * groups)
         .into_par_iter()
-        .try_for_each_init(
-            || vec![0.0f32; GROUP_BLOCKS * MR * CHUNK],
-            |scratch, t| -> Result<()> {
+        .try_for_each(|t| -> Result<()> {
+            with_scratch(GROUP_BLOCKS * MR * CHUNK, |scratch| {
                 let (ci, gi) = (t / groups, t % groups);
                 let q0 = ci * CHUNK;
                 let len = CHUNK.min(wide - q0);
@@ -132,7 +133,7 @@ pub(crate) fn direct_f32(
                             let at = scratch.as_mut_ptr().add(local + p);
                             let src = phases.as_ptr().add(q0 + p);
                             let width = NR.min(len - p);
-                            avx512::tile_rows(height, wp, src, offsets, at, CHUNK, width, false);
+                            avx512::tile_rows(height, wp, src, offs, at, CHUNK, width, false);
                         }
                     }
                 }
@@ -173,10 +174,29 @@ pub(crate) fn direct_f32(
                     }
                 }
                 Ok(())
-            },
-        )?;
+            })
+        })?;
+    oxrt_core::arena::recycle(offsets);
     oxrt_core::arena::recycle(buf);
     Ok(true)
+}
+
+thread_local! {
+    /// Each thread's tile rows, reused from call to call.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` on this thread's scratch of at least `len` values (taken out for
+/// the call, so a nested call on this thread makes its own, then put
+/// back): no allocation once the first run has sized it.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut s = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if s.len() < len {
+        s.resize(len, 0.0);
+    }
+    let out = f(&mut s[..len]);
+    SCRATCH.with(|c| *c.borrow_mut() = s);
+    out
 }
 
 /// A convolution's weights (`rows` output channels of `depth` products
@@ -253,12 +273,13 @@ pub(crate) fn pointwise_f32(
     if !available() || n == 0 || x.len() < c * n || y.len() < m * n {
         return Ok(false);
     }
-    let offsets: Vec<usize> = (0..c).map(|ic| ic * n).collect();
+    let mut offsets = oxrt_core::arena::buffer::<u64>(c);
+    offsets.extend((0..c).map(|ic| (ic * n) as u64));
     let blocks = m.div_ceil(MR);
     let groups = blocks.div_ceil(GROUP_BLOCKS);
     let chunks = n.div_ceil(CHUNK);
     let dst = SharedDst::new(&mut y[..m * n]);
-    let offsets = &offsets[..];
+    let offsets_ref = &offsets[..];
     (0..chunks * groups)
         .into_par_iter()
         .try_for_each(|t| -> Result<()> {
@@ -281,7 +302,7 @@ pub(crate) fn pointwise_f32(
                             height,
                             w.block(blk),
                             x.as_ptr().add(q0 + p),
-                            offsets,
+                            offsets_ref,
                             dst.at(blk * MR * n + q0 + p),
                             n,
                             NR.min(len - p),
@@ -300,6 +321,7 @@ pub(crate) fn pointwise_f32(
             }
             Ok(())
         })?;
+    oxrt_core::arena::recycle(offsets);
     Ok(true)
 }
 
@@ -320,7 +342,7 @@ mod avx512 {
         height: usize,
         w: &[f32],
         src: *const f32,
-        offsets: &[usize],
+        offsets: &[u64],
         dst: *mut f32,
         stride: usize,
         width: usize,
@@ -372,7 +394,7 @@ mod avx512 {
     unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
         w: &[f32],
         src: *const f32,
-        offsets: &[usize],
+        offsets: &[u64],
         dst: *mut f32,
         stride: usize,
         width: usize,
@@ -389,7 +411,7 @@ mod avx512 {
         let masks: [__mmask16; V] = std::array::from_fn(lanes);
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         for (i, &off) in offsets.iter().enumerate() {
-            let at = src.wrapping_add(off);
+            let at = src.wrapping_add(off as usize);
             // SAFETY: the caller's guarantee for this row of loads (masked
             // lanes are not read).
             let b: [__m512; V] = std::array::from_fn(|q| unsafe {
