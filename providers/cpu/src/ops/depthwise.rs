@@ -9,6 +9,8 @@
 //! Compiled for AVX-512, AVX2+FMA and NEON besides the baseline, chosen at
 //! run time.
 
+use std::cell::RefCell;
+
 use multiversion::multiversion;
 
 use oxrt_core::Result;
@@ -254,25 +256,82 @@ pub(crate) fn depthwise_f32(
     let out_len = (oh * ow).max(1);
     let by_rows = ow >= ROW_BY_ROW;
     let wide_len = if by_rows { 0 } else { plane.wide_len() };
-    y.par_chunks_mut(out_len).enumerate().try_for_each_init(
-        || (vec![0.0f32; plane.buffer_len()], vec![0.0f32; wide_len]),
-        |(buf, wide), (i, out)| {
-            let ch = i % channels.max(1);
-            let wc = &w[ch * k_len..][..k_len];
-            plane.split_into(&x[i * h * wd..][..h * wd], buf);
-            if by_rows {
-                stencil(buf, &plane.taps, wc, out, [oh, ow], [plane.cols2, ow]);
-            } else {
-                let n = wide.len();
-                stencil(buf, &plane.taps, wc, wide, [1, n], [n, n]);
-                for (oy, row) in out.chunks_mut(ow.max(1)).enumerate() {
-                    row.copy_from_slice(&wide[oy * plane.cols2..][..row.len()]);
+    y.par_chunks_mut(out_len)
+        .enumerate()
+        .try_for_each(|(i, out)| {
+            with_buffers(&plane, wide_len, |buf, wide| {
+                let ch = i % channels.max(1);
+                let wc = &w[ch * k_len..][..k_len];
+                plane.split_into(&x[i * h * wd..][..h * wd], buf);
+                if by_rows {
+                    stencil(buf, &plane.taps, wc, out, [oh, ow], [plane.cols2, ow]);
+                } else {
+                    let n = wide.len();
+                    stencil(buf, &plane.taps, wc, wide, [1, n], [n, n]);
+                    for (oy, row) in out.chunks_mut(ow.max(1)).enumerate() {
+                        row.copy_from_slice(&wide[oy * plane.cols2..][..row.len()]);
+                    }
                 }
-            }
-            finish.map_or(Ok(()), |f| f(ch, out))
-        },
-    )?;
+                finish.map_or(Ok(()), |f| f(ch, out))
+            })
+        })?;
     Ok(true)
+}
+
+/// Buffers one thread reuses from call to call: the phase buffer with
+/// the geometry it was last zeroed for, and the wide output row.
+struct Buffers {
+    geometry: [usize; 8],
+    phases: Vec<f32>,
+    wide: Vec<f32>,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = const {
+        RefCell::new(Buffers { geometry: [0; 8], phases: Vec::new(), wide: Vec::new() })
+    };
+}
+
+/// `f` on this thread's phase buffer for `plane` (zero wherever
+/// `split_into` does not write: zeroed again whenever the geometry
+/// changes) and a `wide_len` output row; no allocation once a run has
+/// sized them. Taken out for the call (a nested call on this thread makes
+/// its own), then put back.
+fn with_buffers<R>(
+    plane: &Plane,
+    wide_len: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    let mut b = BUFFERS.with(|b| {
+        let mut b = b.borrow_mut();
+        Buffers {
+            geometry: b.geometry,
+            phases: std::mem::take(&mut b.phases),
+            wide: std::mem::take(&mut b.wide),
+        }
+    });
+    let geometry = [
+        plane.h,
+        plane.w,
+        plane.ph,
+        plane.pw,
+        plane.pad[0],
+        plane.pad[1],
+        plane.strides[0],
+        plane.strides[1],
+    ];
+    let len = plane.buffer_len();
+    if b.geometry != geometry || b.phases.len() != len {
+        b.phases.clear();
+        b.phases.resize(len, 0.0);
+        b.geometry = geometry;
+    }
+    if b.wide.len() < wide_len {
+        b.wide.resize(wide_len, 0.0);
+    }
+    let out = f(&mut b.phases, &mut b.wide[..wide_len]);
+    BUFFERS.with(|c| *c.borrow_mut() = b);
+    out
 }
 
 #[cfg(test)]
