@@ -433,7 +433,7 @@ fn pack_direct(info: &KernelInfo<'_>, group: usize) -> Option<Vec<DirectWeights>
     let taps: usize = ws[2..].iter().product();
     if crate::packed::prefers(mg, rows, positions)
         || (taps == 1 && !direct_conv::prefers_pointwise(rows, positions))
-        || (taps > 1 && (rows > direct_conv::MAX_DEPTH || positions < 128))
+        || (taps > 1 && (rows > direct_conv::MAX_DEPTH || positions < direct_conv::POINTWISE_MIN))
         || mg < 2
         || wd.len() != m * rows
     {

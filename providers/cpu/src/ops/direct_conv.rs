@@ -253,8 +253,9 @@ pub(crate) fn prefers_pointwise(depth: usize, n: usize) -> bool {
 const POINTWISE_MAX_DEPTH: usize = 256;
 
 /// Fewest positions for [`pointwise_f32`] (narrower maps take the packed
-/// product or the `gemm` crate).
-const POINTWISE_MIN: usize = 128;
+/// product or the `gemm` crate), and for packing any direct kernel's
+/// weights at creation.
+pub(crate) const POINTWISE_MIN: usize = 128;
 
 /// A 1x1 convolution at stride 1 without padding, `y = w x` (`x`: `c`
 /// planes of `n` positions, read in place; `y`: `m` planes, overwritten or
