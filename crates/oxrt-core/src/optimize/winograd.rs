@@ -5,7 +5,7 @@
 //! multiplies directly.
 //!
 //! Applied only where it wins: the input's spatial size must be known and
-//! give at least [`MIN_TILES`] output tiles (on small maps the 4x larger
+//! give at least [`min_tiles`] output tiles (on small maps the 4x larger
 //! filters cost more memory traffic than the saved multiplies), and both
 //! channel counts at least [`MIN_CHANNELS`].
 
@@ -19,10 +19,26 @@ use crate::DataType;
 
 /// Winograd-domain positions per 6x6 tile.
 pub const POSITIONS: usize = 36;
-/// Fewest 4x4 output tiles per image worth the transform (measured on one
-/// thread: 56x56 and 28x28 maps gain 1.5-1.8x, 14x14 with its 16 tiles
-/// loses 1.7x: its GEMMs read the 4x larger filters for few rows).
+/// Fewest 4x4 output tiles per image worth the transform where the CPU
+/// provider multiplies with the `gemm` crate (measured on one thread:
+/// 56x56 and 28x28 maps gain 1.5-1.8x, 14x14 with its 16 tiles loses
+/// 1.7x: each GEMM packs the 4x larger filters again for few rows).
 pub const MIN_TILES: usize = 36;
+/// Fewest tiles where the CPU has AVX-512 and the provider multiplies by
+/// filters packed once at kernel creation (measured on one thread, 256
+/// channels at 14x14: 2.58 -> 1.21 ms against the direct kernel). 7x7
+/// maps (4 tiles) stay direct: their GEMMs stream 4x the weight bytes for
+/// 4 columns each and gained nothing.
+pub const MIN_TILES_PACKED: usize = 16;
+
+/// The fewest output tiles for this CPU.
+pub fn min_tiles() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return MIN_TILES_PACKED;
+    }
+    MIN_TILES
+}
 /// Fewest input and output channels worth the transform (measured on one
 /// thread, `oxrt bench -l all` vs `-l extended`: 32 -> 128 channels at
 /// 27x27 gain 1.3x, 16 -> 64 at 55x55 lose 1.2x: with few channels the
@@ -112,7 +128,7 @@ fn convert_node(graph: &Graph, node: &Node) -> Option<(Node, Tensor)> {
     if let Some(b) = node.input(2) {
         constant(graph, b)?;
     }
-    if output_tiles(graph, node)? < MIN_TILES {
+    if output_tiles(graph, node)? < min_tiles() {
         return None;
     }
     let u = winograd_filters(w.as_slice::<f32>().ok()?, k, c)?;
@@ -183,6 +199,16 @@ mod tests {
     }
 
     #[test]
+    fn a_14x14_map_converts_only_where_filters_are_packed() {
+        let pads = ("pads", Attribute::Ints(vec![1; 4]));
+        let mut g = conv_graph(32, 32, 14, 14, &[pads]);
+        let packed = min_tiles() == MIN_TILES_PACKED;
+        assert_eq!(run_pass(&mut g, convert), usize::from(packed));
+        let want = if packed { "WinogradConv" } else { "Conv" };
+        assert_eq!(g.nodes[0].op_type, want);
+    }
+
+    #[test]
     fn leaves_convolutions_it_cannot_or_should_not_convert() {
         let cases: Vec<(&str, Graph)> = vec![
             (
@@ -205,8 +231,8 @@ mod tests {
                 g
             }),
             (
-                "small map (16 tiles)",
-                conv_graph(32, 32, 16, 16, &[("pads", Attribute::Ints(vec![1; 4]))]),
+                "small map (9 tiles)",
+                conv_graph(32, 32, 12, 12, &[("pads", Attribute::Ints(vec![1; 4]))]),
             ),
             ("few channels", conv_graph(16, 64, 64, 64, &[])),
             ("unknown size", {

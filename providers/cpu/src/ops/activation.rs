@@ -253,6 +253,23 @@ pub(crate) fn bias_then_f32(act: Option<&Epilogue>, bias: Option<f32>, x: &mut [
     true
 }
 
+/// `x[i] = act(x[i] + bias)` for f32 values: one vectorized pass where the
+/// activation is piecewise-linear ([`bias_then_f32`]), otherwise the bias
+/// and then the activation's own loop.
+pub(crate) fn bias_then_act_f32(
+    act: Option<&Epilogue>,
+    bias: Option<f32>,
+    x: &mut [f32],
+) -> Result<()> {
+    if (act.is_none() && bias.is_none()) || bias_then_f32(act, bias, x) {
+        return Ok(());
+    }
+    if let Some(b) = bias {
+        x.iter_mut().for_each(|v| *v += b);
+    }
+    act.map_or(Ok(()), |e| e.apply_slice(x))
+}
+
 /// `x[i] = f(x[i])`.
 fn each<T: Copy>(x: &mut [T], f: impl Fn(T) -> T) {
     x.iter_mut().for_each(|v| *v = f(*v));
@@ -628,6 +645,20 @@ mod tests {
             Some(1.0),
             &mut y
         ));
+        assert_eq!(y, x);
+        // ...which bias_then_act_f32 is: bias, then the activation's loop.
+        bias_then_act_f32(Some(&Epilogue(Act::Tanh)), Some(1.0), &mut y).unwrap();
+        for (v, &xv) in y.iter().zip(&x) {
+            let want = (f64::from(xv) + 1.0).tanh();
+            assert!((f64::from(*v) - want).abs() <= 1e-6, "{v} vs {want}");
+        }
+        let mut y = x.clone();
+        bias_then_act_f32(Some(&Epilogue(Act::Relu)), Some(-0.25), &mut y).unwrap();
+        for (v, &xv) in y.iter().zip(&x) {
+            assert_eq!(*v, (xv - 0.25).max(0.0));
+        }
+        let mut y = x.clone();
+        bias_then_act_f32(None, None, &mut y).unwrap();
         assert_eq!(y, x);
     }
 

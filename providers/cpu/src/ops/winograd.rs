@@ -11,8 +11,11 @@
 //!
 //! Per image: the input transform `V = B^T d B` of every 6x6 input tile
 //! (tiles in parallel, 16 channels per vector), 36 GEMMs `M[p] = V[p] U[p]`
-//! (in parallel), and the output transform `Y = A^T M A` plus the bias
-//! (output channels in parallel).
+//! (in parallel; with `U` constant, each `U[p]` packed once at kernel
+//! creation for the packed product, which keeps output channels along its
+//! vectors and so stays efficient on the 16 tiles of a 14x14 map), and the
+//! output transform `Y = A^T M A`, then bias and activation in one pass
+//! over each block of planes (output channels in parallel).
 
 use multiversion::multiversion;
 use oxrt_core::shape::WindowAttrs;
@@ -20,10 +23,11 @@ use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Resu
 use rayon::prelude::*;
 
 use crate::gemm::{gemm, MatRef};
-use crate::kernel::{optional, required, unsupported_type, zeros};
-use crate::ops::activation::Epilogue;
+use crate::kernel::{optional, required, unsupported_type};
+use crate::ops::activation::{bias_then_act_f32, Epilogue};
 use crate::ops::conv::channel_bias;
-use crate::ops::fused::WithEpilogue;
+use crate::packed::{gemm_packed_t, PackedA};
+use oxrt_core::arena::stale;
 
 /// Output tile side.
 const M: usize = 4;
@@ -126,7 +130,7 @@ fn input_transform(x: &[f32], g: Grid, v: &mut [f32]) {
 }
 
 /// `V[t]` (`P x C`) of tile `t`.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn input_tile(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
     let (c, h, w) = (g.c, g.h, g.w);
     let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
@@ -158,40 +162,57 @@ fn input_tile(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
         let tmp = left(&BT, &d);
         let out = right(&tmp, &BT);
         for (p, vals) in out.iter().flatten().enumerate() {
-            vt[p * c + c0..][..lanes].copy_from_slice(&vals[..lanes]);
+            let dst = &mut vt[p * c + c0..];
+            if lanes == L {
+                // A whole vector: a fixed-size copy the compiler inlines.
+                dst[..L].copy_from_slice(vals);
+            } else {
+                dst[..lanes].copy_from_slice(&vals[..lanes]);
+            }
         }
     }
 }
 
-/// `Y[k]` (OH x OW planes) from `Mo[p][t][k]`, plus the bias.
-fn output_transform(mo: &[f32], g: Grid, k: usize, bias: Option<&[f32]>, y: &mut [f32]) {
-    y.par_chunks_mut(L * g.oh * g.ow)
-        .enumerate()
-        .for_each(|(blk, planes)| output_block(mo, g, k, bias, blk * L, planes));
-}
-
-/// The output planes of channels `k0..` (as many as `planes` holds).
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn output_block(
+/// `Y[k]` (OH x OW planes) from `Mo[p][t][k]`, then the bias and the
+/// activation, each block of planes while it is still in cache.
+fn output_transform(
     mo: &[f32],
     g: Grid,
     k: usize,
     bias: Option<&[f32]>,
-    k0: usize,
-    planes: &mut [f32],
-) {
+    act: Option<&Epilogue>,
+    y: &mut [f32],
+) -> Result<()> {
+    let plane = (g.oh * g.ow).max(1);
+    y.par_chunks_mut(L * plane)
+        .enumerate()
+        .try_for_each(|(blk, planes)| {
+            let k0 = blk * L;
+            output_block(mo, g, k, k0, planes);
+            for (l, values) in planes.chunks_mut(plane).enumerate() {
+                bias_then_act_f32(act, bias.map(|b| b[k0 + l]), values)?;
+            }
+            Ok(())
+        })
+}
+
+/// The output planes of channels `k0..` (as many as `planes` holds),
+/// without bias.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn output_block(mo: &[f32], g: Grid, k: usize, k0: usize, planes: &mut [f32]) {
     let (oh, ow) = (g.oh, g.ow);
     let tiles = g.tiles();
     let lanes = planes.len() / (oh * ow).max(1);
-    let mut b = [0.0f32; L];
-    if let Some(bias) = bias {
-        b[..lanes].copy_from_slice(&bias[k0..k0 + lanes]);
-    }
     for t in 0..tiles {
         let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
         let mut m = [[[0.0f32; L]; A]; A];
         for (p, cell) in m.iter_mut().flatten().enumerate() {
-            cell[..lanes].copy_from_slice(&mo[(p * tiles + t) * k + k0..][..lanes]);
+            let src = &mo[(p * tiles + t) * k + k0..];
+            if lanes == L {
+                cell.copy_from_slice(&src[..L]);
+            } else {
+                cell[..lanes].copy_from_slice(&src[..lanes]);
+            }
         }
         let tmp = left(&AT, &m);
         let out = right(&tmp, &AT);
@@ -206,7 +227,7 @@ fn output_block(
                     break;
                 }
                 for l in 0..lanes {
-                    planes[l * oh * ow + oy * ow + ox] = vals[l] + b[l];
+                    planes[l * oh * ow + oy * ow + ox] = vals[l];
                 }
             }
         }
@@ -215,6 +236,23 @@ fn output_block(
 
 struct WinogradConv {
     attrs: WindowAttrs,
+    /// `U[p]` transposed (`K x C`) and packed per position, when `U` is a
+    /// constant and this CPU has the packed product's micro-kernel.
+    packed: Option<Vec<PackedA>>,
+    /// The fused activation, applied with the bias after the output
+    /// transform.
+    epilogue: Option<Epilogue>,
+}
+
+/// `U` (36 x C x K) packed as one `K x C` operand per position.
+fn pack_filters(u: &Tensor) -> Option<Vec<PackedA>> {
+    let [P, c, k] = u.shape()[..] else {
+        return None;
+    };
+    let ud = u.as_slice::<f32>().ok()?;
+    ud.chunks_exact(c * k)
+        .map(|up| PackedA::transposed(up, c, k))
+        .collect()
 }
 
 impl WinogradConv {
@@ -252,14 +290,27 @@ impl WinogradConv {
         };
         let tiles = grid.tiles();
         let (xd, ud) = (x.as_slice::<f32>()?, u.as_slice::<f32>()?);
-        let mut y = zeros::<f32>(n * k * oh * ow);
-        let mut v = zeros::<f32>(tiles * P * c);
-        let mut mo = zeros::<f32>(P * tiles * k);
+        // Every value of the three is written before it is read.
+        let mut y = stale(n * k * oh * ow, 0.0f32);
+        let mut v = stale(tiles * P * c, 0.0f32);
+        let mut mo = stale(P * tiles * k, 0.0f32);
         for img in 0..n {
             input_transform(&xd[img * c * h * w..][..c * h * w], grid, &mut v);
             mo.par_chunks_mut((tiles * k).max(1))
                 .enumerate()
                 .try_for_each(|(p, mp)| {
+                    if let Some(up) = self.packed.as_ref().and_then(|u| u.get(p)) {
+                        // V[p] read as C x tiles: each tile's channels
+                        // are contiguous.
+                        let vp = MatRef {
+                            data: &v[p * c..],
+                            rows: c,
+                            cols: tiles,
+                            row_stride: 1,
+                            col_stride: P * c,
+                        };
+                        return gemm_packed_t(up, vp, mp, false);
+                    }
                     let vp = MatRef {
                         data: &v[p * c..],
                         rows: tiles,
@@ -271,7 +322,7 @@ impl WinogradConv {
                     gemm(vp, up, mp, 1.0, false)
                 })?;
             let yi = &mut y[img * k * oh * ow..][..k * oh * ow];
-            output_transform(&mo, grid, k, bias, yi);
+            output_transform(&mo, grid, k, bias, self.epilogue.as_ref(), yi)?;
         }
         oxrt_core::arena::recycle(v);
         oxrt_core::arena::recycle(mo);
@@ -293,11 +344,11 @@ impl Kernel for WinogradConv {
     }
 }
 
-fn create(node: &Node, _: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
-    Ok(Box::new(WithEpilogue {
-        inner: Box::new(WinogradConv {
-            attrs: WindowAttrs::from_node(node)?,
-        }),
+fn create(node: &Node, info: &KernelInfo<'_>) -> Result<Box<dyn Kernel>> {
+    let packed = info.constants.get(&1).and_then(|u| pack_filters(u));
+    Ok(Box::new(WinogradConv {
+        attrs: WindowAttrs::from_node(node)?,
+        packed,
         epilogue: Epilogue::from_node(node)?,
     }))
 }
@@ -313,6 +364,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ops::conv::tests::naive;
+    use oxrt_core::ir::Attribute;
     use oxrt_core::optimize::winograd_filters;
     use oxrt_core::shape::AutoPad;
 
@@ -337,58 +389,138 @@ mod tests {
             .collect()
     }
 
+    /// Random `x`, weights, bias and their Winograd filters for `shape`
+    /// and `k` outputs, with the direct convolution plus bias (f32 naive).
+    struct Case {
+        x: Tensor,
+        u: Tensor,
+        bias: Tensor,
+        want: Vec<f32>,
+        out_shape: [usize; 4],
+    }
+
+    fn case(shape: [usize; 4], k: usize, pad: usize) -> Case {
+        let [n, c, h, w] = shape;
+        let x = values(n * c * h * w, 1);
+        let wt = values(k * c * 9, 2);
+        let bias = values(k, 3);
+        let u = winograd_filters(&wt, k, c).unwrap();
+        let (mut want, _, _) = naive(&x, &wt, (n, c, h, w), (k, 3, 3), 1, 1, pad);
+        let plane = want.len() / (n * k);
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += bias[(i / plane) % k];
+        }
+        Case {
+            x: Tensor::from_vec(shape.to_vec(), x).unwrap(),
+            u: Tensor::from_vec(vec![P, c, k], u).unwrap(),
+            bias: Tensor::from_vec(vec![k], bias).unwrap(),
+            want,
+            out_shape: [n, k, h + 2 * pad - 2, w + 2 * pad - 2],
+        }
+    }
+
+    /// The largest difference relative to the largest wanted magnitude
+    /// (at least 1): sums over deep inputs round in another order.
+    fn worst(got: &Tensor, want: &[f32]) -> f32 {
+        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        got.as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / scale)
+            .fold(0.0f32, f32::max)
+    }
+
     #[test]
     fn matches_the_direct_convolution_on_ragged_tiles_and_channel_counts() {
         // Channel counts off the vector width, outputs off the tile size,
-        // with and without padding, two images.
+        // with and without padding, two images; depth past one packed block.
         for (shape, k, pad) in [
             ([2, 3, 7, 9], 5, 1),
             ([1, 17, 10, 6], 18, 0),
             ([1, 33, 13, 13], 16, 1),
+            ([1, 800, 6, 6], 40, 1),
         ] {
-            let [n, c, h, w] = shape;
-            let x = values(n * c * h * w, 1);
-            let wt = values(k * c * 9, 2);
-            let bias = values(k, 3);
-            let u = winograd_filters(&wt, k, c).unwrap();
-            let conv = WinogradConv {
-                attrs: attrs(pad, 1),
-            };
-            let y = conv
-                .run(
-                    &Tensor::from_vec(shape.to_vec(), x.clone()).unwrap(),
-                    &Tensor::from_vec(vec![P, c, k], u).unwrap(),
-                    Some(&Tensor::from_vec(vec![k], bias.clone()).unwrap()),
-                )
-                .unwrap();
-            let (mut want, _, _) = naive(&x, &wt, (n, c, h, w), (k, 3, 3), 1, 1, pad);
-            let plane = want.len() / (n * k);
-            for (i, v) in want.iter_mut().enumerate() {
-                *v += bias[(i / plane) % k];
+            let t = case(shape, k, pad);
+            // The gemm crate's product, and the packed one where this CPU
+            // has it.
+            let packed = pack_filters(&t.u);
+            assert_eq!(packed.is_some(), crate::packed::available());
+            for packed in [None, packed] {
+                let conv = WinogradConv {
+                    attrs: attrs(pad, 1),
+                    packed,
+                    epilogue: None,
+                };
+                let y = conv.run(&t.x, &t.u, Some(&t.bias)).unwrap();
+                assert_eq!(y.shape(), t.out_shape);
+                let e = worst(&y, &t.want);
+                assert!(e < 1e-4, "{shape:?}: max error {e}");
             }
-            assert_eq!(y.shape(), [n, k, h + 2 * pad - 2, w + 2 * pad - 2]);
-            let got = y.as_slice::<f32>().unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "{shape:?}: max error {worst}");
+        }
+    }
+
+    #[test]
+    fn fused_activations_follow_the_bias() {
+        // Through `create`, with U constant (packed there): a piecewise
+        // activation (fused with the bias) and one that is not.
+        let t = case([2, 20, 9, 11], 24, 1);
+        type Act = fn(f32) -> f32;
+        let acts: [(&str, Act); 2] = [("Relu", |v| v.max(0.0)), ("Tanh", f32::tanh)];
+        for (name, f) in acts {
+            let node = Node {
+                name: "n".into(),
+                op_type: "WinogradConv".into(),
+                domain: crate::ops::fused::DOMAIN.into(),
+                inputs: vec!["x".into(), "u".into(), "b".into()],
+                outputs: vec!["y".into()],
+                attributes: [
+                    ("pads".to_string(), Attribute::Ints(vec![1; 4])),
+                    ("activation".to_string(), Attribute::String(name.into())),
+                ]
+                .into_iter()
+                .collect(),
+            };
+            let info = KernelInfo {
+                node: oxrt_core::NodeContext {
+                    opset: 1,
+                    input_types: vec![],
+                },
+                constants: [(1, &t.u)].into_iter().collect(),
+                output_types: vec![],
+                subgraphs: None,
+            };
+            let kernel = create(&node, &info).unwrap();
+            let y = kernel
+                .compute(&[Some(&t.x), Some(&t.u), Some(&t.bias)])
+                .unwrap();
+            assert_eq!(y[0].shape(), t.out_shape);
+            let want: Vec<f32> = t.want.iter().map(|&v| f(v)).collect();
+            let e = worst(&y[0], &want);
+            assert!(e < 1e-4, "{name}: max error {e}");
         }
     }
 
     #[test]
     fn rejects_windows_it_cannot_compute() {
-        let conv = WinogradConv { attrs: attrs(0, 2) };
+        let conv = WinogradConv {
+            attrs: attrs(0, 2),
+            packed: None,
+            epilogue: None,
+        };
         let x = Tensor::from_vec(vec![1, 1, 4, 4], vec![0.0f32; 16]).unwrap();
         let u = Tensor::from_vec(vec![P, 1, 1], vec![0.0f32; P]).unwrap();
         let e = conv.run(&x, &u, None).unwrap_err().to_string();
         assert!(e.contains("stride 1"), "{e}");
         let bad_u = Tensor::from_vec(vec![P, 2, 1], vec![0.0f32; 2 * P]).unwrap();
-        let e = WinogradConv { attrs: attrs(0, 1) }
-            .run(&x, &bad_u, None)
-            .unwrap_err()
-            .to_string();
+        let e = WinogradConv {
+            attrs: attrs(0, 1),
+            packed: None,
+            epilogue: None,
+        }
+        .run(&x, &bad_u, None)
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("X's channels"), "{e}");
     }
 }
