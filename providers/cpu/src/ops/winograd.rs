@@ -130,8 +130,19 @@ fn input_transform(x: &[f32], g: Grid, v: &mut [f32]) {
 }
 
 /// `V[t]` (`P x C`) of tile `t`.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn input_tile(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { avx512::input_tile(x, g, t, vt) };
+        return;
+    }
+    input_tile_lanes(x, g, t, vt);
+}
+
+/// [`input_tile`] with each channel's patch gathered value by value.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn input_tile_lanes(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
     let (c, h, w) = (g.c, g.h, g.w);
     let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
     let y0 = (ty * M) as isize - g.pad_top;
@@ -198,8 +209,19 @@ fn output_transform(
 
 /// The output planes of channels `k0..` (as many as `planes` holds),
 /// without bias.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn output_block(mo: &[f32], g: Grid, k: usize, k0: usize, planes: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if planes.len() == L * g.oh * g.ow && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { avx512::output_block(mo, g, k, k0, planes) };
+        return;
+    }
+    output_block_lanes(mo, g, k, k0, planes);
+}
+
+/// [`output_block`] for any number of channels, one lane per channel.
+#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn output_block_lanes(mo: &[f32], g: Grid, k: usize, k0: usize, planes: &mut [f32]) {
     let (oh, ow) = (g.oh, g.ow);
     let tiles = g.tiles();
     let lanes = planes.len() / (oh * ow).max(1);
@@ -228,6 +250,240 @@ fn output_block(mo: &[f32], g: Grid, k: usize, k0: usize, planes: &mut [f32]) {
                 }
                 for l in 0..lanes {
                     planes[l * oh * ow + oy * ow + ox] = vals[l];
+                }
+            }
+        }
+    }
+}
+
+/// AVX-512 transforms: 16 channels per vector, transposed in registers
+/// so that each channel's 4x4 output block is stored as four rows.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Grid, A, L, M};
+
+    /// Transposes a 16 x 16 block held as 16 vectors: lane `j` of vector
+    /// `i` moves to lane `i` of vector `j`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose16(v: &mut [__m512; 16]) {
+        // Pairs of rows interleaved by 32 bits, then by 64 bits: each
+        // 128-bit block of r[4i + j] holds rows 4i..4i+4 of column 4b + j
+        // (b the block's index).
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+        }
+        let mut r = [_mm512_setzero_ps(); 16];
+        for i in 0..4 {
+            let (a, b) = (_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2]));
+            let (c, d) = (
+                _mm512_castps_pd(t[4 * i + 1]),
+                _mm512_castps_pd(t[4 * i + 3]),
+            );
+            r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+            r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+        }
+        // Then the 128-bit blocks gathered: column 4b + j takes block b of
+        // r[j], r[4 + j], r[8 + j], r[12 + j].
+        for j in 0..4 {
+            let even_lo = _mm512_shuffle_f32x4::<0x88>(r[j], r[4 + j]);
+            let odd_lo = _mm512_shuffle_f32x4::<0xDD>(r[j], r[4 + j]);
+            let even_hi = _mm512_shuffle_f32x4::<0x88>(r[8 + j], r[12 + j]);
+            let odd_hi = _mm512_shuffle_f32x4::<0xDD>(r[8 + j], r[12 + j]);
+            v[j] = _mm512_shuffle_f32x4::<0x88>(even_lo, even_hi);
+            v[8 + j] = _mm512_shuffle_f32x4::<0xDD>(even_lo, even_hi);
+            v[4 + j] = _mm512_shuffle_f32x4::<0x88>(odd_lo, odd_hi);
+            v[12 + j] = _mm512_shuffle_f32x4::<0xDD>(odd_lo, odd_hi);
+        }
+    }
+
+    /// `B^T d` for one column `d` of six vectors.
+    #[target_feature(enable = "avx512f")]
+    fn bt_column(d: [__m512; A]) -> [__m512; A] {
+        let (four, five, two) = (
+            _mm512_set1_ps(4.0),
+            _mm512_set1_ps(5.0),
+            _mm512_set1_ps(2.0),
+        );
+        // d4 - 4 d2, d3 - 4 d1, d4 - d2, 2 (d3 - d1).
+        let a = _mm512_fnmadd_ps(four, d[2], d[4]);
+        let b = _mm512_fnmadd_ps(four, d[1], d[3]);
+        let c = _mm512_sub_ps(d[4], d[2]);
+        let e = _mm512_mul_ps(two, _mm512_sub_ps(d[3], d[1]));
+        [
+            _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
+            _mm512_add_ps(a, b),
+            _mm512_sub_ps(a, b),
+            _mm512_add_ps(c, e),
+            _mm512_sub_ps(c, e),
+            _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+        ]
+    }
+
+    /// `V[t]` (`P x C`) of tile `t`: for each group of 16 channels, the
+    /// 6x6 patches loaded two rows per vector (row `i` in lanes 0..6, row
+    /// `i + 1` in lanes 8..14, masked to the image), transposed so that
+    /// each vector holds one patch value of the 16 channels, transformed.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn input_tile(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
+        let (c, h, w) = (g.c, g.h, g.w);
+        let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
+        let y0 = (ty * M) as isize - g.pad_top;
+        let x0 = (tx * M) as isize - g.pad_left;
+        // The patch columns inside the image, as lane bits.
+        let first = (-x0).clamp(0, A as isize) as u32;
+        let end = (w as isize - x0).clamp(0, A as isize) as u32;
+        let cols: u16 = if end > first {
+            (((1u32 << end) - 1) & !((1u32 << first) - 1)) as u16
+        } else {
+            0
+        };
+        let row_mask = |i: usize| -> u16 {
+            let iy = y0 + i as isize;
+            if (0..h as isize).contains(&iy) {
+                cols
+            } else {
+                0
+            }
+        };
+        for c0 in (0..c).step_by(L) {
+            let lanes = L.min(c - c0);
+            let mut d = [[_mm512_setzero_ps(); A]; A];
+            for pair in 0..A / 2 {
+                let (i0, i1) = (2 * pair, 2 * pair + 1);
+                let (m0, m1) = (row_mask(i0), row_mask(i1) << 8);
+                let mut v = [_mm512_setzero_ps(); L];
+                for (l, vl) in v.iter_mut().enumerate().take(lanes) {
+                    let plane = &x[(c0 + l) * h * w..][..h * w];
+                    // Lane j of the vector addresses patch column j of
+                    // row i0 (lanes 8.. of row i1); only lanes inside the
+                    // image are set in the masks.
+                    let at = |i: usize, lane0: isize| {
+                        let offset = (y0 + i as isize) * w as isize + x0 - lane0;
+                        plane.as_ptr().wrapping_offset(offset)
+                    };
+                    // SAFETY: masked lanes address columns x0 + j of rows
+                    // y0 + i inside the image, so inside `plane`; other
+                    // lanes are not accessed.
+                    unsafe {
+                        let lo = _mm512_maskz_loadu_ps(m0, at(i0, 0));
+                        *vl = _mm512_mask_loadu_ps(lo, m1, at(i1, 8));
+                    }
+                }
+                transpose16(&mut v);
+                d[i0].copy_from_slice(&v[..A]);
+                d[i1].copy_from_slice(&v[8..8 + A]);
+            }
+            // tmp = B^T d (column by column), then V = tmp B (row by row).
+            let mut tmp = [[_mm512_setzero_ps(); A]; A];
+            for j in 0..A {
+                let column = std::array::from_fn(|i| d[i][j]);
+                for (i, v) in bt_column(column).into_iter().enumerate() {
+                    tmp[i][j] = v;
+                }
+            }
+            let keep: __mmask16 = ((1u32 << lanes) - 1) as u16;
+            for (i, row) in tmp.iter().enumerate() {
+                for (j, v) in bt_column(*row).into_iter().enumerate() {
+                    let dst = &mut vt[(i * A + j) * c + c0..][..lanes];
+                    // SAFETY: the first `lanes` lanes are stored, into `dst`.
+                    unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), keep, v) };
+                }
+            }
+        }
+    }
+
+    /// `A^T m` for one column `m` of six vectors: the four output rows.
+    #[target_feature(enable = "avx512f")]
+    fn at_column(m: [__m512; A]) -> [__m512; M] {
+        let (s12, d12) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
+        let (s34, d34) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
+        let two = _mm512_set1_ps(2.0);
+        let four = _mm512_set1_ps(4.0);
+        let eight = _mm512_set1_ps(8.0);
+        [
+            _mm512_add_ps(_mm512_add_ps(m[0], s12), s34),
+            _mm512_fmadd_ps(two, d34, d12),
+            _mm512_fmadd_ps(four, s34, s12),
+            _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), m[5]),
+        ]
+    }
+
+    /// The 16 output planes of channels `k0..k0 + 16` (`planes`, each
+    /// OH x OW) from `Mo[p][t][k]`, without bias.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn output_block(mo: &[f32], g: Grid, k: usize, k0: usize, planes: &mut [f32]) {
+        let (oh, ow) = (g.oh, g.ow);
+        let plane = oh * ow;
+        let tiles = g.tiles();
+        for t in 0..tiles {
+            let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
+            // tmp[r][j] = (A^T m)[r][j], column by column.
+            let mut tmp = [[_mm512_setzero_ps(); A]; M];
+            for j in 0..A {
+                let column: [__m512; A] = std::array::from_fn(|i| {
+                    let src = &mo[((i * A + j) * tiles + t) * k + k0..][..L];
+                    // SAFETY: `src` holds L = 16 values.
+                    unsafe { _mm512_loadu_ps(src.as_ptr()) }
+                });
+                for (r, v) in at_column(column).into_iter().enumerate() {
+                    tmp[r][j] = v;
+                }
+            }
+            // out[r * 4 + s] = (tmp A)[r][s], then one vector per channel.
+            let mut out = [_mm512_setzero_ps(); L];
+            for r in 0..M {
+                for (s, v) in at_column(tmp[r]).into_iter().enumerate() {
+                    out[r * M + s] = v;
+                }
+            }
+            transpose16(&mut out);
+            let (oy0, ox) = (ty * M, tx * M);
+            let cols = M.min(ow - ox);
+            for (l, block) in out.iter().enumerate() {
+                for r in 0..M.min(oh - oy0) {
+                    let row = &mut planes[l * plane + (oy0 + r) * ow + ox..][..cols];
+                    // Lanes 4r..4r + cols of the block are this row; the
+                    // store is addressed so that lane 4r lands on row[0].
+                    let mask: __mmask16 = ((1u16 << cols) - 1) << (M * r);
+                    let base = row.as_mut_ptr().wrapping_sub(M * r);
+                    // SAFETY: only the masked lanes are written, and they
+                    // address row[0..cols], inside `planes`.
+                    unsafe { _mm512_mask_storeu_ps(base, mask, *block) };
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn transpose16_moves_lane_j_of_vector_i_to_lane_i_of_vector_j() {
+            if !std::arch::is_x86_feature_detected!("avx512f") {
+                eprintln!("skipped: this CPU has no AVX-512F");
+                return;
+            }
+            let rows: Vec<[f32; 16]> = (0..16)
+                .map(|i| std::array::from_fn(|j| (i * 16 + j) as f32))
+                .collect();
+            // SAFETY: the CPU has AVX-512F (checked above); loads and
+            // stores touch 16-value arrays.
+            unsafe {
+                let mut v: [__m512; 16] =
+                    std::array::from_fn(|i| _mm512_loadu_ps(rows[i].as_ptr()));
+                transpose16(&mut v);
+                for (j, vj) in v.iter().enumerate() {
+                    let mut got = [0.0f32; 16];
+                    _mm512_storeu_ps(got.as_mut_ptr(), *vj);
+                    let want: [f32; 16] = std::array::from_fn(|i| (i * 16 + j) as f32);
+                    assert_eq!(got, want, "vector {j}");
                 }
             }
         }
