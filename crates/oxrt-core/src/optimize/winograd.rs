@@ -4,10 +4,11 @@
 //! `C x K` matrix per tile position `p` (36), the layout the CPU kernel
 //! multiplies directly.
 //!
-//! Applied only where it wins: the input's spatial size must be known and
-//! give at least [`min_tiles`] output tiles (on small maps the 4x larger
-//! filters cost more memory traffic than the saved multiplies), and both
-//! channel counts at least [`MIN_CHANNELS`].
+//! Applied only where it wins ([`limits`], which depend on the CPU): the
+//! input's spatial size must be known and give enough output tiles (on
+//! small maps the 4x larger filters cost more memory traffic than the
+//! saved multiplies), and both channel counts must be large enough (with
+//! few channels the transforms outweigh the saved multiplies).
 
 use std::sync::Arc;
 
@@ -19,31 +20,43 @@ use crate::DataType;
 
 /// Winograd-domain positions per 6x6 tile.
 pub const POSITIONS: usize = 36;
-/// Fewest 4x4 output tiles per image worth the transform where the CPU
-/// provider multiplies with the `gemm` crate (measured on one thread:
-/// 56x56 and 28x28 maps gain 1.5-1.8x, 14x14 with its 16 tiles loses
-/// 1.7x: each GEMM packs the 4x larger filters again for few rows).
-pub const MIN_TILES: usize = 36;
-/// Fewest tiles where the CPU has AVX-512 and the provider multiplies by
-/// filters packed once at kernel creation (measured on one thread, 256
-/// channels at 14x14: 2.58 -> 1.21 ms against the direct kernel). 7x7
-/// maps (4 tiles) stay direct: their GEMMs stream 4x the weight bytes for
-/// 4 columns each and gained nothing.
-pub const MIN_TILES_PACKED: usize = 16;
+/// Where the transform wins: the fewest 4x4 output tiles per image and the
+/// fewest input and output channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub tiles: usize,
+    pub channels: usize,
+}
 
-/// The fewest output tiles for this CPU.
-pub fn min_tiles() -> usize {
+/// The limits where the CPU provider multiplies with the `gemm` crate and
+/// transforms one value at a time (measured on one thread, `oxrt bench -l
+/// all` vs `-l extended`: 56x56 and 28x28 maps gain 1.5-1.8x, 14x14 with
+/// its 16 tiles loses 1.7x as each GEMM packs the 4x larger filters again
+/// for few rows; 32 -> 128 channels at 27x27 gain 1.3x, 16 -> 64 at 55x55
+/// lose 1.2x as the transforms outweigh the saved multiplies).
+pub const LIMITS: Limits = Limits {
+    tiles: 36,
+    channels: 32,
+};
+
+/// The limits where the CPU has AVX-512: filters packed once at kernel
+/// creation, vectorized transforms (measured on one thread against the
+/// direct kernel, single Conv+Relu layers: 256 channels at 14x14 2.58 ->
+/// 0.97 ms, 512 at 7x7 3.28 -> 2.46, 256 at 5x5 0.41 -> 0.26, 16 -> 64
+/// at 55x55 0.66 -> 0.49; 8 -> 32 at 56x56 lost, 0.18 -> 0.29).
+pub const LIMITS_AVX512: Limits = Limits {
+    tiles: 4,
+    channels: 16,
+};
+
+/// The limits for this CPU.
+pub fn limits() -> Limits {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        return MIN_TILES_PACKED;
+        return LIMITS_AVX512;
     }
-    MIN_TILES
+    LIMITS
 }
-/// Fewest input and output channels worth the transform (measured on one
-/// thread, `oxrt bench -l all` vs `-l extended`: 32 -> 128 channels at
-/// 27x27 gain 1.3x, 16 -> 64 at 55x55 lose 1.2x: with few channels the
-/// transforms outweigh the saved multiplies).
-pub const MIN_CHANNELS: usize = 32;
 
 /// The filter transform `G` of F(4x4, 3x3).
 const G: [[f64; 3]; 6] = [
@@ -122,13 +135,14 @@ fn convert_node(graph: &Graph, node: &Node) -> Option<(Node, Tensor)> {
     let [k, c, 3, 3] = w.shape()[..] else {
         return None;
     };
-    if w.dtype() != DataType::F32 || k < MIN_CHANNELS || c < MIN_CHANNELS {
+    let limits = limits();
+    if w.dtype() != DataType::F32 || k < limits.channels || c < limits.channels {
         return None;
     }
     if let Some(b) = node.input(2) {
         constant(graph, b)?;
     }
-    if output_tiles(graph, node)? < min_tiles() {
+    if output_tiles(graph, node)? < limits.tiles {
         return None;
     }
     let u = winograd_filters(w.as_slice::<f32>().ok()?, k, c)?;
@@ -199,13 +213,17 @@ mod tests {
     }
 
     #[test]
-    fn a_14x14_map_converts_only_where_filters_are_packed() {
-        let pads = ("pads", Attribute::Ints(vec![1; 4]));
-        let mut g = conv_graph(32, 32, 14, 14, &[pads]);
-        let packed = min_tiles() == MIN_TILES_PACKED;
-        assert_eq!(run_pass(&mut g, convert), usize::from(packed));
-        let want = if packed { "WinogradConv" } else { "Conv" };
-        assert_eq!(g.nodes[0].op_type, want);
+    fn small_maps_and_few_channels_convert_only_where_filters_are_packed() {
+        let avx512 = limits() == LIMITS_AVX512;
+        let pads = || ("pads", Attribute::Ints(vec![1; 4]));
+        for (what, mut g) in [
+            ("7x7 map (4 tiles)", conv_graph(32, 32, 7, 7, &[pads()])),
+            ("16 -> 16 channels", conv_graph(16, 16, 24, 24, &[pads()])),
+        ] {
+            assert_eq!(run_pass(&mut g, convert), usize::from(avx512), "{what}");
+            let want = if avx512 { "WinogradConv" } else { "Conv" };
+            assert_eq!(g.nodes[0].op_type, want, "{what}");
+        }
     }
 
     #[test]
@@ -231,10 +249,10 @@ mod tests {
                 g
             }),
             (
-                "small map (9 tiles)",
-                conv_graph(32, 32, 12, 12, &[("pads", Attribute::Ints(vec![1; 4]))]),
+                "small map (1 tile)",
+                conv_graph(32, 32, 4, 4, &[("pads", Attribute::Ints(vec![1; 4]))]),
             ),
-            ("few channels", conv_graph(16, 64, 64, 64, &[])),
+            ("few channels", conv_graph(8, 64, 64, 64, &[])),
             ("unknown size", {
                 let mut g = conv_graph(32, 32, 64, 64, &[]);
                 g.value_types.clear();
