@@ -234,6 +234,13 @@ fn stencil(
 /// (fewer, longer chunks), then their valid columns copied out.
 const ROW_BY_ROW: usize = 32;
 
+/// Outputs per parallel task at least (whole planes).
+const TASK_OUTPUTS: usize = 2048;
+
+/// Zeros after the phase planes, for the reads of the last vector of a
+/// narrow map's output run.
+const SLACK: usize = 16;
+
 /// Depthwise convolution of the `channels`-plane batch `x` (planes of
 /// `h x w`) with one `kh x kw` filter per channel into `y`, then `finish`
 /// on each output plane; `Ok(false)` when the window is one this kernel
@@ -255,24 +262,40 @@ pub(crate) fn depthwise_f32(
     let [oh, ow] = g.output;
     let out_len = (oh * ow).max(1);
     let by_rows = ow >= ROW_BY_ROW;
-    let wide_len = if by_rows { 0 } else { plane.wide_len() };
-    y.par_chunks_mut(out_len)
+    // Narrow maps run over whole 16-lane vectors: the last one reads up to
+    // 15 values past the phase planes (the buffer's slack) into outputs
+    // that are not copied out.
+    let wide_len = if by_rows {
+        0
+    } else {
+        plane.wide_len().div_ceil(16) * 16
+    };
+    // Several planes per task when they are small: a task per plane of a
+    // 7x7 map would cost more in scheduling than its few hundred FMAs.
+    let per_task = (TASK_OUTPUTS / out_len).max(1);
+    y.par_chunks_mut(out_len * per_task)
         .enumerate()
-        .try_for_each(|(i, out)| {
+        .try_for_each(|(task, outs)| {
             with_buffers(&plane, wide_len, |buf, wide| {
-                let ch = i % channels.max(1);
-                let wc = &w[ch * k_len..][..k_len];
-                plane.split_into(&x[i * h * wd..][..h * wd], buf);
-                if by_rows {
-                    stencil(buf, &plane.taps, wc, out, [oh, ow], [plane.cols2, ow]);
-                } else {
-                    let n = wide.len();
-                    stencil(buf, &plane.taps, wc, wide, [1, n], [n, n]);
-                    for (oy, row) in out.chunks_mut(ow.max(1)).enumerate() {
-                        row.copy_from_slice(&wide[oy * plane.cols2..][..row.len()]);
+                for (j, out) in outs.chunks_mut(out_len).enumerate() {
+                    let i = task * per_task + j;
+                    let ch = i % channels.max(1);
+                    let wc = &w[ch * k_len..][..k_len];
+                    plane.split_into(&x[i * h * wd..][..h * wd], buf);
+                    if by_rows {
+                        stencil(buf, &plane.taps, wc, out, [oh, ow], [plane.cols2, ow]);
+                    } else {
+                        let n = wide.len();
+                        stencil(buf, &plane.taps, wc, wide, [1, n], [n, n]);
+                        for (oy, row) in out.chunks_mut(ow.max(1)).enumerate() {
+                            row.copy_from_slice(&wide[oy * plane.cols2..][..row.len()]);
+                        }
+                    }
+                    if let Some(f) = finish {
+                        f(ch, out)?;
                     }
                 }
-                finish.map_or(Ok(()), |f| f(ch, out))
+                Ok::<(), oxrt_core::Error>(())
             })
         })?;
     Ok(true)
@@ -292,7 +315,7 @@ thread_local! {
     };
 }
 
-/// `f` on this thread's phase buffer for `plane` (zero wherever
+/// `f` on this thread's phase buffer for `plane` plus [`SLACK`] (zero wherever
 /// `split_into` does not write: zeroed again whenever the geometry
 /// changes) and a `wide_len` output row; no allocation once a run has
 /// sized them. Taken out for the call (a nested call on this thread makes
@@ -320,7 +343,7 @@ fn with_buffers<R>(
         plane.strides[0],
         plane.strides[1],
     ];
-    let len = plane.buffer_len();
+    let len = plane.buffer_len() + SLACK;
     if b.geometry != geometry || b.phases.len() != len {
         b.phases.clear();
         b.phases.resize(len, 0.0);
