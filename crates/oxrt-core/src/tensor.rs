@@ -153,9 +153,25 @@ impl Storage {
 
     /// Concatenates storages of the same variant, in order.
     pub fn concat(parts: &[&Storage]) -> Result<Storage> {
+        Self::concat_blocks(parts, 1)
+    }
+
+    /// Each part split into `outer` equal blocks, joined block by block:
+    /// block 0 of every part in order, then block 1, ... (Concat along an
+    /// axis with `outer` elements before it, each block copied whole).
+    pub fn concat_blocks(parts: &[&Storage], outer: usize) -> Result<Storage> {
         let Some(first) = parts.first() else {
             return Err(Error::invalid("nothing to concatenate"));
         };
+        if let Some(p) = parts
+            .iter()
+            .find(|p| (outer == 0 && !p.is_empty()) || (outer > 0 && p.len() % outer != 0))
+        {
+            return Err(Error::invalid(format!(
+                "{} elements do not split into {outer} blocks",
+                p.len()
+            )));
+        }
         let total = parts.iter().map(|p| p.len()).sum();
         let mixed = || Error::invalid("cannot concatenate tensors of different element types");
         macro_rules! concat_as {
@@ -163,9 +179,12 @@ impl Storage {
                 match first {
                     $(Storage::$var(_) => {
                         let mut out = $alloc;
-                        for p in parts {
-                            let Storage::$var(v) = p else { return Err(mixed()) };
-                            out.extend_from_slice(v);
+                        for o in 0..outer {
+                            for p in parts {
+                                let Storage::$var(v) = p else { return Err(mixed()) };
+                                let block = v.len() / outer;
+                                out.extend_from_slice(&v[o * block..][..block]);
+                            }
                         }
                         Storage::$var(out)
                     })*
@@ -674,5 +693,31 @@ mod storage_tests {
             Storage::I32(vec![1, 2, 3])
         );
         assert!(Storage::concat(&[&a, &s]).is_err());
+    }
+
+    #[test]
+    fn concat_blocks_joins_block_by_block() {
+        // Two blocks each: [1 2 | 3 4] and [5 | 6] -> 1 2 5 3 4 6.
+        let a = Storage::F32(vec![1.0, 2.0, 3.0, 4.0]);
+        let b = Storage::F32(vec![5.0, 6.0]);
+        assert_eq!(
+            Storage::concat_blocks(&[&a, &b], 2).unwrap(),
+            Storage::F32(vec![1.0, 2.0, 5.0, 3.0, 4.0, 6.0])
+        );
+        let s = Storage::String(vec!["x".into(), "y".into()]);
+        let t = Storage::String(vec!["z".into(), "w".into()]);
+        assert_eq!(
+            Storage::concat_blocks(&[&s, &t], 2).unwrap(),
+            Storage::String(vec!["x".into(), "z".into(), "y".into(), "w".into()])
+        );
+        let e = Storage::concat_blocks(&[&a, &Storage::F32(vec![1.0])], 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("do not split into 2 blocks"), "{e}");
+        assert!(Storage::concat_blocks(&[&a, &Storage::I32(vec![1, 2])], 2).is_err());
+        assert_eq!(
+            Storage::concat_blocks(&[&Storage::F32(vec![])], 0).unwrap(),
+            Storage::F32(vec![])
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The run arena, measured with a counting allocator: once a session has
 //! run a model with static shapes, later runs take their tensor buffers
 //! from the arena and allocate only a small fraction of the bytes their
-//! values occupy (what is left: the `gemm` crate's per-call packing
-//! buffers, the fed copy, the returned output). One test in this binary,
-//! so no other test's allocations are counted.
+//! values occupy (what is left: the fed copy, the returned output, small
+//! per-node vectors of shapes and indices). One test in this binary, so
+//! no other test's allocations are counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -95,8 +95,8 @@ fn later_runs_take_their_buffers_from_the_arena() {
         );
 
         // Bytes: less than the run's values occupy (what is left is the
-        // gemm crate's packing buffers, the fed copy and the output; at
-        // level all the fused residual sums leave few values to compare).
+        // fed copy, the output and small per-node vectors; at level all
+        // the fused residual sums leave few values to compare).
         let plan = session.memory_plan(&plan_dims);
         eprintln!(
             "{level}: warm run {bytes} bytes, values {}",
@@ -115,8 +115,11 @@ fn later_runs_take_their_buffers_from_the_arena() {
         plain.run(feeds()).unwrap();
         let (_, plain_bytes) = allocated_by(|| plain.run(feeds()).unwrap());
         eprintln!("{level}: without the arena {plain_bytes} bytes");
+        // (Concat with a batch gathered through a 64 KB index vector per
+        // run until it copied whole blocks: 113 KB per warm run, 4x less
+        // than without the arena; now 15-25 KB.)
         assert!(
-            plain_bytes > 4 * bytes,
+            plain_bytes > 10 * bytes,
             "{level}: {plain_bytes} bytes without the arena, {bytes} with"
         );
     }

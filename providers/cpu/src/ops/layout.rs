@@ -114,29 +114,12 @@ pub fn concat(parts: &[&Tensor], axis: i64) -> Result<Tensor> {
         }
     }
     let outer: usize = first.shape()[..axis].iter().product();
-    let inner: usize = first.shape()[axis + 1..].iter().product();
     let mut shape = first.shape().to_vec();
     shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
-    // Concatenate flat, then gather rows in output order (one block per
-    // input when nothing lies outside the axis: already in order).
-    let flat = Storage::concat(&parts.iter().map(|p| p.storage()).collect::<Vec<_>>())?;
-    if outer == 1 {
-        return Tensor::from_storage(first.dtype(), shape, flat);
-    }
-    let mut starts = Vec::with_capacity(parts.len());
-    let mut acc = 0;
-    for p in parts {
-        starts.push(acc);
-        acc += p.len();
-    }
-    let mut idx = Vec::with_capacity(acc);
-    for o in 0..outer {
-        for (p, &s) in parts.iter().zip(&starts) {
-            let row = p.shape()[axis] * inner;
-            idx.extend(s + o * row..s + (o + 1) * row);
-        }
-    }
-    Tensor::from_storage(first.dtype(), shape, flat.gather(&idx)?)
+    // Block o of the output is block o of every input in turn.
+    let storages: Vec<&Storage> = parts.iter().map(|p| p.storage()).collect();
+    let joined = Storage::concat_blocks(&storages, outer)?;
+    Tensor::from_storage(first.dtype(), shape, joined)
 }
 
 impl Layout {

@@ -17,6 +17,8 @@
 //! output transform `Y = A^T M A`, then bias and activation in one pass
 //! over each block of planes (output channels in parallel).
 
+use std::cell::RefCell;
+
 use multiversion::multiversion;
 use oxrt_core::shape::WindowAttrs;
 use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
@@ -490,6 +492,12 @@ mod avx512 {
     }
 }
 
+thread_local! {
+    /// Each thread's transformed input `V` and products `Mo`, reused from
+    /// call to call.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
 struct WinogradConv {
     attrs: WindowAttrs,
     /// `U[p]` transposed (`K x C`) and packed per position, when `U` is a
@@ -548,40 +556,55 @@ impl WinogradConv {
         let (xd, ud) = (x.as_slice::<f32>()?, u.as_slice::<f32>()?);
         // Every value of the three is written before it is read.
         let mut y = stale(n * k * oh * ow, 0.0f32);
-        let mut v = stale(tiles * P * c, 0.0f32);
-        let mut mo = stale(P * tiles * k, 0.0f32);
-        for img in 0..n {
-            input_transform(&xd[img * c * h * w..][..c * h * w], grid, &mut v);
-            mo.par_chunks_mut((tiles * k).max(1))
-                .enumerate()
-                .try_for_each(|(p, mp)| {
-                    if let Some(up) = self.packed.as_ref().and_then(|u| u.get(p)) {
-                        // V[p] read as C x tiles: each tile's channels
-                        // are contiguous.
+        // The transformed input and the products, in this thread's
+        // scratch (taken out for the call: a nested call on this thread
+        // makes its own), so a warm run allocates nothing for them.
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let result = (|| -> Result<()> {
+            let [v, mo] = &mut scratch;
+            let (v_len, mo_len) = (tiles * P * c, P * tiles * k);
+            if v.len() < v_len {
+                v.resize(v_len, 0.0);
+            }
+            if mo.len() < mo_len {
+                mo.resize(mo_len, 0.0);
+            }
+            let (v, mo) = (&mut v[..v_len], &mut mo[..mo_len]);
+            for img in 0..n {
+                input_transform(&xd[img * c * h * w..][..c * h * w], grid, v);
+                let v = &*v;
+                mo.par_chunks_mut((tiles * k).max(1))
+                    .enumerate()
+                    .try_for_each(|(p, mp)| {
+                        if let Some(up) = self.packed.as_ref().and_then(|u| u.get(p)) {
+                            // V[p] read as C x tiles: each tile's channels
+                            // are contiguous.
+                            let vp = MatRef {
+                                data: &v[p * c..],
+                                rows: c,
+                                cols: tiles,
+                                row_stride: 1,
+                                col_stride: P * c,
+                            };
+                            return gemm_packed_t(up, vp, mp, false);
+                        }
                         let vp = MatRef {
                             data: &v[p * c..],
-                            rows: c,
-                            cols: tiles,
-                            row_stride: 1,
-                            col_stride: P * c,
+                            rows: tiles,
+                            cols: c,
+                            row_stride: P * c,
+                            col_stride: 1,
                         };
-                        return gemm_packed_t(up, vp, mp, false);
-                    }
-                    let vp = MatRef {
-                        data: &v[p * c..],
-                        rows: tiles,
-                        cols: c,
-                        row_stride: P * c,
-                        col_stride: 1,
-                    };
-                    let up = MatRef::row_major(&ud[p * c * k..][..c * k], c, k, false);
-                    gemm(vp, up, mp, 1.0, false)
-                })?;
-            let yi = &mut y[img * k * oh * ow..][..k * oh * ow];
-            output_transform(&mo, grid, k, bias, self.epilogue.as_ref(), yi)?;
-        }
-        oxrt_core::arena::recycle(v);
-        oxrt_core::arena::recycle(mo);
+                        let up = MatRef::row_major(&ud[p * c * k..][..c * k], c, k, false);
+                        gemm(vp, up, mp, 1.0, false)
+                    })?;
+                let yi = &mut y[img * k * oh * ow..][..k * oh * ow];
+                output_transform(mo, grid, k, bias, self.epilogue.as_ref(), yi)?;
+            }
+            Ok(())
+        })();
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        result?;
         Tensor::from_vec(vec![n, k, oh, ow], y)
     }
 }
