@@ -12,6 +12,8 @@ pub mod kernel;
 pub mod minifloat;
 pub mod ops;
 pub mod packed;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod transpose16;
 
 use oxrt_core::{
     DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo, KernelRegistry, Node,
