@@ -714,6 +714,49 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_transforms_match_the_lane_by_lane_ones() {
+        // The lane-by-lane versions serve CPUs without AVX-512, so the
+        // convolution tests above do not reach them on one that has it.
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        // 21 channels (a whole vector and a partial one), a map off the
+        // tile size, padding on every side.
+        let (c, h, w, k) = (21, 9, 11, 16);
+        let g = Grid {
+            c,
+            h,
+            w,
+            oh: h,
+            ow: w,
+            pad_top: 1,
+            pad_left: 1,
+            tiles_w: w.div_ceil(M),
+        };
+        let tiles = g.tiles();
+        let x = values(c * h * w, 4);
+        for t in 0..tiles {
+            let (mut a, mut b) = (vec![0.0f32; P * c], vec![0.0f32; P * c]);
+            input_tile_lanes(&x, g, t, &mut a);
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { avx512::input_tile(&x, g, t, &mut b) };
+            for (i, (u, v)) in a.iter().zip(&b).enumerate() {
+                assert!((u - v).abs() < 1e-5, "input tile {t} at {i}: {u} vs {v}");
+            }
+        }
+        let mo = values(P * tiles * k, 5);
+        let (mut a, mut b) = (vec![0.0f32; k * h * w], vec![0.0f32; k * h * w]);
+        output_block_lanes(&mo, g, k, 0, &mut a);
+        // SAFETY: as above; `b` holds the 16 planes of the block.
+        unsafe { avx512::output_block(&mo, g, k, 0, &mut b) };
+        for (i, (u, v)) in a.iter().zip(&b).enumerate() {
+            assert!((u - v).abs() < 1e-4, "output at {i}: {u} vs {v}");
+        }
+    }
+
     #[test]
     fn rejects_windows_it_cannot_compute() {
         let conv = WinogradConv {
