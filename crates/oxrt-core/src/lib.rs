@@ -31,7 +31,9 @@ pub use device::{DeviceBuffer, DeviceCost, DeviceMemory, DeviceTensor};
 pub use dtype::DataType;
 pub use error::{Error, Result};
 pub use ir::{Dim, Graph, Model, Node, ValueInfo, ValueType};
-pub use provider::{DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo, NodeContext};
+pub use provider::{
+    DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo, NodeContext, WinogradLimits,
+};
 pub use registry::{KernelDef, KernelRegistry};
 pub use session::{ExecutionMode, OptimizationLevel, Session, SessionBuilder, SessionOutputs};
 pub use subgraph::{Subgraph, SubgraphScope};

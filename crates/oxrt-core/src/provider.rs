@@ -151,6 +151,15 @@ pub struct NodeGroup {
     pub nodes: Vec<usize>,
 }
 
+/// Where a provider's `WinogradConv` (domain `oxrt`) beats its direct
+/// convolution: the fewest 4x4 output tiles per image and the fewest input
+/// and output channels a 3x3 convolution needs to be converted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WinogradLimits {
+    pub tiles: usize,
+    pub channels: usize,
+}
+
 /// An execution provider: a device plus the kernels it can run.
 pub trait ExecutionProvider: Send + Sync {
     /// Short unique name, e.g. `cpu`.
@@ -181,6 +190,13 @@ pub trait ExecutionProvider: Send + Sync {
     /// The provider's device memory, when its kernels do not use host memory
     /// (then they run through [`Kernel::compute_on_device`]).
     fn device_memory(&self) -> Option<&dyn DeviceMemory> {
+        None
+    }
+
+    /// Where this provider's `WinogradConv` pays off, for the optimizer's
+    /// Winograd pass (level `all`); `None`, the default, leaves its
+    /// convolutions as they are.
+    fn winograd_limits(&self) -> Option<WinogradLimits> {
         None
     }
 }

@@ -12,12 +12,13 @@ pub mod kernel;
 pub mod minifloat;
 pub mod ops;
 pub mod packed;
+pub(crate) mod scratch;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod transpose16;
 
 use oxrt_core::{
     DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo, KernelRegistry, Node,
-    NodeContext, Result,
+    NodeContext, Result, WinogradLimits,
 };
 
 /// The CPU execution provider.
@@ -77,6 +78,10 @@ impl ExecutionProvider for CpuProvider {
             .lookup(node, &info.node)
             .map_err(oxrt_core::Error::NotSupported)?;
         (def.factory)(node, info)
+    }
+
+    fn winograd_limits(&self) -> Option<WinogradLimits> {
+        Some(ops::winograd::limits())
     }
 }
 

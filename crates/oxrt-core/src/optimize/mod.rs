@@ -423,8 +423,9 @@ pub(crate) mod tests {
     use crate::ir::{Attribute, Graph, Node, ValueInfo, ValueType};
     use crate::provider::{DeviceInfo, DeviceKind, ExecutionProvider, Kernel, KernelInfo};
 
-    /// A provider that takes every node (passes ask before fusing).
-    struct AcceptAll;
+    /// A provider that takes every node (passes ask before fusing), with
+    /// the given Winograd limits.
+    struct AcceptAll(Option<crate::WinogradLimits>);
 
     impl ExecutionProvider for AcceptAll {
         fn name(&self) -> &str {
@@ -443,6 +444,9 @@ pub(crate) mod tests {
         fn create_kernel(&self, _: &Node, _: &KernelInfo<'_>) -> crate::Result<Box<dyn Kernel>> {
             Err(crate::Error::NotSupported("test provider".into()))
         }
+        fn winograd_limits(&self) -> Option<crate::WinogradLimits> {
+            self.0
+        }
     }
 
     /// Runs `pass` with a provider that accepts everything, at ONNX opset
@@ -453,8 +457,19 @@ pub(crate) mod tests {
         fp16: bool,
         pass: impl FnOnce(&mut Graph, &mut OptimizeContext<'_>) -> usize,
     ) -> usize {
+        run_pass_on(g, opset, fp16, None, pass)
+    }
+
+    /// [`run_pass_at`] with a provider whose Winograd limits are `winograd`.
+    pub fn run_pass_on(
+        g: &mut Graph,
+        opset: i64,
+        fp16: bool,
+        winograd: Option<crate::WinogradLimits>,
+        pass: impl FnOnce(&mut Graph, &mut OptimizeContext<'_>) -> usize,
+    ) -> usize {
         let mut opsets = BTreeMap::from([(String::new(), opset)]);
-        let providers: Vec<Arc<dyn ExecutionProvider>> = vec![Arc::new(AcceptAll)];
+        let providers: Vec<Arc<dyn ExecutionProvider>> = vec![Arc::new(AcceptAll(winograd))];
         let mut ctx = OptimizeContext {
             opsets: &mut opsets,
             providers: &providers,

@@ -4,11 +4,15 @@
 //! `C x K` matrix per tile position `p` (36), the layout the CPU kernel
 //! multiplies directly.
 //!
-//! Applied only where it wins ([`limits`], which depend on the CPU): the
-//! input's spatial size must be known and give enough output tiles (on
+//! Applied only where it wins, by the limits of the provider that would
+//! run the convolution ([`ExecutionProvider::winograd_limits`], measured
+//! per provider and CPU; providers without them keep their convolutions):
+//! the input's spatial size must be known and give enough output tiles (on
 //! small maps the 4x larger filters cost more memory traffic than the
 //! saved multiplies), and both channel counts must be large enough (with
 //! few channels the transforms outweigh the saved multiplies).
+//!
+//! [`ExecutionProvider::winograd_limits`]: crate::ExecutionProvider::winograd_limits
 
 use std::sync::Arc;
 
@@ -16,47 +20,10 @@ use super::{constant, fresh_name, is_op, OptimizeContext, OXRT_DOMAIN};
 use crate::ir::{Dim, Graph, Node};
 use crate::shape::WindowAttrs;
 use crate::tensor::Tensor;
-use crate::DataType;
+use crate::{DataType, WinogradLimits};
 
 /// Winograd-domain positions per 6x6 tile.
 pub const POSITIONS: usize = 36;
-/// Where the transform wins: the fewest 4x4 output tiles per image and the
-/// fewest input and output channels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    pub tiles: usize,
-    pub channels: usize,
-}
-
-/// The limits where the CPU provider multiplies with the `gemm` crate and
-/// transforms one value at a time (measured on one thread, `oxrt bench -l
-/// all` vs `-l extended`: 56x56 and 28x28 maps gain 1.5-1.8x, 14x14 with
-/// its 16 tiles loses 1.7x as each GEMM packs the 4x larger filters again
-/// for few rows; 32 -> 128 channels at 27x27 gain 1.3x, 16 -> 64 at 55x55
-/// lose 1.2x as the transforms outweigh the saved multiplies).
-pub const LIMITS: Limits = Limits {
-    tiles: 36,
-    channels: 32,
-};
-
-/// The limits where the CPU has AVX-512: filters packed once at kernel
-/// creation, vectorized transforms (measured on one thread against the
-/// direct kernel, single Conv+Relu layers: 256 channels at 14x14 2.58 ->
-/// 0.97 ms, 512 at 7x7 3.28 -> 2.46, 256 at 5x5 0.41 -> 0.26, 16 -> 64
-/// at 55x55 0.66 -> 0.49; 8 -> 32 at 56x56 lost, 0.18 -> 0.29).
-pub const LIMITS_AVX512: Limits = Limits {
-    tiles: 4,
-    channels: 16,
-};
-
-/// The limits for this CPU.
-pub fn limits() -> Limits {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        return LIMITS_AVX512;
-    }
-    LIMITS
-}
 
 /// The filter transform `G` of F(4x4, 3x3).
 const G: [[f64; 3]; 6] = [
@@ -120,7 +87,7 @@ fn output_tiles(graph: &Graph, node: &Node) -> Option<usize> {
 }
 
 /// The `WinogradConv` for Conv/FusedConv node `node`, and its filters.
-fn convert_node(graph: &Graph, node: &Node) -> Option<(Node, Tensor)> {
+fn convert_node(graph: &Graph, node: &Node, limits: WinogradLimits) -> Option<(Node, Tensor)> {
     let conv = is_op(node, "Conv") || (node.domain == OXRT_DOMAIN && node.op_type == "FusedConv");
     if !conv
         || node.input(3).is_some()
@@ -135,7 +102,6 @@ fn convert_node(graph: &Graph, node: &Node) -> Option<(Node, Tensor)> {
     let [k, c, 3, 3] = w.shape()[..] else {
         return None;
     };
-    let limits = limits();
     if w.dtype() != DataType::F32 || k < limits.channels || c < limits.channels {
         return None;
     }
@@ -160,7 +126,13 @@ fn convert_node(graph: &Graph, node: &Node) -> Option<(Node, Tensor)> {
 pub fn convert(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
     let mut changed = 0;
     for i in 0..graph.nodes.len() {
-        let Some((mut new, u)) = convert_node(graph, &graph.nodes[i]) else {
+        let Some(limits) = ctx
+            .provider_for(graph, &graph.nodes[i])
+            .and_then(|p| ctx.providers[p].winograd_limits())
+        else {
+            continue;
+        };
+        let Some((mut new, u)) = convert_node(graph, &graph.nodes[i], limits) else {
             continue;
         };
         if !ctx.accepts(graph, &graph.nodes[i], &new) {
@@ -178,9 +150,25 @@ pub fn convert(graph: &mut Graph, ctx: &mut OptimizeContext<'_>) -> usize {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::tests::{constant, graph, node, run_pass, with};
+    use super::super::tests::{constant, graph, node, run_pass_on, with};
     use super::*;
     use crate::ir::{Attribute, ValueType};
+
+    /// Limits taking maps from 4 tiles and 16 channels, and from 36 tiles
+    /// and 32 channels.
+    const WIDE: WinogradLimits = WinogradLimits {
+        tiles: 4,
+        channels: 16,
+    };
+    const NARROW: WinogradLimits = WinogradLimits {
+        tiles: 36,
+        channels: 32,
+    };
+
+    /// Runs the pass with a provider of the narrow limits.
+    fn run_pass(g: &mut Graph, pass: fn(&mut Graph, &mut OptimizeContext<'_>) -> usize) -> usize {
+        run_pass_on(g, 17, false, Some(NARROW), pass)
+    }
 
     /// Conv of `c -> k` channels on an `h x w` input with 3x3 weights.
     fn conv_graph(c: usize, k: usize, h: usize, w: usize, attrs: &[(&str, Attribute)]) -> Graph {
@@ -213,17 +201,26 @@ mod tests {
     }
 
     #[test]
-    fn small_maps_and_few_channels_convert_only_where_filters_are_packed() {
-        let avx512 = limits() == LIMITS_AVX512;
+    fn small_maps_and_few_channels_convert_only_within_the_providers_limits() {
         let pads = || ("pads", Attribute::Ints(vec![1; 4]));
-        for (what, mut g) in [
+        for (what, g) in [
             ("7x7 map (4 tiles)", conv_graph(32, 32, 7, 7, &[pads()])),
             ("16 -> 16 channels", conv_graph(16, 16, 24, 24, &[pads()])),
         ] {
-            assert_eq!(run_pass(&mut g, convert), usize::from(avx512), "{what}");
-            let want = if avx512 { "WinogradConv" } else { "Conv" };
-            assert_eq!(g.nodes[0].op_type, want, "{what}");
+            for (limits, want) in [(WIDE, "WinogradConv"), (NARROW, "Conv")] {
+                let mut g = g.clone();
+                let n = run_pass_on(&mut g, 17, false, Some(limits), convert);
+                assert_eq!(n, usize::from(want == "WinogradConv"), "{what}");
+                assert_eq!(g.nodes[0].op_type, want, "{what} {limits:?}");
+            }
         }
+    }
+
+    #[test]
+    fn providers_without_limits_keep_their_convolutions() {
+        let mut g = conv_graph(64, 64, 56, 56, &[("pads", Attribute::Ints(vec![1; 4]))]);
+        assert_eq!(run_pass_on(&mut g, 17, false, None, convert), 0);
+        assert_eq!(g.nodes[0].op_type, "Conv");
     }
 
     #[test]

@@ -261,15 +261,6 @@ pub(crate) fn depthwise_f32(
     let channels = w.len() / k_len.max(1);
     let [oh, ow] = g.output;
     let out_len = (oh * ow).max(1);
-    let by_rows = ow >= ROW_BY_ROW;
-    // Narrow maps run over whole 16-lane vectors: the last one reads up to
-    // 15 values past the phase planes (the buffer's slack) into outputs
-    // that are not copied out.
-    let wide_len = if by_rows {
-        0
-    } else {
-        plane.wide_len().div_ceil(16) * 16
-    };
     #[cfg(target_arch = "x86_64")]
     if ow <= lanes16::MAX_WIDTH
         && k_len <= lanes16::MAX_TAPS
@@ -282,7 +273,7 @@ pub(crate) fn depthwise_f32(
         y.par_chunks_mut(block * per_task)
             .enumerate()
             .try_for_each(|(task, outs)| {
-                lanes16::with_scratch(|scratch| {
+                crate::scratch::with_f32(lanes16::scratch_len(&plane), |scratch| {
                     for (j, out) in outs.chunks_mut(block).enumerate() {
                         let p0 = (task * per_task + j) * lanes16::L;
                         // SAFETY: the CPU has AVX-512F (checked above).
@@ -298,6 +289,15 @@ pub(crate) fn depthwise_f32(
             })?;
         return Ok(true);
     }
+    let by_rows = ow >= ROW_BY_ROW;
+    // Narrow maps run over whole 16-lane vectors: the last one reads up to
+    // 15 values past the phase planes (the buffer's slack) into outputs
+    // that are not copied out.
+    let wide_len = if by_rows {
+        0
+    } else {
+        plane.wide_len().div_ceil(16) * 16
+    };
     // Several planes per task when they are small: a task per plane of a
     // 7x7 map would cost more in scheduling than its few hundred FMAs.
     let per_task = (TASK_OUTPUTS / out_len).max(1);
@@ -393,7 +393,6 @@ fn with_buffers<R>(
 #[cfg(target_arch = "x86_64")]
 mod lanes16 {
     use std::arch::x86_64::*;
-    use std::cell::RefCell;
 
     use super::Plane;
     use crate::ops::window::Window2d;
@@ -411,18 +410,10 @@ mod lanes16 {
     /// Outputs of a row summed at once (independent multiply-add chains).
     const RUN: usize = 4;
 
-    thread_local! {
-        /// Each thread's padded input and output vectors, reused.
-        static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// `f` on this thread's scratch (taken out for the call: a nested
-    /// call on this thread makes its own).
-    pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-        let mut s = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let out = f(&mut s);
-        SCRATCH.with(|c| *c.borrow_mut() = s);
-        out
+    /// Scratch values [`block`] needs for `plane`: its padded input and
+    /// its outputs, 16 lanes each.
+    pub(super) fn scratch_len(plane: &Plane) -> usize {
+        (plane.ph * plane.pw + plane.output[0] * plane.output[1]) * L
     }
 
     /// The output planes `out` (up to 16 of `oh x ow`) of the input planes
@@ -437,7 +428,7 @@ mod lanes16 {
         channels: usize,
         p0: usize,
         out: &mut [f32],
-        scratch: &mut Vec<f32>,
+        scratch: &mut [f32],
     ) {
         let (h, wd, ph, pw) = (plane.h, plane.w, plane.ph, plane.pw);
         let [top, left] = plane.pad;
@@ -449,10 +440,7 @@ mod lanes16 {
         let n = out.len() / out_len.max(1);
         let k_len = kh * kw;
         let (padded, outputs) = (ph * pw * L, out_len * L);
-        if scratch.len() < padded + outputs {
-            scratch.resize(padded + outputs, 0.0);
-        }
-        let (pbuf, obuf) = scratch.split_at_mut(padded);
+        let (pbuf, obuf) = scratch[..padded + outputs].split_at_mut(padded);
         pbuf.fill(0.0);
         // Input rows into the padded buffer, 16 columns at a time.
         let cols = if left < pw { wd.min(pw - left) } else { 0 };

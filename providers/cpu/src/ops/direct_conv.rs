@@ -10,8 +10,6 @@
 //! when the channel's plane is copied out), so this path is for maps whose
 //! rows are wide compared with that waste.
 
-use std::cell::RefCell;
-
 use oxrt_core::Result;
 
 use crate::gemm::SharedDst;
@@ -111,7 +109,7 @@ pub(crate) fn direct_f32(
     (0..wide.div_ceil(CHUNK) * groups)
         .into_par_iter()
         .try_for_each(|t| -> Result<()> {
-            with_scratch(GROUP_BLOCKS * MR * CHUNK, |scratch| {
+            crate::scratch::with_f32(GROUP_BLOCKS * MR * CHUNK, |scratch| {
                 let (ci, gi) = (t / groups, t % groups);
                 let q0 = ci * CHUNK;
                 let len = CHUNK.min(wide - q0);
@@ -179,24 +177,6 @@ pub(crate) fn direct_f32(
     oxrt_core::arena::recycle(offsets);
     oxrt_core::arena::recycle(buf);
     Ok(true)
-}
-
-thread_local! {
-    /// Each thread's tile rows, reused from call to call.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `f` on this thread's scratch of at least `len` values (taken out for
-/// the call, so a nested call on this thread makes its own, then put
-/// back): no allocation once the first run has sized it.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut s = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    if s.len() < len {
-        s.resize(len, 0.0);
-    }
-    let out = f(&mut s[..len]);
-    SCRATCH.with(|c| *c.borrow_mut() = s);
-    out
 }
 
 /// A convolution's weights (`rows` output channels of `depth` products

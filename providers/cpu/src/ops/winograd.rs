@@ -17,11 +17,11 @@
 //! output transform `Y = A^T M A`, then bias and activation in one pass
 //! over each block of planes (output channels in parallel).
 
-use std::cell::RefCell;
-
 use multiversion::multiversion;
 use oxrt_core::shape::WindowAttrs;
-use oxrt_core::{Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor};
+use oxrt_core::{
+    Error, Kernel, KernelDef, KernelInfo, KernelRegistry, Node, Result, Tensor, WinogradLimits,
+};
 use rayon::prelude::*;
 
 use crate::gemm::{gemm, MatRef};
@@ -142,8 +142,9 @@ fn input_tile(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
     input_tile_lanes(x, g, t, vt);
 }
 
-/// [`input_tile`] with each channel's patch gathered value by value.
-#[multiversion(targets("x86_64+avx512f+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+/// [`input_tile`] with each channel's patch gathered value by value (CPUs
+/// without AVX-512, which always take `avx512::input_tile`).
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn input_tile_lanes(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
     let (c, h, w) = (g.c, g.h, g.w);
     let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
@@ -175,13 +176,7 @@ fn input_tile_lanes(x: &[f32], g: Grid, t: usize, vt: &mut [f32]) {
         let tmp = left(&BT, &d);
         let out = right(&tmp, &BT);
         for (p, vals) in out.iter().flatten().enumerate() {
-            let dst = &mut vt[p * c + c0..];
-            if lanes == L {
-                // A whole vector: a fixed-size copy the compiler inlines.
-                dst[..L].copy_from_slice(vals);
-            } else {
-                dst[..lanes].copy_from_slice(&vals[..lanes]);
-            }
+            vt[p * c + c0..][..lanes].copy_from_slice(&vals[..lanes]);
         }
     }
 }
@@ -426,10 +421,36 @@ mod avx512 {
     }
 }
 
-thread_local! {
-    /// Each thread's transformed input `V` and products `Mo`, reused from
-    /// call to call.
-    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+/// Where `WinogradConv` beats the direct kernel when the product goes
+/// through the `gemm` crate and the transforms go value by value (measured
+/// on one thread, `oxrt bench -l all` vs `-l extended`: 56x56 and 28x28
+/// maps gain 1.5-1.8x, 14x14 with its 16 tiles loses 1.7x as each GEMM
+/// packs the 4x larger filters again for few rows; 32 -> 128 channels at
+/// 27x27 gain 1.3x, 16 -> 64 at 55x55 lose 1.2x as the transforms outweigh
+/// the saved multiplies).
+pub const LIMITS: WinogradLimits = WinogradLimits {
+    tiles: 36,
+    channels: 32,
+};
+
+/// Where it wins with AVX-512: filters packed once at kernel creation,
+/// vectorized transforms (measured on one thread against the direct
+/// kernel, single Conv+Relu layers: 256 channels at 14x14 2.58 -> 0.97
+/// ms, 512 at 7x7 3.28 -> 2.46, 256 at 5x5 0.41 -> 0.26, 16 -> 64 at
+/// 55x55 0.66 -> 0.49; 8 -> 32 at 56x56 lost, 0.18 -> 0.29).
+pub const LIMITS_AVX512: WinogradLimits = WinogradLimits {
+    tiles: 4,
+    channels: 16,
+};
+
+/// The limits for this CPU: whether it has the packed product (whose
+/// AVX-512 also runs the vectorized transforms).
+pub fn limits() -> WinogradLimits {
+    if crate::packed::available() {
+        LIMITS_AVX512
+    } else {
+        LIMITS
+    }
 }
 
 struct WinogradConv {
@@ -491,19 +512,10 @@ impl WinogradConv {
         // Every value of the three is written before it is read.
         let mut y = stale(n * k * oh * ow, 0.0f32);
         // The transformed input and the products, in this thread's
-        // scratch (taken out for the call: a nested call on this thread
-        // makes its own), so a warm run allocates nothing for them.
-        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let result = (|| -> Result<()> {
-            let [v, mo] = &mut scratch;
-            let (v_len, mo_len) = (tiles * P * c, P * tiles * k);
-            if v.len() < v_len {
-                v.resize(v_len, 0.0);
-            }
-            if mo.len() < mo_len {
-                mo.resize(mo_len, 0.0);
-            }
-            let (v, mo) = (&mut v[..v_len], &mut mo[..mo_len]);
+        // scratch, so a warm run allocates nothing for them.
+        let (v_len, mo_len) = (tiles * P * c, P * tiles * k);
+        crate::scratch::with_f32(v_len + mo_len, |scratch| {
+            let (v, mo) = scratch.split_at_mut(v_len);
             for img in 0..n {
                 input_transform(&xd[img * c * h * w..][..c * h * w], grid, v);
                 let v = &*v;
@@ -535,10 +547,8 @@ impl WinogradConv {
                 let yi = &mut y[img * k * oh * ow..][..k * oh * ow];
                 output_transform(mo, grid, k, bias, self.epilogue.as_ref(), yi)?;
             }
-            Ok(())
-        })();
-        SCRATCH.with(|s| *s.borrow_mut() = scratch);
-        result?;
+            Ok::<(), Error>(())
+        })?;
         Tensor::from_vec(vec![n, k, oh, ow], y)
     }
 }
