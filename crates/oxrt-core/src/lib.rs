@@ -21,6 +21,7 @@ pub mod provider;
 pub mod registry;
 pub mod session;
 pub mod shape;
+mod spin;
 pub mod subgraph;
 pub mod tensor;
 pub mod tensor_proto;

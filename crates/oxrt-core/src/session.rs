@@ -94,6 +94,7 @@ pub struct SessionBuilder {
     profiling: Option<PathBuf>,
     fp16: bool,
     memory_limit: u64,
+    spinning: bool,
 }
 
 impl Default for SessionBuilder {
@@ -118,6 +119,7 @@ impl SessionBuilder {
             profiling: None,
             fp16: false,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            spinning: true,
         }
     }
 
@@ -199,6 +201,16 @@ impl SessionBuilder {
     /// Largest tensor, in bytes, accepted as an initializer, constant or input.
     pub fn with_memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
+        self
+    }
+
+    /// Whether the intra-op workers poll for work while runs are in
+    /// progress and for 2 ms after the last (default: yes, as onnxruntime's
+    /// spinning threads). Polling spares each parallel operator the wake-up
+    /// of sleeping workers, at the cost of busy cores around runs; turn it
+    /// off where other work needs those cores more than runs need latency.
+    pub fn with_spinning(mut self, spinning: bool) -> Self {
+        self.spinning = spinning;
         self
     }
 
@@ -289,6 +301,7 @@ impl SessionBuilder {
             memory_reuse: self.memory_reuse,
             arena: (self.memory_reuse && self.arena_limit > 0)
                 .then(|| Arc::new(Arena::new(self.arena_limit))),
+            awake: crate::spin::Awake::new(threads, self.spinning),
             profiling: self.profiling.map(|path| {
                 Mutex::new(Profiling {
                     path,
@@ -319,6 +332,9 @@ pub struct Session {
     /// Released buffers, shared by every run (`None` without memory reuse).
     arena: Option<Arc<Arena>>,
     profiling: Option<Mutex<Profiling>>,
+    /// Keeps the intra-op workers polling while runs are in progress
+    /// (`None` with one thread or spinning off).
+    awake: Option<Arc<crate::spin::Awake>>,
 }
 
 /// Runs recorded by [`SessionBuilder::with_profiling`].
@@ -493,7 +509,7 @@ impl Session {
     ) -> Result<SessionOutputs> {
         let Some(profiling) = &self.profiling else {
             let fed = self.bind_inputs(inputs)?;
-            return self.pool.install(|| self.execute(fed, None));
+            return self.pool.install(|| self.awake(|| self.execute(fed, None)));
         };
         let begun = Instant::now();
         let (outputs, profile) = self.run_with_profile(inputs)?;
@@ -555,8 +571,16 @@ impl Session {
         let mut profile = RunProfile::default();
         let outputs = self
             .pool
-            .install(|| self.execute(fed, Some(&mut profile)))?;
+            .install(|| self.awake(|| self.execute(fed, Some(&mut profile))))?;
         Ok((outputs, profile))
+    }
+
+    /// `f` (a run, inside the pool) with the other workers kept awake.
+    fn awake<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.awake {
+            Some(a) => a.during(f),
+            None => f(),
+        }
     }
 
     fn expected_inputs(&self) -> String {

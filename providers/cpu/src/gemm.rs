@@ -10,7 +10,7 @@ use crate::kernel::Arith;
 
 /// Products smaller than this many multiply-adds run on one thread: below
 /// it, splitting costs more than it saves.
-const PARALLEL_MIN_MACS: usize = 1 << 22;
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// A strided read-only matrix view.
 #[derive(Clone, Copy)]
