@@ -239,6 +239,18 @@ fn piecewise(x: &mut [f32], bias: Option<f32>, p: Piecewise) {
     }
 }
 
+/// The fused activation as a clamp the direct kernel applies in
+/// registers (none, Relu, or Clip with min <= max), if it is one.
+pub(crate) fn clamp_of(act: Option<&Epilogue>) -> Option<crate::ops::direct_conv::Clamp> {
+    use crate::ops::direct_conv::Clamp;
+    match act.map(|e| e.0) {
+        None => Some(Clamp::Identity),
+        Some(Act::Relu) => Some(Clamp::Relu),
+        Some(Act::Clip { min, max }) if min <= max => Some(Clamp::Clip { lo: min, hi: max }),
+        Some(_) => None,
+    }
+}
+
 /// `x[i] = act(x[i] + bias)` (or `act(x[i])`) in one pass over f32 values
 /// when `act` is none or piecewise linear; `false` (nothing done) otherwise.
 pub(crate) fn bias_then_f32(act: Option<&Epilogue>, bias: Option<f32>, x: &mut [f32]) -> bool {

@@ -14,10 +14,10 @@ use crate::gemm::{gemm_column_bands, gemm_then, MatRef, RowPost};
 use crate::kernel::{
     as_f32_mut, as_type, as_type_mut, optional, required, unsupported_type, with_float_type, Arith,
 };
-use crate::ops::activation::{bias_then_f32, Epilogue, FLOATS};
+use crate::ops::activation::{bias_then_f32, clamp_of, Epilogue, FLOATS};
 use crate::ops::cast::cast;
 use crate::ops::depthwise::{deinterleave, depthwise_f32, PlaneFinish};
-use crate::ops::direct_conv::{self, direct_f32, pointwise_f32, DirectWeights};
+use crate::ops::direct_conv::{self, direct_f32, pointwise_f32, DirectWeights, TileEpilogue};
 use crate::ops::unary::round_half_even;
 use crate::ops::window::{taps, valid_outputs, Window2d};
 use crate::packed::{gemm_packed, PackedA};
@@ -219,6 +219,19 @@ impl Conv {
                         None => Ok(()),
                     };
                     let post = finishing.then_some(&post as &PlaneFinish<'_>);
+                    // Bias and a clamp-like activation applied to the
+                    // direct kernel's tiles as it stores them.
+                    let tile_epi = |grp: usize| {
+                        let clamp = (act.is_some() == fused.is_some())
+                            .then(|| clamp_of(fused))
+                            .flatten()?;
+                        let bias = match (bias, bias32) {
+                            (None, _) => None,
+                            (Some(_), Some(b)) => Some(&b[grp * mg..][..mg]),
+                            (Some(_), None) => return None,
+                        };
+                        Some(TileEpilogue { bias, clamp })
+                    };
                     let fresh;
                     let packed = match self.direct.as_ref().and_then(|d| d.get(grp)) {
                         Some(d) if d.shape() == [mg, rows] => Some(d),
@@ -232,7 +245,7 @@ impl Conv {
                         (Some(xg), Some(wp), Some(yg)) => match &kind {
                             Direct::Window(g2) => {
                                 let plane = [spatial[0], spatial[1]];
-                                direct_f32(xg, wp, yg, g2, plane, cg, summed, post)?
+                                direct_f32(xg, wp, yg, g2, plane, cg, summed, post, tile_epi(grp))?
                             }
                             Direct::Pointwise => pointwise_f32(xg, wp, yg, out_len, summed, post)?,
                         },

@@ -59,6 +59,11 @@ pub(crate) fn available() -> bool {
 /// part of a plane at a time (each output once; without `accumulate`,
 /// also on values of the dropped columns); `Ok(false)` (nothing done)
 /// where the kernel does not cover the window or the CPU.
+///
+/// With an `epilogue` and without `accumulate`, `finish` is not called:
+/// the epilogue's bias and activation are applied to each tile in
+/// registers and the tile is stored straight into the output planes
+/// (no pass through a scratch row and no second pass over the output).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn direct_f32(
     x: &[f32],
@@ -69,6 +74,7 @@ pub(crate) fn direct_f32(
     c: usize,
     accumulate: bool,
     finish: Option<&PlaneFinish<'_>>,
+    epilogue: Option<TileEpilogue<'_>>,
 ) -> Result<bool> {
     use rayon::prelude::*;
     let Some(plane) = Plane::new(g, [h, wd]) else {
@@ -85,21 +91,22 @@ pub(crate) fn direct_f32(
     if y.len() < m * out_len {
         return Ok(false);
     }
-    // Where row (channel, tap) of the implicit im2col matrix starts.
-    let per_plane = plane.buffer_len();
-    let mut offsets = oxrt_core::arena::buffer::<u64>(k);
-    offsets
-        .extend((0..c).flat_map(|ic| plane.taps.iter().map(move |&t| (ic * per_plane + t) as u64)));
-    let wide = plane.wide_len();
-    let wide_pad = wide.div_ceil(NR) * NR;
-    // Every load of a tile stays inside the buffer.
-    let furthest = offsets.iter().max().map_or(0, |&o| o as usize) + wide_pad;
-    let mut buf = oxrt_core::arena::zeroed::<f32>(furthest.max(c * per_plane));
-    buf[..c * per_plane]
-        .par_chunks_mut(per_plane.max(1))
-        .enumerate()
-        .for_each(|(ic, b)| plane.split_into(&x[ic * h * wd..][..h * wd], b));
+    let Phases { buf, offsets } = Phases::new(x, &plane, c, [h, wd]);
     let (phases, offs, cols2) = (&buf[..], &offsets[..], plane.cols2);
+    let wide = plane.wide_len();
+    if let (Some(epi), false, true) = (epilogue, accumulate, TilePlanes::fits(cols2)) {
+        let at = TilePlanes {
+            y: SharedDst::new(&mut y[..m * out_len]),
+            out_len,
+            cols2,
+            ow,
+            oh,
+        };
+        fused_tiles(w, phases, offs, wide, &at, epi);
+        oxrt_core::arena::recycle(offsets);
+        oxrt_core::arena::recycle(buf);
+        return Ok(true);
+    }
     let blocks = m.div_ceil(MR);
     let dst = SharedDst::new(&mut y[..m * out_len]);
     // Tasks on the threads: a chunk of positions (on the phase width) by a
@@ -177,6 +184,124 @@ pub(crate) fn direct_f32(
     oxrt_core::arena::recycle(offsets);
     oxrt_core::arena::recycle(buf);
     Ok(true)
+}
+
+/// The input's phase planes (see [`Plane`]) with room for every load of a
+/// tile, and where row (channel, tap) of the implicit im2col matrix starts
+/// in them.
+struct Phases {
+    buf: Vec<f32>,
+    offsets: Vec<u64>,
+}
+
+impl Phases {
+    fn new(x: &[f32], plane: &Plane, c: usize, [h, wd]: [usize; 2]) -> Self {
+        use rayon::prelude::*;
+        let per_plane = plane.buffer_len();
+        let mut offsets = oxrt_core::arena::buffer::<u64>(c * plane.taps.len());
+        offsets.extend(
+            (0..c).flat_map(|ic| plane.taps.iter().map(move |&t| (ic * per_plane + t) as u64)),
+        );
+        let wide_pad = plane.wide_len().div_ceil(NR) * NR;
+        // Every load of a tile stays inside the buffer.
+        let furthest = offsets.iter().max().map_or(0, |&o| o as usize) + wide_pad;
+        let mut buf = oxrt_core::arena::zeroed::<f32>(furthest.max(c * per_plane));
+        buf[..c * per_plane]
+            .par_chunks_mut(per_plane.max(1))
+            .enumerate()
+            .for_each(|(ic, b)| plane.split_into(&x[ic * h * wd..][..h * wd], b));
+        Self { buf, offsets }
+    }
+}
+
+/// The activation a tile epilogue applies: piecewise-linear ones that are
+/// a clamp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Clamp {
+    Identity,
+    /// `max(v, 0)` (NaN gives 0, as the generic Relu).
+    Relu,
+    /// `min(max(v, lo), hi)` (NaN stays NaN, as the generic Clip).
+    Clip {
+        lo: f32,
+        hi: f32,
+    },
+}
+
+/// A bias per output channel and an activation, applied by the direct
+/// kernel to its tiles before they are stored.
+#[derive(Clone, Copy)]
+pub(crate) struct TileEpilogue<'a> {
+    pub(crate) bias: Option<&'a [f32]>,
+    pub(crate) clamp: Clamp,
+}
+
+/// The output planes tiles on the phase width are stored into: `m` planes
+/// of `oh x ow`, `out_len` apart; position `q` of the phase width is
+/// column `q % cols2` of row `q / cols2` (columns from `ow` dropped).
+struct TilePlanes {
+    y: SharedDst<f32>,
+    out_len: usize,
+    cols2: usize,
+    ow: usize,
+    oh: usize,
+}
+
+impl TilePlanes {
+    /// Whether a vector of positions spans at most two rows of the phase
+    /// width (as the stores assume).
+    fn fits(cols2: usize) -> bool {
+        cols2 >= 16
+    }
+}
+
+/// Every tile of the convolution stored straight into the output planes
+/// with `epi` applied (see [`direct_f32`]).
+fn fused_tiles(
+    w: &DirectWeights,
+    phases: &[f32],
+    offs: &[u64],
+    wide: usize,
+    at: &TilePlanes,
+    epi: TileEpilogue<'_>,
+) {
+    use rayon::prelude::*;
+    let m = w.rows;
+    let blocks = m.div_ceil(MR);
+    let groups = blocks.div_ceil(GROUP_BLOCKS);
+    (0..wide.div_ceil(CHUNK) * groups)
+        .into_par_iter()
+        .for_each(|t| {
+            let (ci, gi) = (t / groups, t % groups);
+            let q0 = ci * CHUNK;
+            let len = CHUNK.min(wide - q0);
+            for blk in gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks) {
+                let height = MR.min(m - blk * MR);
+                let bias = epi.bias.map(|b| &b[blk * MR..][..height]);
+                for p in (0..len).step_by(NR) {
+                    // SAFETY: as in `direct_f32` for the loads; the stores
+                    // write only outputs (row < oh, column < ow) of
+                    // channels blk * MR.. + height at positions q0 + p..
+                    // + width, this task's alone (tasks split positions
+                    // and channels), in the m * out_len buffer of `at.y`.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        avx512::tile_planes(
+                            height,
+                            w.block(blk),
+                            phases.as_ptr().add(q0 + p),
+                            offs,
+                            at,
+                            blk * MR,
+                            q0 + p,
+                            NR.min(len - p),
+                            bias,
+                            epi.clamp,
+                        );
+                    }
+                }
+            }
+        });
 }
 
 /// A convolution's weights (`rows` output channels of `depth` products
@@ -310,7 +435,7 @@ pub(crate) fn pointwise_f32(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::MR;
+    use super::{Clamp, TilePlanes, MR};
 
     /// The first `height` (1..=MR) rows of one tile (see [`tile`]), its
     /// first `width` (1..=64) positions, added to `dst` when `accumulate`.
@@ -361,35 +486,35 @@ mod avx512 {
         }
     }
 
-    /// `dst[r * stride + j] (+)= sum over i of w[i * MR + r] * src[offsets[i] + j]`
-    /// for rows `r < R` and positions `j < width` (at most `16 * V`: `V`
-    /// vectors; `MASKED` when fewer or accumulating, so that only those
-    /// are read and written).
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F; `w` must hold `offsets.len()` groups of
-    /// `MR` values; `src + offsets[i] .. + width` must be readable for every
-    /// `i`, and `dst + r * stride .. + width` writable for every `r < R`
-    /// (without `MASKED`, `width` is 64).
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
-        w: &[f32],
-        src: *const f32,
-        offsets: &[u64],
-        dst: *mut f32,
-        stride: usize,
-        width: usize,
-        accumulate: bool,
-    ) {
-        let lanes = |q: usize| -> __mmask16 {
+    /// Lane masks of the `V` vectors of a tile `width` positions wide.
+    #[inline(always)]
+    fn masks<const V: usize>(width: usize) -> [__mmask16; V] {
+        std::array::from_fn(|q| {
             let n = width.saturating_sub(q * 16);
             if n >= 16 {
                 0xffff
             } else {
                 (1u16 << n) - 1
             }
-        };
-        let masks: [__mmask16; V] = std::array::from_fn(lanes);
+        })
+    }
+
+    /// `sum over i of w[i * MR + r] * src[offsets[i] + j]` for rows `r < R`
+    /// and the positions `j` of `V` vectors (masked lanes read nothing
+    /// when `MASKED`).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `w` must hold `offsets.len()` groups of
+    /// `MR` values; `src + offsets[i]` must be readable for the lanes of
+    /// `masks` (all `16 * V` without `MASKED`) for every `i`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sums<const R: usize, const V: usize, const MASKED: bool>(
+        w: &[f32],
+        src: *const f32,
+        offsets: &[u64],
+        masks: &[__mmask16; V],
+    ) -> [[__m512; V]; R] {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         for (i, &off) in offsets.iter().enumerate() {
             let at = src.wrapping_add(off as usize);
@@ -411,6 +536,32 @@ mod avx512 {
                 }
             }
         }
+        acc
+    }
+
+    /// `dst[r * stride + j] (+)= sum over i of w[i * MR + r] * src[offsets[i] + j]`
+    /// for rows `r < R` and positions `j < width` (at most `16 * V`: `V`
+    /// vectors; `MASKED` when fewer or accumulating, so that only those
+    /// are read and written).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `w` must hold `offsets.len()` groups of
+    /// `MR` values; `src + offsets[i] .. + width` must be readable for every
+    /// `i`, and `dst + r * stride .. + width` writable for every `r < R`
+    /// (without `MASKED`, `width` is 64).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
+        w: &[f32],
+        src: *const f32,
+        offsets: &[u64],
+        dst: *mut f32,
+        stride: usize,
+        width: usize,
+        accumulate: bool,
+    ) {
+        let masks = masks::<V>(width);
+        // SAFETY: the caller's guarantee, passed on.
+        let acc = unsafe { sums::<R, V, MASKED>(w, src, offsets, &masks) };
         for (r, acc) in acc.iter().enumerate() {
             for (q, &v) in acc.iter().enumerate() {
                 // SAFETY: row r's `width` values at `dst` are writable
@@ -427,6 +578,139 @@ mod avx512 {
                     } else {
                         _mm512_storeu_ps(at, v);
                     }
+                }
+            }
+        }
+    }
+
+    /// The pieces of the vector of positions `start..start + n` (n <= 16)
+    /// that are outputs, at most two as rows of the phase width are at
+    /// least 16 long ([`TilePlanes::fits`]): per piece, the lanes (a mask)
+    /// and the offset in the output plane that lane 0 would have, so that
+    /// one masked store at `plane + offset` writes the piece.
+    #[inline(always)]
+    fn pieces(at: &TilePlanes, start: usize, n: usize) -> [(__mmask16, isize); 2] {
+        let mut out = [(0, 0isize); 2];
+        let mut lane = 0;
+        for piece in &mut out {
+            if lane >= n {
+                break;
+            }
+            let pos = start + lane;
+            let (oy, ox) = (pos / at.cols2, pos % at.cols2);
+            if oy >= at.oh {
+                break;
+            }
+            let run = (at.cols2 - ox).min(n - lane);
+            let valid = at.ow.saturating_sub(ox).min(run);
+            if valid > 0 {
+                let mask = (((1u32 << valid) - 1) << lane) as __mmask16;
+                *piece = (mask, (oy * at.ow + ox) as isize - lane as isize);
+            }
+            lane += run;
+        }
+        out
+    }
+
+    /// The first `height` (1..=MR) rows of one tile of `width` (1..=64)
+    /// positions from `start` on the phase width, output channels `ch0..`,
+    /// plus `bias` and through `clamp`, stored into their output planes.
+    ///
+    /// # Safety
+    /// As for [`tile_rows`] for the loads; the outputs of channels
+    /// `ch0..ch0 + height` at those positions must lie in `at.y`'s buffer
+    /// and be this thread's alone.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_planes(
+        height: usize,
+        w: &[f32],
+        src: *const f32,
+        offsets: &[u64],
+        at: &TilePlanes,
+        ch0: usize,
+        start: usize,
+        width: usize,
+        bias: Option<&[f32]>,
+        clamp: Clamp,
+    ) {
+        macro_rules! go {
+            ($r:literal) => {
+                match width {
+                    64.. => {
+                        planes::<$r, 4, false>(w, src, offsets, at, ch0, start, 64, bias, clamp)
+                    }
+                    49.. => {
+                        planes::<$r, 4, true>(w, src, offsets, at, ch0, start, width, bias, clamp)
+                    }
+                    33.. => {
+                        planes::<$r, 3, true>(w, src, offsets, at, ch0, start, width, bias, clamp)
+                    }
+                    17.. => {
+                        planes::<$r, 2, true>(w, src, offsets, at, ch0, start, width, bias, clamp)
+                    }
+                    _ => planes::<$r, 1, true>(w, src, offsets, at, ch0, start, width, bias, clamp),
+                }
+            };
+        }
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe {
+            match height {
+                6.. => go!(6),
+                5 => go!(5),
+                4 => go!(4),
+                3 => go!(3),
+                2 => go!(2),
+                _ => go!(1),
+            }
+        }
+    }
+
+    /// [`tile_planes`] for `R` rows and `V` vectors.
+    ///
+    /// # Safety
+    /// As for [`tile_planes`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn planes<const R: usize, const V: usize, const MASKED: bool>(
+        w: &[f32],
+        src: *const f32,
+        offsets: &[u64],
+        at: &TilePlanes,
+        ch0: usize,
+        start: usize,
+        width: usize,
+        bias: Option<&[f32]>,
+        clamp: Clamp,
+    ) {
+        let masks = masks::<V>(width);
+        let pieces: [_; V] = std::array::from_fn(|q| {
+            pieces(at, start + 16 * q, width.saturating_sub(16 * q).min(16))
+        });
+        // SAFETY: the caller's guarantee, passed on.
+        let acc = unsafe { sums::<R, V, MASKED>(w, src, offsets, &masks) };
+        let zero = _mm512_setzero_ps();
+        let (lo, hi) = match clamp {
+            Clamp::Clip { lo, hi } => (_mm512_set1_ps(lo), _mm512_set1_ps(hi)),
+            _ => (zero, zero),
+        };
+        for (r, acc) in acc.iter().enumerate() {
+            let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[r]));
+            let plane = at.y.at((ch0 + r) * at.out_len);
+            for (&v, pieces) in acc.iter().zip(&pieces) {
+                let v = _mm512_add_ps(v, b);
+                // The bound first: NaN gives 0 through Relu and stays NaN
+                // through Clip, as in the generic loops.
+                let v = match clamp {
+                    Clamp::Identity => v,
+                    Clamp::Relu => _mm512_max_ps(v, zero),
+                    Clamp::Clip { .. } => _mm512_min_ps(hi, _mm512_max_ps(lo, v)),
+                };
+                for &(mask, offset) in pieces.iter().filter(|p| p.0 != 0) {
+                    // SAFETY: the masked lanes address outputs (row < oh,
+                    // column < ow) of this channel's plane, this thread's
+                    // (the caller's guarantee); the others are not touched.
+                    unsafe { _mm512_mask_storeu_ps(plane.wrapping_offset(offset), mask, v) };
                 }
             }
         }
@@ -542,7 +826,7 @@ mod tests {
                 // with a finish that sees each plane once with its channel.
                 let mut y = vec![f32::NAN; m * out_len];
                 assert!(pool
-                    .install(|| direct_f32(&x, &w, &mut y, &g, [h, wd], c, false, None))
+                    .install(|| direct_f32(&x, &w, &mut y, &g, [h, wd], c, false, None, None))
                     .unwrap());
                 let mut y1 = vec![1.0f32; m * out_len];
                 let seen = std::sync::Mutex::new(Vec::new());
@@ -552,7 +836,17 @@ mod tests {
                     Ok(())
                 };
                 assert!(pool
-                    .install(|| direct_f32(&x, &w, &mut y1, &g, [h, wd], c, true, Some(&finish)))
+                    .install(|| direct_f32(
+                        &x,
+                        &w,
+                        &mut y1,
+                        &g,
+                        [h, wd],
+                        c,
+                        true,
+                        Some(&finish),
+                        None
+                    ))
                     .unwrap());
                 // Every channel's outputs, each once, in parts.
                 let mut counts = vec![0; m];
@@ -567,7 +861,17 @@ mod tests {
                 };
                 let mut y2 = vec![f32::NAN; m * out_len];
                 assert!(pool
-                    .install(|| direct_f32(&x, &w, &mut y2, &g, [h, wd], c, false, Some(&plus)))
+                    .install(|| direct_f32(
+                        &x,
+                        &w,
+                        &mut y2,
+                        &g,
+                        [h, wd],
+                        c,
+                        false,
+                        Some(&plus),
+                        None
+                    ))
                     .unwrap());
                 for (i, (a, want)) in y2.iter().zip(&want).enumerate() {
                     let want = want + 100.0 * (i / out_len) as f64;
@@ -575,6 +879,63 @@ mod tests {
                         (f64::from(*a) - want).abs() < 1e-3,
                         "finished at {i}: {a} vs {want}"
                     );
+                }
+                // Stored by the tiles with a bias and an activation (no
+                // finish call where rows are 16 wide or more; narrower,
+                // the finish applies them), from NaN: each output once.
+                let bias: Vec<f32> = (0..m).map(|i| 0.25 - 0.1 * i as f32).collect();
+                let fused = TilePlanes::fits(Plane::new(&g, [h, wd]).unwrap().cols2);
+                for (b, clamp) in [
+                    (Some(&bias[..]), Clamp::Relu),
+                    (None, Clamp::Clip { lo: -0.1, hi: 0.2 }),
+                    (Some(&bias[..]), Clamp::Identity),
+                ] {
+                    let act = |v: f32| match clamp {
+                        Clamp::Identity => v,
+                        Clamp::Relu => v.max(0.0),
+                        Clamp::Clip { lo, hi } => v.clamp(lo, hi),
+                    };
+                    let calls = std::sync::atomic::AtomicUsize::new(0);
+                    let finish = |ch: usize, v: &mut [f32]| -> Result<()> {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let bc = b.map_or(0.0, |b| b[ch]);
+                        v.iter_mut().for_each(|e| *e = act(*e + bc));
+                        Ok(())
+                    };
+                    let mut y3 = vec![f32::NAN; m * out_len];
+                    let epi = TileEpilogue { bias: b, clamp };
+                    assert!(pool
+                        .install(|| direct_f32(
+                            &x,
+                            &w,
+                            &mut y3,
+                            &g,
+                            [h, wd],
+                            c,
+                            false,
+                            Some(&finish),
+                            Some(epi)
+                        ))
+                        .unwrap());
+                    let calls = calls.into_inner();
+                    assert_eq!(
+                        calls == 0,
+                        fused,
+                        "{kernel:?} {:?}: {calls} finish calls",
+                        [h, wd]
+                    );
+                    for (i, (a, want)) in y3.iter().zip(&want).enumerate() {
+                        let v = want + b.map_or(0.0, |b| f64::from(b[i / out_len]));
+                        let want = match clamp {
+                            Clamp::Identity => v,
+                            Clamp::Relu => v.max(0.0),
+                            Clamp::Clip { lo, hi } => v.clamp(f64::from(lo), f64::from(hi)),
+                        };
+                        assert!(
+                            (f64::from(*a) - want).abs() < 1e-4,
+                            "{kernel:?} {strides:?} {clamp:?} at {i}: {a} vs {want}"
+                        );
+                    }
                 }
                 for (i, ((a, b), want)) in y.iter().zip(&y1).zip(&want).enumerate() {
                     let ch = (i / out_len) as f64;
