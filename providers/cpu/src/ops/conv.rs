@@ -247,7 +247,9 @@ impl Conv {
                                 let plane = [spatial[0], spatial[1]];
                                 direct_f32(xg, wp, yg, g2, plane, cg, summed, post, tile_epi(grp))?
                             }
-                            Direct::Pointwise => pointwise_f32(xg, wp, yg, out_len, summed, post)?,
+                            Direct::Pointwise => {
+                                pointwise_f32(xg, wp, yg, out_len, summed, post, tile_epi(grp))?
+                            }
                         },
                         _ => false,
                     };

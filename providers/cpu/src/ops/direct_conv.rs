@@ -138,7 +138,7 @@ pub(crate) fn direct_f32(
                             let at = scratch.as_mut_ptr().add(local + p);
                             let src = phases.as_ptr().add(q0 + p);
                             let width = NR.min(len - p);
-                            avx512::tile_rows(height, wp, src, offs, at, CHUNK, width, false);
+                            avx512::tile_rows(height, wp, src, offs, at, CHUNK, width, false, None);
                         }
                     }
                 }
@@ -366,6 +366,8 @@ pub(crate) const POINTWISE_MIN: usize = 128;
 /// planes of `n` positions, read in place; `y`: `m` planes, overwritten or
 /// added to when `accumulate`), then `finish(channel, values)` on each
 /// plane's parts; `Ok(false)` (nothing done) where the CPU has no kernel.
+/// With an `epilogue` and without `accumulate`, its bias and activation
+/// are applied to the tiles in registers instead of `finish`.
 pub(crate) fn pointwise_f32(
     x: &[f32],
     w: &DirectWeights,
@@ -373,9 +375,12 @@ pub(crate) fn pointwise_f32(
     n: usize,
     accumulate: bool,
     finish: Option<&PlaneFinish<'_>>,
+    epilogue: Option<TileEpilogue<'_>>,
 ) -> Result<bool> {
     use rayon::prelude::*;
     let [m, c] = w.shape();
+    // Without a sum to add to, the epilogue replaces `finish`.
+    let epi = epilogue.filter(|_| !accumulate);
     if !available() || n == 0 || x.len() < c * n || y.len() < m * n {
         return Ok(false);
     }
@@ -413,11 +418,12 @@ pub(crate) fn pointwise_f32(
                             n,
                             NR.min(len - p),
                             accumulate,
+                            epi.map(|e| (e.bias.map(|b| &b[blk * MR..][..height]), e.clamp)),
                         );
                     }
                 }
             }
-            if let Some(f) = finish {
+            if let (Some(f), None) = (finish, epi) {
                 for oc in blks.start * MR..(blks.end * MR).min(m) {
                     // SAFETY: this task's positions of plane oc (see above),
                     // inside `y`; no other reference to them lives meanwhile.
@@ -438,7 +444,9 @@ mod avx512 {
     use super::{Clamp, TilePlanes, MR};
 
     /// The first `height` (1..=MR) rows of one tile (see [`tile`]), its
-    /// first `width` (1..=64) positions, added to `dst` when `accumulate`.
+    /// first `width` (1..=64) positions, added to `dst` when `accumulate`,
+    /// or with `epi` (a bias per row from the first, and an activation)
+    /// applied before they are stored.
     ///
     /// # Safety
     /// As for [`tile`].
@@ -453,23 +461,26 @@ mod avx512 {
         stride: usize,
         width: usize,
         accumulate: bool,
+        epi: Option<(Option<&[f32]>, Clamp)>,
     ) {
         // A narrow tile (the last of a plane) takes only the vectors it
         // needs.
         macro_rules! go {
             ($r:literal) => {
                 match (width, accumulate) {
-                    (64.., false) => tile::<$r, 4, false>(w, src, offsets, dst, stride, 64, false),
+                    (64.., false) => {
+                        tile::<$r, 4, false>(w, src, offsets, dst, stride, 64, false, epi)
+                    }
                     (49.., _) => {
-                        tile::<$r, 4, true>(w, src, offsets, dst, stride, width, accumulate)
+                        tile::<$r, 4, true>(w, src, offsets, dst, stride, width, accumulate, epi)
                     }
                     (33.., _) => {
-                        tile::<$r, 3, true>(w, src, offsets, dst, stride, width, accumulate)
+                        tile::<$r, 3, true>(w, src, offsets, dst, stride, width, accumulate, epi)
                     }
                     (17.., _) => {
-                        tile::<$r, 2, true>(w, src, offsets, dst, stride, width, accumulate)
+                        tile::<$r, 2, true>(w, src, offsets, dst, stride, width, accumulate, epi)
                     }
-                    _ => tile::<$r, 1, true>(w, src, offsets, dst, stride, width, accumulate),
+                    _ => tile::<$r, 1, true>(w, src, offsets, dst, stride, width, accumulate, epi),
                 }
             };
         }
@@ -482,6 +493,22 @@ mod avx512 {
                 3 => go!(3),
                 2 => go!(2),
                 _ => go!(1),
+            }
+        }
+    }
+
+    /// `act(v + bias)` for the clamp-like activations, the bound first so
+    /// that NaN gives 0 through Relu and stays NaN through Clip, as in the
+    /// generic loops.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn finish(v: __m512, bias: f32, clamp: Clamp) -> __m512 {
+        let v = _mm512_add_ps(v, _mm512_set1_ps(bias));
+        match clamp {
+            Clamp::Identity => v,
+            Clamp::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+            Clamp::Clip { lo, hi } => {
+                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v))
             }
         }
     }
@@ -550,6 +577,7 @@ mod avx512 {
     /// `i`, and `dst + r * stride .. + width` writable for every `r < R`
     /// (without `MASKED`, `width` is 64).
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
         w: &[f32],
         src: *const f32,
@@ -558,12 +586,17 @@ mod avx512 {
         stride: usize,
         width: usize,
         accumulate: bool,
+        epi: Option<(Option<&[f32]>, Clamp)>,
     ) {
         let masks = masks::<V>(width);
         // SAFETY: the caller's guarantee, passed on.
         let acc = unsafe { sums::<R, V, MASKED>(w, src, offsets, &masks) };
         for (r, acc) in acc.iter().enumerate() {
             for (q, &v) in acc.iter().enumerate() {
+                let v = match epi {
+                    Some((bias, clamp)) => finish(v, bias.map_or(0.0, |b| b[r]), clamp),
+                    None => v,
+                };
                 // SAFETY: row r's `width` values at `dst` are writable
                 // (and readable); masked lanes are not touched.
                 unsafe {
@@ -689,23 +722,11 @@ mod avx512 {
         });
         // SAFETY: the caller's guarantee, passed on.
         let acc = unsafe { sums::<R, V, MASKED>(w, src, offsets, &masks) };
-        let zero = _mm512_setzero_ps();
-        let (lo, hi) = match clamp {
-            Clamp::Clip { lo, hi } => (_mm512_set1_ps(lo), _mm512_set1_ps(hi)),
-            _ => (zero, zero),
-        };
         for (r, acc) in acc.iter().enumerate() {
-            let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[r]));
+            let b = bias.map_or(0.0, |b| b[r]);
             let plane = at.y.at((ch0 + r) * at.out_len);
             for (&v, pieces) in acc.iter().zip(&pieces) {
-                let v = _mm512_add_ps(v, b);
-                // The bound first: NaN gives 0 through Relu and stays NaN
-                // through Clip, as in the generic loops.
-                let v = match clamp {
-                    Clamp::Identity => v,
-                    Clamp::Relu => _mm512_max_ps(v, zero),
-                    Clamp::Clip { .. } => _mm512_min_ps(hi, _mm512_max_ps(lo, v)),
-                };
+                let v = finish(v, b, clamp);
                 for &(mask, offset) in pieces.iter().filter(|p| p.0 != 0) {
                     // SAFETY: the masked lanes address outputs (row < oh,
                     // column < ow) of this channel's plane, this thread's
@@ -749,7 +770,7 @@ mod tests {
                     .unwrap();
                 let mut y = vec![f32::NAN; m * n];
                 assert!(pool
-                    .install(|| pointwise_f32(&x, &packed, &mut y, n, false, None))
+                    .install(|| pointwise_f32(&x, &packed, &mut y, n, false, None, None))
                     .unwrap());
                 let seen = std::sync::Mutex::new(vec![0; m]);
                 let finish = |ch: usize, v: &mut [f32]| -> Result<()> {
@@ -759,13 +780,41 @@ mod tests {
                 };
                 let mut y2 = vec![1.0f32; m * n];
                 assert!(pool
-                    .install(|| pointwise_f32(&x, &packed, &mut y2, n, true, Some(&finish)))
+                    .install(|| pointwise_f32(&x, &packed, &mut y2, n, true, Some(&finish), None))
                     .unwrap());
                 assert_eq!(
                     seen.into_inner().unwrap(),
                     vec![n; m],
                     "each output finished once"
                 );
+                // With a bias and Clip applied by the tiles: no finish.
+                let bias: Vec<f32> = (0..m).map(|i| 0.1 * i as f32 - 0.3).collect();
+                let epi = TileEpilogue {
+                    bias: Some(&bias),
+                    clamp: Clamp::Clip { lo: -0.2, hi: 0.4 },
+                };
+                let never = |_: usize, _: &mut [f32]| -> Result<()> {
+                    panic!("finish called with a tile epilogue")
+                };
+                let mut y3 = vec![f32::NAN; m * n];
+                assert!(pool
+                    .install(|| pointwise_f32(
+                        &x,
+                        &packed,
+                        &mut y3,
+                        n,
+                        false,
+                        Some(&never),
+                        Some(epi)
+                    ))
+                    .unwrap());
+                for (i, (a, want)) in y3.iter().zip(&want).enumerate() {
+                    let want = (want + f64::from(bias[i / n])).clamp(-0.2, 0.4);
+                    assert!(
+                        (f64::from(*a) - want).abs() < 1e-4,
+                        "epilogue {c}x{m}x{n} at {i}: {a} vs {want}"
+                    );
+                }
                 for (i, ((a, b), want)) in y.iter().zip(&y2).zip(&want).enumerate() {
                     assert!(
                         (f64::from(*a) - want).abs() < 1e-4,
