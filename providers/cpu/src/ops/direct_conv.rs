@@ -112,36 +112,29 @@ pub(crate) fn direct_f32(
     // Tasks on the threads: a chunk of positions (on the phase width) by a
     // group of output-channel blocks; within one, every block of the group,
     // so its input rows stay in cache across them.
-    let groups = blocks.div_ceil(GROUP_BLOCKS);
-    (0..wide.div_ceil(CHUNK) * groups)
+    (0..Task::count(wide, blocks))
         .into_par_iter()
         .try_for_each(|t| -> Result<()> {
             crate::scratch::with_f32(GROUP_BLOCKS * MR * CHUNK, |scratch| {
-                let (ci, gi) = (t / groups, t % groups);
-                let q0 = ci * CHUNK;
-                let len = CHUNK.min(wide - q0);
-                let blks = gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks);
-                for blk in blks.clone() {
-                    let height = MR.min(m - blk * MR);
-                    let wp = w.block(blk);
+                let task = Task::nth(t, wide, blocks);
+                let (q0, len, blks) = (task.q0, task.len, task.blocks.clone());
+                task.tiles(m, |blk, height, p, width| {
                     let local = (blk - blks.start) * MR * CHUNK;
-                    for p in (0..len).step_by(NR) {
-                        // SAFETY: `available` checked AVX-512F; `wp` holds k
-                        // groups of MR weights; every load reads at most
-                        // buf[offsets[i] + q0 + p .. + NR], inside `buf`
-                        // (sized for the furthest, q0 + p + NR <= wide_pad);
-                        // the tile's `height` rows of at most NR values
-                        // start at local + r * CHUNK + p, p + NR <= CHUNK,
-                        // inside the group's GROUP_BLOCKS * MR rows.
-                        #[cfg(target_arch = "x86_64")]
-                        unsafe {
-                            let at = scratch.as_mut_ptr().add(local + p);
-                            let src = phases.as_ptr().add(q0 + p);
-                            let width = NR.min(len - p);
-                            avx512::tile_rows(height, wp, src, offs, at, CHUNK, width, false, None);
-                        }
+                    // SAFETY: `available` checked AVX-512F; the block holds
+                    // k groups of MR weights; every load reads at most
+                    // buf[offsets[i] + q0 + p .. + NR], inside `buf` (sized
+                    // for the furthest, q0 + p + NR <= wide_pad); the tile's
+                    // `height` rows of at most NR values start at local +
+                    // r * CHUNK + p, p + NR <= CHUNK, inside the group's
+                    // GROUP_BLOCKS * MR rows.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        let at = scratch.as_mut_ptr().add(local + p);
+                        let src = phases.as_ptr().add(q0 + p);
+                        let wp = w.block(blk);
+                        avx512::tile_rows(height, wp, src, offs, at, CHUNK, width, false, None);
                     }
-                }
+                });
                 // Each output row's part in this chunk, copied out of the
                 // phase width (columns past `ow` dropped), then finished.
                 let (first, last) = (q0 / cols2, (q0 + len - 1) / cols2);
@@ -268,39 +261,35 @@ fn fused_tiles(
     use rayon::prelude::*;
     let m = w.rows;
     let blocks = m.div_ceil(MR);
-    let groups = blocks.div_ceil(GROUP_BLOCKS);
-    (0..wide.div_ceil(CHUNK) * groups)
+    (0..Task::count(wide, blocks))
         .into_par_iter()
         .for_each(|t| {
-            let (ci, gi) = (t / groups, t % groups);
-            let q0 = ci * CHUNK;
-            let len = CHUNK.min(wide - q0);
-            for blk in gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks) {
-                let height = MR.min(m - blk * MR);
+            let task = Task::nth(t, wide, blocks);
+            task.tiles(m, |blk, height, p, width| {
                 let bias = epi.bias.map(|b| &b[blk * MR..][..height]);
-                for p in (0..len).step_by(NR) {
-                    // SAFETY: as in `direct_f32` for the loads; the stores
-                    // write only outputs (row < oh, column < ow) of
-                    // channels blk * MR.. + height at positions q0 + p..
-                    // + width, this task's alone (tasks split positions
-                    // and channels), in the m * out_len buffer of `at.y`.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        avx512::tile_planes(
-                            height,
-                            w.block(blk),
-                            phases.as_ptr().add(q0 + p),
-                            offs,
-                            at,
-                            blk * MR,
-                            q0 + p,
-                            NR.min(len - p),
-                            bias,
-                            epi.clamp,
-                        );
-                    }
+                // SAFETY: as in `direct_f32` for the loads; the stores write
+                // only outputs (row < oh, column < ow) of channels blk * MR..
+                // + height at positions q0 + p.. + width, this task's alone
+                // (tasks split positions and channels), in the m * out_len
+                // buffer of `at.y`.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    let src = phases.as_ptr().add(task.q0 + p);
+                    let (w, q) = (w.block(blk), task.q0 + p);
+                    avx512::tile_planes(
+                        height,
+                        w,
+                        src,
+                        offs,
+                        at,
+                        blk * MR,
+                        q,
+                        width,
+                        bias,
+                        epi.clamp,
+                    );
                 }
-            }
+            });
         });
 }
 
@@ -345,6 +334,48 @@ impl DirectWeights {
 /// Output-channel blocks per parallel task of the direct kernels.
 const GROUP_BLOCKS: usize = 8;
 
+/// One parallel task of the direct kernels: a chunk of positions by a
+/// group of output-channel blocks. Consecutive tasks share a chunk, so
+/// its input stays in cache across the groups.
+struct Task {
+    /// The chunk's first position and length.
+    q0: usize,
+    len: usize,
+    /// The group's blocks of [`MR`] output channels.
+    blocks: std::ops::Range<usize>,
+}
+
+impl Task {
+    /// How many tasks cover `positions` by `blocks` blocks.
+    fn count(positions: usize, blocks: usize) -> usize {
+        positions.div_ceil(CHUNK) * blocks.div_ceil(GROUP_BLOCKS)
+    }
+
+    /// `tile(block, height, p, width)` for each micro-tile of the task:
+    /// every block of its group (`height` of its rows below `m`), then
+    /// every `NR` positions from `q0 + p` (`width` of them in the chunk).
+    fn tiles(&self, m: usize, mut tile: impl FnMut(usize, usize, usize, usize)) {
+        for blk in self.blocks.clone() {
+            let height = MR.min(m - blk * MR);
+            for p in (0..self.len).step_by(NR) {
+                tile(blk, height, p, NR.min(self.len - p));
+            }
+        }
+    }
+
+    /// Task `t` of [`Task::count`].
+    fn nth(t: usize, positions: usize, blocks: usize) -> Self {
+        let groups = blocks.div_ceil(GROUP_BLOCKS).max(1);
+        let (ci, gi) = (t / groups, t % groups);
+        let q0 = ci * CHUNK;
+        Self {
+            q0,
+            len: CHUNK.min(positions - q0),
+            blocks: gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks),
+        }
+    }
+}
+
 /// Whether [`pointwise_f32`] suits a 1x1 convolution of `depth` input
 /// channels with `n` positions.
 pub(crate) fn prefers_pointwise(depth: usize, n: usize) -> bool {
@@ -387,42 +418,27 @@ pub(crate) fn pointwise_f32(
     let mut offsets = oxrt_core::arena::buffer::<u64>(c);
     offsets.extend((0..c).map(|ic| (ic * n) as u64));
     let blocks = m.div_ceil(MR);
-    let groups = blocks.div_ceil(GROUP_BLOCKS);
-    let chunks = n.div_ceil(CHUNK);
     let dst = SharedDst::new(&mut y[..m * n]);
     let offsets_ref = &offsets[..];
-    (0..chunks * groups)
+    (0..Task::count(n, blocks))
         .into_par_iter()
         .try_for_each(|t| -> Result<()> {
-            // Consecutive tasks share a chunk of positions (its input).
-            let (ci, gi) = (t / groups, t % groups);
-            let q0 = ci * CHUNK;
-            let len = CHUNK.min(n - q0);
-            let blks = gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks);
-            for blk in blks.clone() {
-                let height = MR.min(m - blk * MR);
-                for p in (0..len).step_by(NR) {
-                    // SAFETY: `available` checked AVX-512F; the block holds c
-                    // groups of MR weights; loads read x[ic * n + q0 + p ..
-                    // + width] (masked to width), inside `x`; rows
-                    // blk * MR + r < m of `y` get positions q0 + p .. + width,
-                    // this task's only (tasks split positions and channels).
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        avx512::tile_rows(
-                            height,
-                            w.block(blk),
-                            x.as_ptr().add(q0 + p),
-                            offsets_ref,
-                            dst.at(blk * MR * n + q0 + p),
-                            n,
-                            NR.min(len - p),
-                            accumulate,
-                            epi.map(|e| (e.bias.map(|b| &b[blk * MR..][..height]), e.clamp)),
-                        );
-                    }
+            let task = Task::nth(t, n, blocks);
+            let (q0, len, blks) = (task.q0, task.len, task.blocks.clone());
+            task.tiles(m, |blk, height, p, width| {
+                let bias = epi.map(|e| (e.bias.map(|b| &b[blk * MR..][..height]), e.clamp));
+                // SAFETY: `available` checked AVX-512F; the block holds c
+                // groups of MR weights; loads read x[ic * n + q0 + p ..
+                // + width] (masked to width), inside `x`; rows blk * MR + r
+                // < m of `y` get positions q0 + p .. + width, this task's
+                // only (tasks split positions and channels).
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    let (src, at) = (x.as_ptr().add(q0 + p), dst.at(blk * MR * n + q0 + p));
+                    let wb = w.block(blk);
+                    avx512::tile_rows(height, wb, src, offsets_ref, at, n, width, accumulate, bias);
                 }
-            }
+            });
             if let (Some(f), None) = (finish, epi) {
                 for oc in blks.start * MR..(blks.end * MR).min(m) {
                     // SAFETY: this task's positions of plane oc (see above),
