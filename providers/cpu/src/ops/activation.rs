@@ -239,10 +239,23 @@ fn piecewise(x: &mut [f32], bias: Option<f32>, p: Piecewise) {
     }
 }
 
-/// The fused activation as a clamp the direct kernel applies in
-/// registers (none, Relu, or Clip with min <= max), if it is one.
-pub(crate) fn clamp_of(act: Option<&Epilogue>) -> Option<crate::ops::direct_conv::Clamp> {
-    use crate::ops::direct_conv::Clamp;
+/// An activation that is a clamp, as kernels apply it to vectors in
+/// registers (the direct convolution's tile epilogue).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Clamp {
+    Identity,
+    /// `max(v, 0)` (NaN gives 0, as the generic Relu).
+    Relu,
+    /// `min(max(v, lo), hi)` (NaN stays NaN, as the generic Clip).
+    Clip {
+        lo: f32,
+        hi: f32,
+    },
+}
+
+/// The fused activation as a [`Clamp`] (none, Relu, or Clip with
+/// min <= max), if it is one.
+pub(crate) fn clamp_of(act: Option<&Epilogue>) -> Option<Clamp> {
     match act.map(|e| e.0) {
         None => Some(Clamp::Identity),
         Some(Act::Relu) => Some(Clamp::Relu),

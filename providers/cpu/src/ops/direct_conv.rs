@@ -13,6 +13,7 @@
 use oxrt_core::Result;
 
 use crate::gemm::SharedDst;
+use crate::ops::activation::Clamp;
 use crate::ops::depthwise::{Plane, PlaneFinish};
 use crate::ops::window::Window2d;
 
@@ -205,20 +206,6 @@ impl Phases {
             .for_each(|(ic, b)| plane.split_into(&x[ic * h * wd..][..h * wd], b));
         Self { buf, offsets }
     }
-}
-
-/// The activation a tile epilogue applies: piecewise-linear ones that are
-/// a clamp.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Clamp {
-    Identity,
-    /// `max(v, 0)` (NaN gives 0, as the generic Relu).
-    Relu,
-    /// `min(max(v, lo), hi)` (NaN stays NaN, as the generic Clip).
-    Clip {
-        lo: f32,
-        hi: f32,
-    },
 }
 
 /// A bias per output channel and an activation, applied by the direct
