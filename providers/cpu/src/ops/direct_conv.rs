@@ -254,6 +254,7 @@ fn fused_tiles(
             let task = Task::nth(t, wide, blocks);
             task.tiles(m, |blk, height, p, width| {
                 let bias = epi.bias.map(|b| &b[blk * MR..][..height]);
+                let tile_epi = TileEpilogue { bias, ..epi };
                 // SAFETY: as in `direct_f32` for the loads; the stores write
                 // only outputs (row < oh, column < ow) of channels blk * MR..
                 // + height at positions q0 + p.. + width, this task's alone
@@ -263,18 +264,7 @@ fn fused_tiles(
                 unsafe {
                     let src = phases.as_ptr().add(task.q0 + p);
                     let (w, q) = (w.block(blk), task.q0 + p);
-                    avx512::tile_planes(
-                        height,
-                        w,
-                        src,
-                        offs,
-                        at,
-                        blk * MR,
-                        q,
-                        width,
-                        bias,
-                        epi.clamp,
-                    );
+                    avx512::tile_planes(height, w, src, offs, at, blk * MR, q, width, tile_epi);
                 }
             });
         });
@@ -413,7 +403,10 @@ pub(crate) fn pointwise_f32(
             let task = Task::nth(t, n, blocks);
             let (q0, len, blks) = (task.q0, task.len, task.blocks.clone());
             task.tiles(m, |blk, height, p, width| {
-                let bias = epi.map(|e| (e.bias.map(|b| &b[blk * MR..][..height]), e.clamp));
+                let tile_epi = epi.map(|e| TileEpilogue {
+                    bias: e.bias.map(|b| &b[blk * MR..][..height]),
+                    ..e
+                });
                 // SAFETY: `available` checked AVX-512F; the block holds c
                 // groups of MR weights; loads read x[ic * n + q0 + p ..
                 // + width] (masked to width), inside `x`; rows blk * MR + r
@@ -423,7 +416,17 @@ pub(crate) fn pointwise_f32(
                 unsafe {
                     let (src, at) = (x.as_ptr().add(q0 + p), dst.at(blk * MR * n + q0 + p));
                     let wb = w.block(blk);
-                    avx512::tile_rows(height, wb, src, offsets_ref, at, n, width, accumulate, bias);
+                    avx512::tile_rows(
+                        height,
+                        wb,
+                        src,
+                        offsets_ref,
+                        at,
+                        n,
+                        width,
+                        accumulate,
+                        tile_epi,
+                    );
                 }
             });
             if let (Some(f), None) = (finish, epi) {
@@ -444,12 +447,41 @@ pub(crate) fn pointwise_f32(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Clamp, TilePlanes, MR};
+    use super::{Clamp, TileEpilogue, TilePlanes, MR};
+
+    /// `$f::<R, V, MASKED>(args.., width)` for a tile of `$r` rows and
+    /// `$width` (1..=64) positions: all four vectors unmasked where
+    /// `$whole` allows it, otherwise only the vectors needed, masked.
+    macro_rules! by_width {
+        ($r:literal, $width:expr, $whole:expr, $f:ident($($arg:expr),*)) => {
+            match ($width, $whole) {
+                (64.., true) => $f::<$r, 4, false>($($arg,)* 64),
+                (49.., _) => $f::<$r, 4, true>($($arg,)* $width),
+                (33.., _) => $f::<$r, 3, true>($($arg,)* $width),
+                (17.., _) => $f::<$r, 2, true>($($arg,)* $width),
+                _ => $f::<$r, 1, true>($($arg,)* $width),
+            }
+        };
+    }
+
+    /// [`by_width`] for a tile of `$height` (1..=MR) rows.
+    macro_rules! by_shape {
+        ($height:expr, $width:expr, $whole:expr, $f:ident($($arg:expr),*)) => {
+            match $height {
+                6.. => by_width!(6, $width, $whole, $f($($arg),*)),
+                5 => by_width!(5, $width, $whole, $f($($arg),*)),
+                4 => by_width!(4, $width, $whole, $f($($arg),*)),
+                3 => by_width!(3, $width, $whole, $f($($arg),*)),
+                2 => by_width!(2, $width, $whole, $f($($arg),*)),
+                _ => by_width!(1, $width, $whole, $f($($arg),*)),
+            }
+        };
+    }
 
     /// The first `height` (1..=MR) rows of one tile (see [`tile`]), its
     /// first `width` (1..=64) positions, added to `dst` when `accumulate`,
-    /// or with `epi` (a bias per row from the first, and an activation)
-    /// applied before they are stored.
+    /// or with `epi` (its bias from the tile's first row on, and its
+    /// activation) applied before they are stored.
     ///
     /// # Safety
     /// As for [`tile`].
@@ -464,39 +496,18 @@ mod avx512 {
         stride: usize,
         width: usize,
         accumulate: bool,
-        epi: Option<(Option<&[f32]>, Clamp)>,
+        epi: Option<TileEpilogue<'_>>,
     ) {
         // A narrow tile (the last of a plane) takes only the vectors it
-        // needs.
-        macro_rules! go {
-            ($r:literal) => {
-                match (width, accumulate) {
-                    (64.., false) => {
-                        tile::<$r, 4, false>(w, src, offsets, dst, stride, 64, false, epi)
-                    }
-                    (49.., _) => {
-                        tile::<$r, 4, true>(w, src, offsets, dst, stride, width, accumulate, epi)
-                    }
-                    (33.., _) => {
-                        tile::<$r, 3, true>(w, src, offsets, dst, stride, width, accumulate, epi)
-                    }
-                    (17.., _) => {
-                        tile::<$r, 2, true>(w, src, offsets, dst, stride, width, accumulate, epi)
-                    }
-                    _ => tile::<$r, 1, true>(w, src, offsets, dst, stride, width, accumulate, epi),
-                }
-            };
-        }
+        // needs; a whole one unmasked unless it accumulates.
         // SAFETY: the caller's guarantee, passed on.
         unsafe {
-            match height {
-                6.. => go!(6),
-                5 => go!(5),
-                4 => go!(4),
-                3 => go!(3),
-                2 => go!(2),
-                _ => go!(1),
-            }
+            by_shape!(
+                height,
+                width,
+                !accumulate,
+                tile(w, src, offsets, dst, stride, accumulate, epi)
+            )
         }
     }
 
@@ -587,9 +598,9 @@ mod avx512 {
         offsets: &[u64],
         dst: *mut f32,
         stride: usize,
-        width: usize,
         accumulate: bool,
-        epi: Option<(Option<&[f32]>, Clamp)>,
+        epi: Option<TileEpilogue<'_>>,
+        width: usize,
     ) {
         let masks = masks::<V>(width);
         // SAFETY: the caller's guarantee, passed on.
@@ -597,7 +608,7 @@ mod avx512 {
         for (r, acc) in acc.iter().enumerate() {
             for (q, &v) in acc.iter().enumerate() {
                 let v = match epi {
-                    Some((bias, clamp)) => finish(v, bias.map_or(0.0, |b| b[r]), clamp),
+                    Some(e) => finish(v, e.bias.map_or(0.0, |b| b[r]), e.clamp),
                     None => v,
                 };
                 // SAFETY: row r's `width` values at `dst` are writable
@@ -650,7 +661,8 @@ mod avx512 {
 
     /// The first `height` (1..=MR) rows of one tile of `width` (1..=64)
     /// positions from `start` on the phase width, output channels `ch0..`,
-    /// plus `bias` and through `clamp`, stored into their output planes.
+    /// plus `epi`'s bias (from the tile's first row on) and through its
+    /// activation, stored into their output planes.
     ///
     /// # Safety
     /// As for [`tile_rows`] for the loads; the outputs of channels
@@ -667,38 +679,16 @@ mod avx512 {
         ch0: usize,
         start: usize,
         width: usize,
-        bias: Option<&[f32]>,
-        clamp: Clamp,
+        epi: TileEpilogue<'_>,
     ) {
-        macro_rules! go {
-            ($r:literal) => {
-                match width {
-                    64.. => {
-                        planes::<$r, 4, false>(w, src, offsets, at, ch0, start, 64, bias, clamp)
-                    }
-                    49.. => {
-                        planes::<$r, 4, true>(w, src, offsets, at, ch0, start, width, bias, clamp)
-                    }
-                    33.. => {
-                        planes::<$r, 3, true>(w, src, offsets, at, ch0, start, width, bias, clamp)
-                    }
-                    17.. => {
-                        planes::<$r, 2, true>(w, src, offsets, at, ch0, start, width, bias, clamp)
-                    }
-                    _ => planes::<$r, 1, true>(w, src, offsets, at, ch0, start, width, bias, clamp),
-                }
-            };
-        }
         // SAFETY: the caller's guarantee, passed on.
         unsafe {
-            match height {
-                6.. => go!(6),
-                5 => go!(5),
-                4 => go!(4),
-                3 => go!(3),
-                2 => go!(2),
-                _ => go!(1),
-            }
+            by_shape!(
+                height,
+                width,
+                true,
+                planes(w, src, offsets, at, ch0, start, epi)
+            )
         }
     }
 
@@ -715,9 +705,8 @@ mod avx512 {
         at: &TilePlanes,
         ch0: usize,
         start: usize,
+        epi: TileEpilogue<'_>,
         width: usize,
-        bias: Option<&[f32]>,
-        clamp: Clamp,
     ) {
         let masks = masks::<V>(width);
         let pieces: [_; V] = std::array::from_fn(|q| {
@@ -726,10 +715,10 @@ mod avx512 {
         // SAFETY: the caller's guarantee, passed on.
         let acc = unsafe { sums::<R, V, MASKED>(w, src, offsets, &masks) };
         for (r, acc) in acc.iter().enumerate() {
-            let b = bias.map_or(0.0, |b| b[r]);
+            let b = epi.bias.map_or(0.0, |b| b[r]);
             let plane = at.y.at((ch0 + r) * at.out_len);
             for (&v, pieces) in acc.iter().zip(&pieces) {
-                let v = finish(v, b, clamp);
+                let v = finish(v, b, epi.clamp);
                 for &(mask, offset) in pieces.iter().filter(|p| p.0 != 0) {
                     // SAFETY: the masked lanes address outputs (row < oh,
                     // column < ow) of this channel's plane, this thread's
