@@ -253,6 +253,29 @@ pub(crate) enum Clamp {
     },
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Clamp {
+    /// `clamp(v + bias)` on 16 lanes, the bound first so that NaN gives 0
+    /// through Relu and stays NaN through Clip, as in the generic loops.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn biased_avx512(
+        self,
+        v: std::arch::x86_64::__m512,
+        bias: std::arch::x86_64::__m512,
+    ) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let v = _mm512_add_ps(v, bias);
+        match self {
+            Clamp::Identity => v,
+            Clamp::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+            Clamp::Clip { lo, hi } => {
+                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v))
+            }
+        }
+    }
+}
+
 /// The fused activation as a [`Clamp`] (none, Relu, or Clip with
 /// min <= max), if it is one.
 pub(crate) fn clamp_of(act: Option<&Epilogue>) -> Option<Clamp> {

@@ -113,10 +113,12 @@ impl Conv {
         // vectorized pass for both.
         let fused = act.and(self.epilogue.as_ref());
         let bias32 = bias.and_then(as_type::<T, f32>);
+        // Whether the activation (if any) is one the f32 kernels fuse.
+        let fusable = act.is_some() == fused.is_some();
         let finish = |ch: usize, values: &mut [T]| -> Result<()> {
             if let Some(v) = crate::kernel::as_f32_mut(values) {
                 let b = bias32.and_then(|b| b.get(ch).copied());
-                if act.is_some() == fused.is_some() && bias_then_f32(fused, b, v) {
+                if fusable && bias_then_f32(fused, b, v) {
                     return Ok(());
                 }
             }
@@ -127,6 +129,17 @@ impl Conv {
             act.map_or(Ok(()), |f| f(values))
         };
         let finishing = bias.is_some() || act.is_some();
+        // Bias (of output channels `first..first + len`) and a clamp-like
+        // activation applied by the direct kernels in registers.
+        let tile_epi = |first: usize, len: usize| {
+            let clamp = fusable.then(|| clamp_of(fused)).flatten()?;
+            let bias = match (bias, bias32) {
+                (None, _) => None,
+                (Some(_), Some(b)) => Some(&b[first..][..len]),
+                (Some(_), None) => return None,
+            };
+            Some(TileEpilogue { bias, clamp })
+        };
         let (cg, mg) = (c / g, m / g);
         let in_len: usize = spatial.iter().product();
         let out_len: usize = win.output.iter().product();
@@ -183,7 +196,8 @@ impl Conv {
                     None => Ok(()),
                 };
                 let early = (finishing && !summed).then_some(&per_plane as &PlaneFinish<'_>);
-                if depthwise_f32_as(x, w, &mut d, &win, plane, early)? {
+                let epi = early.and(tile_epi(0, m));
+                if depthwise_f32_as(x, w, &mut d, &win, plane, early, epi)? {
                     finished = early.is_some();
                 } else {
                     // This one accumulates into its output.
@@ -219,19 +233,6 @@ impl Conv {
                         None => Ok(()),
                     };
                     let post = finishing.then_some(&post as &PlaneFinish<'_>);
-                    // Bias and a clamp-like activation applied to the
-                    // direct kernel's tiles as it stores them.
-                    let tile_epi = |grp: usize| {
-                        let clamp = (act.is_some() == fused.is_some())
-                            .then(|| clamp_of(fused))
-                            .flatten()?;
-                        let bias = match (bias, bias32) {
-                            (None, _) => None,
-                            (Some(_), Some(b)) => Some(&b[grp * mg..][..mg]),
-                            (Some(_), None) => return None,
-                        };
-                        Some(TileEpilogue { bias, clamp })
-                    };
                     let fresh;
                     let packed = match self.direct.as_ref().and_then(|d| d.get(grp)) {
                         Some(d) if d.shape() == [mg, rows] => Some(d),
@@ -245,11 +246,27 @@ impl Conv {
                         (Some(xg), Some(wp), Some(yg)) => match &kind {
                             Direct::Window(g2) => {
                                 let plane = [spatial[0], spatial[1]];
-                                direct_f32(xg, wp, yg, g2, plane, cg, summed, post, tile_epi(grp))?
+                                direct_f32(
+                                    xg,
+                                    wp,
+                                    yg,
+                                    g2,
+                                    plane,
+                                    cg,
+                                    summed,
+                                    post,
+                                    tile_epi(grp * mg, mg),
+                                )?
                             }
-                            Direct::Pointwise => {
-                                pointwise_f32(xg, wp, yg, out_len, summed, post, tile_epi(grp))?
-                            }
+                            Direct::Pointwise => pointwise_f32(
+                                xg,
+                                wp,
+                                yg,
+                                out_len,
+                                summed,
+                                post,
+                                tile_epi(grp * mg, mg),
+                            )?,
                         },
                         _ => false,
                     };
@@ -686,8 +703,9 @@ fn depthwise<T: Arith>(
         });
 }
 
-/// The f32 depthwise kernel (then `finish` on each plane) when the tensors
-/// are f32; `false` when it did not run.
+/// The f32 depthwise kernel (then `finish` on each plane, or `epi` in
+/// registers where the kernel applies one) when the tensors are f32;
+/// `false` when it did not run.
 fn depthwise_f32_as<T: Arith>(
     x: &Tensor,
     w: &Tensor,
@@ -695,10 +713,11 @@ fn depthwise_f32_as<T: Arith>(
     win: &oxrt_core::shape::Window,
     plane: [usize; 2],
     finish: Option<&PlaneFinish<'_>>,
+    epi: Option<TileEpilogue<'_>>,
 ) -> Result<bool> {
     let y = crate::kernel::as_f32_mut(y);
     match (x.as_slice::<f32>(), w.as_slice::<f32>(), y) {
-        (Ok(x), Ok(w), Some(y)) => depthwise_f32(x, w, y, &Window2d::new(win)?, plane, finish),
+        (Ok(x), Ok(w), Some(y)) => depthwise_f32(x, w, y, &Window2d::new(win)?, plane, finish, epi),
         _ => Ok(false),
     }
 }

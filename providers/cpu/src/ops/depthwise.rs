@@ -1,5 +1,6 @@
-//! Depthwise 2-D convolution in f32 (one filter per channel) as a stencil
-//! over "phase planes": each zero-padded input plane is split by the
+//! Depthwise 2-D convolution in f32 (one filter per channel). 3x3 windows
+//! at stride 1 or 2 take [`Dw3x3`] (straight from the input planes, with
+//! AVX-512). The others run as a stencil over "phase planes": each zero-padded input plane is split by the
 //! strides into `sh x sw` planes (rows and columns of one remainder each),
 //! so every filter tap reads one contiguous run of one phase plane at a
 //! fixed offset from the output's position. The output is computed on the
@@ -15,6 +16,9 @@ use multiversion::multiversion;
 
 use oxrt_core::Result;
 
+use crate::ops::activation::Clamp;
+use crate::ops::depthwise3x3::Dw3x3;
+use crate::ops::direct_conv::TileEpilogue;
 use crate::ops::window::Window2d;
 
 /// Work on one finished output plane: its channel and its values.
@@ -244,7 +248,9 @@ const SLACK: usize = 16;
 /// Depthwise convolution of the `channels`-plane batch `x` (planes of
 /// `h x w`) with one `kh x kw` filter per channel into `y`, then `finish`
 /// on each output plane; `Ok(false)` when the window is one this kernel
-/// does not cover (negative pads).
+/// does not cover (negative pads). Where the 3x3 kernel applies, `epi`
+/// (bias per channel and clamp) is applied in registers instead of
+/// `finish`.
 pub(crate) fn depthwise_f32(
     x: &[f32],
     w: &[f32],
@@ -252,15 +258,45 @@ pub(crate) fn depthwise_f32(
     g: &Window2d,
     [h, wd]: [usize; 2],
     finish: Option<&PlaneFinish<'_>>,
+    epi: Option<TileEpilogue<'_>>,
 ) -> Result<bool> {
     use rayon::prelude::*;
-    let Some(plane) = Plane::new(g, [h, wd]) else {
-        return Ok(false);
-    };
     let k_len = g.kernel[0] * g.kernel[1];
     let channels = w.len() / k_len.max(1);
     let [oh, ow] = g.output;
     let out_len = (oh * ow).max(1);
+    // Several planes per task when they are small: a task per plane of a
+    // 7x7 map would cost more in scheduling than its few hundred FMAs.
+    let per_task = (TASK_OUTPUTS / out_len).max(1);
+    if let Some(k) = Dw3x3::new(g, [h, wd]) {
+        y.par_chunks_mut(out_len * per_task)
+            .enumerate()
+            .try_for_each(|(task, outs)| {
+                for (j, out) in outs.chunks_mut(out_len).enumerate() {
+                    let i = task * per_task + j;
+                    let ch = i % channels.max(1);
+                    let (bias, clamp) = match epi {
+                        Some(e) => (e.bias.map_or(0.0, |b| b[ch]), e.clamp),
+                        None => (0.0, Clamp::Identity),
+                    };
+                    k.plane(
+                        &x[i * h * wd..][..h * wd],
+                        &w[ch * 9..][..9],
+                        out,
+                        bias,
+                        clamp,
+                    );
+                    if let (None, Some(f)) = (epi, finish) {
+                        f(ch, out)?;
+                    }
+                }
+                Ok::<(), oxrt_core::Error>(())
+            })?;
+        return Ok(true);
+    }
+    let Some(plane) = Plane::new(g, [h, wd]) else {
+        return Ok(false);
+    };
     #[cfg(target_arch = "x86_64")]
     if ow <= lanes16::MAX_WIDTH
         && k_len <= lanes16::MAX_TAPS
@@ -298,9 +334,6 @@ pub(crate) fn depthwise_f32(
     } else {
         plane.wide_len().div_ceil(16) * 16
     };
-    // Several planes per task when they are small: a task per plane of a
-    // 7x7 map would cost more in scheduling than its few hundred FMAs.
-    let per_task = (TASK_OUTPUTS / out_len).max(1);
     y.par_chunks_mut(out_len * per_task)
         .enumerate()
         .try_for_each(|(task, outs)| {
@@ -549,10 +582,15 @@ mod tests {
             &'a [usize],
             [usize; 2],
         );
-        // Output rows of 40, 38, 120 and 100 take the row-by-row path
-        // (32 + 8; 32 + 6 scalar; 64 + 32 + 16 + 8; 64 + 32 + 4 scalar),
-        // the others the wide one.
-        let cases: [Case; 14] = [
+        // 3x3 windows at strides 1 and 2 take the `Dw3x3` kernel; of the
+        // others, output rows of 40, 38, 120 and 100 take the stencil's
+        // row-by-row path (32 + 8; 32 + 6 scalar; 64 + 32 + 16 + 8; 64 +
+        // 32 + 4 scalar), narrower ones its wide run or the 16-plane one.
+        let cases: [Case; 18] = [
+            (&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], [3, 40]),
+            (&[3, 3], &[2, 2], &[2, 2, 2, 2], &[2, 2], [4, 76]),
+            (&[3, 1], &[1, 1], &[1, 0, 1, 0], &[1, 1], [3, 120]),
+            (&[3, 3], &[1, 1], &[1, 2, 1, 2], &[1, 2], [4, 100]),
             (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [3, 120]),
             (&[3, 3], &[1, 1], &[0, 1, 2, 1], &[1, 1], [4, 100]),
             (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [5, 40]),
@@ -584,7 +622,7 @@ mod tests {
                 .map(|i| ((i * 11) % 13) as f32 / 5.0 - 1.0)
                 .collect();
             let mut y = vec![f32::NAN; c * g.output[0] * g.output[1]];
-            assert!(depthwise_f32(&x, &w, &mut y, &g, [h, wd], None).unwrap());
+            assert!(depthwise_f32(&x, &w, &mut y, &g, [h, wd], None, None).unwrap());
             let want = crate::conv2d_reference(&x, &w, [c, c, c], [h, wd], &g);
             for (i, (a, b)) in y.iter().zip(&want).enumerate() {
                 assert!(
@@ -603,7 +641,7 @@ mod tests {
                 seen.lock().unwrap().push(ch);
                 Ok(())
             };
-            assert!(depthwise_f32(&x2, &w, &mut y2, &g, [h, wd], Some(&finish)).unwrap());
+            assert!(depthwise_f32(&x2, &w, &mut y2, &g, [h, wd], Some(&finish), None).unwrap());
             let mut seen = seen.into_inner().unwrap();
             seen.sort_unstable();
             let want_seen: Vec<usize> = (0..c).flat_map(|ch| [ch, ch]).collect();

@@ -511,20 +511,11 @@ mod avx512 {
         }
     }
 
-    /// `act(v + bias)` for the clamp-like activations, the bound first so
-    /// that NaN gives 0 through Relu and stays NaN through Clip, as in the
-    /// generic loops.
+    /// `act(v + bias)` for the clamp-like activations.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn finish(v: __m512, bias: f32, clamp: Clamp) -> __m512 {
-        let v = _mm512_add_ps(v, _mm512_set1_ps(bias));
-        match clamp {
-            Clamp::Identity => v,
-            Clamp::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
-            Clamp::Clip { lo, hi } => {
-                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v))
-            }
-        }
+        clamp.biased_avx512(v, _mm512_set1_ps(bias))
     }
 
     /// Lane masks of the `V` vectors of a tile `width` positions wide.

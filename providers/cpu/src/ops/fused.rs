@@ -408,6 +408,79 @@ mod tests {
     }
 
     #[test]
+    fn fused_depthwise_conv_applies_bias_activation_and_residual_per_channel() {
+        // 3x3 depthwise over 2 images of 5 channels at strides 1 and 2
+        // (the register epilogue for Relu and Clip, the plane finish for
+        // Sigmoid, the sum after the kernel with a residual).
+        let vals = crate::test_values;
+        let (n, c, h, wd) = (2, 5, 9, 21);
+        let x = Tensor::from_vec(vec![n, c, h, wd], vals(n * c * h * wd, 1)).unwrap();
+        let w = Tensor::from_vec(vec![c, 1, 3, 3], vals(c * 9, 2)).unwrap();
+        let b = Tensor::from_vec(vec![c], vals(c, 3)).unwrap();
+        let (xd, wdat, bd) = (
+            x.as_slice::<f32>().unwrap(),
+            w.as_slice::<f32>().unwrap(),
+            b.as_slice::<f32>().unwrap(),
+        );
+        for stride in [1, 2] {
+            let g = crate::test_window2d(&[3, 3], &[stride, stride], &[1; 4], &[1, 1], [h, wd]);
+            let [oh, ow] = g.output;
+            let plane = oh * ow;
+            let want: Vec<f64> = (0..n)
+                .flat_map(|img| {
+                    let xi = &xd[img * c * h * wd..][..c * h * wd];
+                    crate::conv2d_reference(xi, wdat, [c, c, c], [h, wd], &g)
+                })
+                .collect();
+            let z = Tensor::from_vec(vec![n, c, oh, ow], vals(n * c * plane, 4)).unwrap();
+            type Reference = fn(f64) -> f64;
+            let acts: [(&str, Vec<f32>, Reference); 3] = [
+                ("Relu", vec![], |v| v.max(0.0)),
+                ("Clip", vec![-0.2, 0.3], |v| v.clamp(-0.2, 0.3)),
+                ("Sigmoid", vec![], |v| 1.0 / (1.0 + (-v).exp())),
+            ];
+            for (name, params, f) in acts {
+                for residual in [false, true] {
+                    let mut attrs = vec![
+                        ("activation", Attribute::String(name.as_bytes().to_vec())),
+                        ("group", Attribute::Int(c as i64)),
+                        ("kernel_shape", Attribute::Ints(vec![3, 3])),
+                        ("pads", Attribute::Ints(vec![1; 4])),
+                        ("strides", Attribute::Ints(vec![stride as i64; 2])),
+                    ];
+                    if !params.is_empty() {
+                        attrs.push(("activation_params", Attribute::Floats(params.clone())));
+                    }
+                    let mut nd = node("FusedConv", &attrs);
+                    nd.inputs = ["x", "w", "b", "z"][..3 + usize::from(residual)]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect();
+                    let k = create_fused_conv(&nd, &info()).unwrap();
+                    let zarg = residual.then_some(&z);
+                    let y = k.compute(&[Some(&x), Some(&w), Some(&b), zarg]).unwrap();
+                    assert_eq!(y[0].shape(), [n, c, oh, ow]);
+                    let zd = z.as_slice::<f32>().unwrap();
+                    for (i, (&got, &plain)) in y[0]
+                        .as_slice::<f32>()
+                        .unwrap()
+                        .iter()
+                        .zip(&want)
+                        .enumerate()
+                    {
+                        let extra = if residual { f64::from(zd[i]) } else { 0.0 };
+                        let expected = f(plain + f64::from(bd[(i / plane) % c]) + extra);
+                        assert!(
+                            (f64::from(got) - expected).abs() < 1e-4,
+                            "stride {stride} {name} residual {residual} at {i}: {got} vs {expected}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn skip_layer_norm_matches_add_then_normalize() {
         let x = Tensor::from_vec(vec![1, 4], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
         let s = Tensor::from_vec(vec![1, 4], vec![1.0f32, 0.0, -1.0, 4.0]).unwrap();

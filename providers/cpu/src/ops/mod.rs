@@ -12,6 +12,7 @@ pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
 pub mod depthwise;
+pub mod depthwise3x3;
 pub mod detection;
 pub mod direct_conv;
 pub mod einsum;

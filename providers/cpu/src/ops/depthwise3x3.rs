@@ -1,0 +1,373 @@
+//! 3x3 depthwise convolution at stride 1 or 2 (dilation 1, any pads) in
+//! f32 with AVX-512, straight from the input planes: each output vector
+//! (16 columns of a row) loads its three input rows with masked loads
+//! (lanes outside the plane read as zero, so padding costs nothing and
+//! no padded or phase-split copy of the input is made), at stride 2
+//! splitting even and odd columns with two permutes, and sums its nine
+//! taps in registers. Several vectors are summed at once (independent
+//! multiply-add chains); bias and a clamp-like activation are applied
+//! before the one store.
+
+use crate::ops::activation::Clamp;
+use crate::ops::window::Window2d;
+
+/// Columns of an output vector.
+const L: usize = 16;
+
+/// Output vectors of the widest row taken (rows of up to 256 columns;
+/// wider ones take the phase-plane stencil).
+const MAX_CHUNKS: usize = 16;
+
+/// The geometry of one plane's 3x3 window at stride 1 or 2, with the
+/// lane masks of each output vector of a row (the same on every row).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dw3x3 {
+    /// Input rows and columns.
+    h: usize,
+    w: usize,
+    /// Output rows and columns.
+    oh: usize,
+    ow: usize,
+    /// Top and left padding (negative: cropping).
+    top: isize,
+    left: isize,
+    stride: usize,
+    /// Per output vector of a row: the masks of its three loads of one
+    /// input row (see [`column_masks`]) and of its store.
+    loads: [[u16; 3]; MAX_CHUNKS],
+    stores: [u16; MAX_CHUNKS],
+}
+
+impl Dw3x3 {
+    /// The kernel for window `g` over `h x w` planes, or `None` where it
+    /// does not apply (another window, rows wider than 256 outputs, or a
+    /// CPU without AVX-512).
+    pub(crate) fn new(g: &Window2d, [h, w]: [usize; 2]) -> Option<Self> {
+        let stride = match g.strides {
+            [1, 1] => 1,
+            [2, 2] => 2,
+            _ => return None,
+        };
+        let [oh, ow] = g.output;
+        let fits = g.kernel == [3, 3]
+            && g.dilations == [1, 1]
+            && ow <= MAX_CHUNKS * L
+            && h < isize::MAX as usize / 4
+            && w < isize::MAX as usize / 4
+            && g.pads
+                .iter()
+                .all(|p| p.unsigned_abs() < isize::MAX as usize / 4)
+            && available();
+        if !fits {
+            return None;
+        }
+        let mut loads = [[0; 3]; MAX_CHUNKS];
+        let mut stores = [0; MAX_CHUNKS];
+        for c in 0..ow.div_ceil(L) {
+            let start = (c * L * stride) as isize - g.pads[1];
+            loads[c] = column_masks(stride, start, w);
+            stores[c] = lanes(0, ow - c * L);
+        }
+        Some(Self {
+            h,
+            w,
+            oh,
+            ow,
+            top: g.pads[0],
+            left: g.pads[1],
+            stride,
+            loads,
+            stores,
+        })
+    }
+
+    /// Output values of one plane.
+    pub(crate) fn out_len(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// One output plane `out` (`oh x ow`) of input plane `x` (`h x w`)
+    /// with the nine weights `k` (row-major), then `clamp(v + bias)`.
+    pub(crate) fn plane(&self, x: &[f32], k: &[f32], out: &mut [f32], bias: f32, clamp: Clamp) {
+        assert!(
+            x.len() >= self.h * self.w && k.len() >= 9 && out.len() >= self.out_len(),
+            "depthwise 3x3: buffers smaller than the geometry"
+        );
+        if self.out_len() == 0 {
+            return;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (x, k, out, bias, clamp);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `new` checked that the CPU has AVX-512F; the lengths
+        // were checked above.
+        unsafe {
+            match self.stride {
+                1 => avx512::plane::<1>(self, x, k, out, bias, clamp),
+                _ => avx512::plane::<2>(self, x, k, out, bias, clamp),
+            }
+        }
+    }
+}
+
+/// Whether this CPU runs the kernel.
+fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Lanes `i` of a 16-lane load at column `start` with
+/// `0 <= start + i < width`.
+fn lanes(start: isize, width: usize) -> u16 {
+    let lo = (-start).clamp(0, L as isize);
+    let hi = (width as isize).saturating_sub(start).clamp(0, L as isize);
+    if hi <= lo {
+        return 0;
+    }
+    let upto = |n: isize| ((1u32 << n) - 1) as u16;
+    upto(hi) & !upto(lo)
+}
+
+/// The lane masks of the three loads of one input row for the output
+/// vector whose first input column is `start`: at stride 1 the loads at
+/// `start + kx`; at stride 2 those at `start`, `start + 16` and the one
+/// value at `start + 32`.
+fn column_masks(stride: usize, start: isize, width: usize) -> [u16; 3] {
+    let l = L as isize;
+    if stride == 1 {
+        [
+            lanes(start, width),
+            lanes(start + 1, width),
+            lanes(start + 2, width),
+        ]
+    } else {
+        [
+            lanes(start, width),
+            lanes(start + l, width),
+            lanes(start + 2 * l, width) & 1,
+        ]
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Dw3x3, L};
+    use crate::ops::activation::Clamp;
+
+    /// The three taps' inputs of one kernel row for 16 outputs: columns
+    /// `start + S * i + kx` of `row` for `kx` in 0..3, zero outside the
+    /// lanes of `m` (see [`super::column_masks`]).
+    ///
+    /// # Safety
+    /// Every lane `m` selects is a value of the row `row` points to.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn taps<const S: usize>(row: *const f32, start: isize, m: [u16; 3]) -> [__m512; 3] {
+        let p = row.wrapping_offset(start);
+        // SAFETY (all loads): only the selected lanes are read; masked-off
+        // lanes' addresses are never touched.
+        if S == 1 {
+            return unsafe {
+                [
+                    _mm512_maskz_loadu_ps(m[0], p),
+                    _mm512_maskz_loadu_ps(m[1], p.wrapping_add(1)),
+                    _mm512_maskz_loadu_ps(m[2], p.wrapping_add(2)),
+                ]
+            };
+        }
+        // Columns start..start + 32 as two vectors; even ones are the
+        // kx = 0 taps, odd ones kx = 1, and the even ones shifted by one
+        // (with column start + 32) kx = 2.
+        let (a, b, next) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(m[0], p),
+                _mm512_maskz_loadu_ps(m[1], p.wrapping_add(L)),
+                _mm512_maskz_loadu_ps(m[2], p.wrapping_add(2 * L)),
+            )
+        };
+        let even_idx = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let odd_idx = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+        let even = _mm512_permutex2var_ps(a, even_idx, b);
+        let odd = _mm512_permutex2var_ps(a, odd_idx, b);
+        let shifted = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+            _mm512_castps_si512(next),
+            _mm512_castps_si512(even),
+        ));
+        [even, odd, shifted]
+    }
+
+    /// One output row `out` from the input rows `rows` (one per kernel
+    /// row; `valid[ky]` all ones where row `ky` is inside the plane, zero
+    /// where it is padding and `rows[ky]` is not read). `EDGE`: some row
+    /// is padding.
+    ///
+    /// # Safety
+    /// Each valid `rows[ky]` points to an input row of the plane; `out`
+    /// holds `g.ow` values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row<const S: usize, const EDGE: bool>(
+        g: &Dw3x3,
+        rows: [*const f32; 3],
+        valid: [u16; 3],
+        wv: &[__m512; 9],
+        out: &mut [f32],
+        bias: __m512,
+        clamp: Clamp,
+    ) {
+        for c in 0..g.ow.div_ceil(L) {
+            let start = (c * L * S) as isize - g.left;
+            let m = g.loads[c];
+            // One sum per kernel row, added at the end: three chains of
+            // three multiply-adds rather than one of nine (a row of one
+            // vector has no other work to overlap them with).
+            let mut acc = [_mm512_setzero_ps(); 3];
+            for (ky, a) in acc.iter_mut().enumerate() {
+                let mk = if EDGE { m.map(|v| v & valid[ky]) } else { m };
+                // SAFETY: the masks select values of row `ky` only (none
+                // where it is padding).
+                let [t0, t1, t2] = unsafe { taps::<S>(rows[ky], start, mk) };
+                *a = _mm512_mul_ps(wv[ky * 3], t0);
+                *a = _mm512_fmadd_ps(wv[ky * 3 + 1], t1, *a);
+                *a = _mm512_fmadd_ps(wv[ky * 3 + 2], t2, *a);
+            }
+            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
+            let v = clamp.biased_avx512(sum, bias);
+            let dst = &mut out[c * L..];
+            // SAFETY: the store mask selects the row's values from `c * L`.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), g.stores[c], v) };
+        }
+    }
+
+    /// One output plane (see [`Dw3x3::plane`]).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` holds `h * w` values, `k` nine and `out`
+    /// `oh * ow`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn plane<const S: usize>(
+        g: &Dw3x3,
+        x: &[f32],
+        k: &[f32],
+        out: &mut [f32],
+        bias: f32,
+        clamp: Clamp,
+    ) {
+        let wv: [__m512; 9] = [
+            _mm512_set1_ps(k[0]),
+            _mm512_set1_ps(k[1]),
+            _mm512_set1_ps(k[2]),
+            _mm512_set1_ps(k[3]),
+            _mm512_set1_ps(k[4]),
+            _mm512_set1_ps(k[5]),
+            _mm512_set1_ps(k[6]),
+            _mm512_set1_ps(k[7]),
+            _mm512_set1_ps(k[8]),
+        ];
+        let bias = _mm512_set1_ps(bias);
+        for (oy, out) in out.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
+            let mut rows = [x.as_ptr(); 3];
+            let mut valid = [0u16; 3];
+            for ky in 0..3 {
+                let iy = (oy * S + ky) as isize - g.top;
+                if iy >= 0 && (iy as usize) < g.h {
+                    rows[ky] = x[iy as usize * g.w..].as_ptr();
+                    valid[ky] = 0xffff;
+                }
+            }
+            // SAFETY: valid rows are rows of `x`; `out` is one output row.
+            unsafe {
+                if valid == [0xffff; 3] {
+                    row::<S, false>(g, rows, valid, &wv, out, bias, clamp);
+                } else {
+                    row::<S, true>(g, rows, valid, &wv, out, bias, clamp);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn matches_the_definition_at_both_strides_and_any_pads() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        // (strides, pads top/left/bottom/right, input size): rows of one
+        // to three vectors with a ragged last one, maps narrower than a
+        // vector, a row of one column, no padding, asymmetric and wide pads.
+        let cases: [(usize, [usize; 4], [usize; 2]); 14] = [
+            (1, [1, 1, 1, 1], [5, 40]),
+            (2, [1, 1, 1, 1], [7, 75]),
+            (2, [0, 0, 1, 1], [6, 64]),
+            (1, [0, 0, 0, 0], [4, 18]),
+            (1, [1, 1, 1, 1], [14, 14]),
+            (2, [1, 1, 1, 1], [14, 14]),
+            (2, [1, 1, 1, 1], [9, 33]),
+            (1, [2, 0, 1, 2], [6, 7]),
+            (2, [2, 2, 2, 2], [3, 3]),
+            (1, [1, 1, 1, 1], [1, 1]),
+            (2, [1, 1, 1, 1], [112, 112]),
+            (1, [1, 1, 1, 1], [3, 112]),
+            (2, [1, 0, 0, 1], [5, 31]),
+            (1, [0, 1, 2, 0], [5, 17]),
+        ];
+        let clamps = [
+            (0.0, Clamp::Identity),
+            (0.25, Clamp::Relu),
+            (-0.5, Clamp::Clip { lo: -0.3, hi: 0.6 }),
+        ];
+        for ((s, pads, [h, w]), (bias, clamp)) in cases
+            .into_iter()
+            .flat_map(|c| clamps.iter().map(move |&cl| (c, cl)))
+        {
+            let g = crate::test_window2d(&[3, 3], &[s, s], &pads, &[1, 1], [h, w]);
+            let k = Dw3x3::new(&g, [h, w]).unwrap();
+            let x: Vec<f32> = (0..h * w)
+                .map(|i| ((i * 37) % 23) as f32 / 7.0 - 1.5)
+                .collect();
+            let wk: Vec<f32> = (0..9).map(|i| ((i * 11) % 13) as f32 / 5.0 - 1.0).collect();
+            // One more value than the plane: it must stay untouched.
+            let mut y = vec![f32::NAN; k.out_len() + 1];
+            k.plane(&x, &wk, &mut y, bias, clamp);
+            let want = crate::conv2d_reference(&x, &wk, [1, 1, 1], [h, w], &g);
+            for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                let b = b + f64::from(bias);
+                let b = match clamp {
+                    Clamp::Identity => b,
+                    Clamp::Relu => b.max(0.0),
+                    Clamp::Clip { lo, hi } => b.clamp(f64::from(lo), f64::from(hi)),
+                };
+                assert!(
+                    (f64::from(*a) - b).abs() < 1e-4,
+                    "stride {s} pads {pads:?} {h}x{w} {clamp:?} at {i}: {a} vs {b}"
+                );
+            }
+            assert!(y[k.out_len()].is_nan(), "wrote past the plane");
+        }
+    }
+
+    #[test]
+    fn declines_other_windows() {
+        let g = crate::test_window2d(&[3, 3], &[1, 2], &[1, 1, 1, 1], &[1, 1], [8, 8]);
+        assert!(Dw3x3::new(&g, [8, 8]).is_none());
+        let g = crate::test_window2d(&[3, 3], &[1, 1], &[1, 1, 1, 1], &[2, 2], [8, 8]);
+        assert!(Dw3x3::new(&g, [8, 8]).is_none());
+        let g = crate::test_window2d(&[5, 5], &[1, 1], &[2, 2, 2, 2], &[1, 1], [8, 8]);
+        assert!(Dw3x3::new(&g, [8, 8]).is_none());
+    }
+}
