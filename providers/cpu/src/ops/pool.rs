@@ -61,13 +61,11 @@ fn max_pool_2d<T: Real>(
     use rayon::prelude::*;
     let g = Window2d::new(win)?;
     let [oh, ow] = g.output;
-    let mut y = oxrt_core::arena::filled(planes * oh * ow, T::neg_infinity());
     #[cfg(target_arch = "x86_64")]
-    if let (Some(xf), Some(yf)) = (
-        crate::kernel::as_type::<T, f32>(x),
-        crate::kernel::as_f32_mut(&mut y),
-    ) {
-        if avx512::fits(&g) {
+    if let (Some(xf), true) = (crate::kernel::as_type::<T, f32>(x), avx512::fits(&g)) {
+        // Every output is stored (a window in padding stores -inf).
+        let mut y = oxrt_core::arena::stale(planes * oh * ow, T::neg_infinity());
+        if let Some(yf) = crate::kernel::as_f32_mut(&mut y) {
             let row = avx512::row_len(&g, wd);
             yf.par_chunks_mut((oh * ow).max(1))
                 .enumerate()
@@ -82,6 +80,7 @@ fn max_pool_2d<T: Real>(
             return Ok(y);
         }
     }
+    let mut y = oxrt_core::arena::filled(planes * oh * ow, T::neg_infinity());
     y.par_chunks_mut((oh * ow).max(1))
         .enumerate()
         .for_each_init(
