@@ -175,10 +175,21 @@ impl Storage {
         let total = parts.iter().map(|p| p.len()).sum();
         let mixed = || Error::invalid("cannot concatenate tensors of different element types");
         macro_rules! concat_as {
-            ($($var:ident: $alloc:expr),*) => {
+            (numeric: $($num:ident),*; other: $($var:ident),*) => {
                 match first {
+                    // Numeric buffers come from the run arena.
+                    $(Storage::$num(_) => {
+                        if parts.iter().any(|p| !matches!(p, Storage::$num(_))) {
+                            return Err(mixed());
+                        }
+                        let part = |i: usize| match parts[i] {
+                            Storage::$num(v) => &v[..],
+                            _ => &[],
+                        };
+                        Storage::$num(join_blocks(parts.len(), part, outer, total))
+                    })*
                     $(Storage::$var(_) => {
-                        let mut out = $alloc;
+                        let mut out = Vec::with_capacity(total);
                         for o in 0..outer {
                             for p in parts {
                                 let Storage::$var(v) = p else { return Err(mixed()) };
@@ -191,14 +202,9 @@ impl Storage {
                 }
             };
         }
-        // Numeric buffers come from the run arena.
-        use crate::arena::buffer as arena;
         Ok(concat_as!(
-            F32: arena(total), F64: arena(total), F16: arena(total), BF16: arena(total),
-            I8: arena(total), I16: arena(total), I32: arena(total), I64: arena(total),
-            U8: arena(total), U16: arena(total), U32: arena(total), U64: arena(total),
-            Bool: arena(total), Bits: arena(total), String: Vec::with_capacity(total),
-            Complex64: Vec::with_capacity(total), Complex128: Vec::with_capacity(total)
+            numeric: F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, Bits;
+            other: String, Complex64, Complex128
         ))
     }
 
@@ -229,6 +235,64 @@ impl Storage {
             other => other.clone(),
         }
     }
+}
+
+/// Elements of a join below which it is copied on the calling thread.
+const PARALLEL_JOIN: usize = 1 << 16;
+
+/// Output elements one parallel task of a join copies.
+const JOIN_PIECE: usize = 1 << 14;
+
+/// The `count` slices `part(i)`, each split into `outer` equal blocks,
+/// joined block by block into a run-arena buffer of `total` elements (the
+/// sum of their lengths); large joins are copied in pieces on the
+/// current rayon pool's threads.
+fn join_blocks<'a, T: Element>(
+    count: usize,
+    part: impl Fn(usize) -> &'a [T] + Sync,
+    outer: usize,
+    total: usize,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let block = |i: usize| part(i).len() / outer.max(1);
+    let first = (0..count).find_map(|i| part(i).first().copied());
+    let (Some(fill), true) = (
+        first,
+        total >= PARALLEL_JOIN && rayon::current_num_threads() > 1,
+    ) else {
+        let mut out = crate::arena::buffer(total);
+        for o in 0..outer {
+            for i in 0..count {
+                out.extend_from_slice(&part(i)[o * block(i)..][..block(i)]);
+            }
+        }
+        return out;
+    };
+    // Every element is written below: output element `at` is element
+    // `off` of block `at / row` of the part whose block spans `off`.
+    let mut out = crate::arena::stale(total, fill);
+    let row = total / outer.max(1);
+    out.par_chunks_mut(JOIN_PIECE)
+        .enumerate()
+        .for_each(|(piece, mut dst)| {
+            let mut at = piece * JOIN_PIECE;
+            while !dst.is_empty() {
+                let (o, mut off) = (at / row, at % row);
+                for i in 0..count {
+                    let b = block(i);
+                    if off < b {
+                        let n = (b - off).min(dst.len());
+                        let (head, rest) = dst.split_at_mut(n);
+                        head.copy_from_slice(&part(i)[o * b + off..][..n]);
+                        dst = rest;
+                        at += n;
+                        break;
+                    }
+                    off -= b;
+                }
+            }
+        });
+    out
 }
 
 /// A numeric (or bool) element type that a [`Tensor`] can hold.
@@ -693,6 +757,37 @@ mod storage_tests {
             Storage::I32(vec![1, 2, 3])
         );
         assert!(Storage::concat(&[&a, &s]).is_err());
+    }
+
+    #[test]
+    fn large_joins_copied_in_parallel_match_the_sequential_order() {
+        // Three parts (one empty) of 1 and of 7 blocks, over 2 threads:
+        // pieces of the output straddle block and part boundaries.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (outer, blocks) in [(1, [40_000usize, 0, 50_001]), (7, [3001, 0, 6999])] {
+            let parts: Vec<Vec<f32>> = blocks
+                .iter()
+                .enumerate()
+                .map(|(p, &b)| (0..b * outer).map(|i| (p * 1_000_000 + i) as f32).collect())
+                .collect();
+            let storages: Vec<Storage> = parts.iter().map(|v| Storage::F32(v.clone())).collect();
+            let refs: Vec<&Storage> = storages.iter().collect();
+            let joined = pool
+                .install(|| Storage::concat_blocks(&refs, outer))
+                .unwrap();
+            let mut want = Vec::new();
+            for o in 0..outer {
+                for v in &parts {
+                    let b = v.len() / outer;
+                    want.extend_from_slice(&v[o * b..][..b]);
+                }
+            }
+            assert!(want.len() >= PARALLEL_JOIN);
+            assert_eq!(joined, Storage::F32(want), "outer {outer}");
+        }
     }
 
     #[test]
