@@ -285,6 +285,19 @@ pub fn numbers(t: &Tensor, what: &str) -> Result<Vec<f64>> {
         .ok_or_else(|| Error::invalid(format!("{what} must be numeric, got {}", t.dtype())))
 }
 
+/// Whether this CPU has AVX-512F, which the hand-written f32 kernels
+/// (`packed.rs`, the direct and 3x3 depthwise convolutions) need.
+pub(crate) fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -104,14 +104,7 @@ pub fn prefers(m: usize, k: usize, n: usize) -> bool {
 
 /// Whether this CPU runs the packed product.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::kernel::has_avx512f()
 }
 
 /// `c = a * b (+ c when accumulate)` with `c` row-major `a.rows x b.cols`,

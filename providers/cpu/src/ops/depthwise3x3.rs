@@ -112,14 +112,7 @@ impl Dw3x3 {
 
 /// Whether this CPU runs the kernel.
 fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::kernel::has_avx512f()
 }
 
 /// Lanes `i` of a 16-lane load at column `start` with

@@ -44,14 +44,7 @@ pub(crate) const MAX_DEPTH: usize = 2304;
 
 /// Whether this CPU runs the micro-kernel.
 pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::kernel::has_avx512f()
 }
 
 /// Convolution of the `c` planes of `x` (`h x wd` each) with `w` (`m` rows
