@@ -4,9 +4,9 @@
 //! (lanes outside the plane read as zero, so padding costs nothing and
 //! no padded or phase-split copy of the input is made), at stride 2
 //! splitting even and odd columns with two permutes, and sums its nine
-//! taps in registers. Several vectors are summed at once (independent
-//! multiply-add chains); bias and a clamp-like activation are applied
-//! before the one store.
+//! taps in registers, one sum per kernel row (three short multiply-add
+//! chains rather than one of nine); bias and a clamp-like activation are
+//! applied before the one store.
 
 use crate::ops::activation::Clamp;
 use crate::ops::window::Window2d;
