@@ -1,9 +1,9 @@
 //! Depthwise 2-D convolution in f32 (one filter per channel). 3x3 windows
-//! at stride 1 or 2 take [`Dw3x3`] (straight from the input planes, with
-//! AVX-512). The others run as a stencil over "phase planes": each
-//! zero-padded input plane is split by the strides into `sh x sw` planes
-//! (rows and columns of one remainder each),
-//! so every filter tap reads one contiguous run of one phase plane at a
+//! at stride 1 or 2 take `Dw3x3` (`depthwise3x3.rs`: straight from the
+//! input planes, with AVX-512). The others run as a stencil over "phase
+//! planes": each zero-padded input plane is split by the strides into
+//! `sh x sw` planes (rows and columns of one remainder each), so every
+//! filter tap reads one contiguous run of one phase plane at a
 //! fixed offset from the output's position. The output is computed on the
 //! phase planes' row width, in chunks of 16 that sum all taps in registers
 //! (one load per tap, one store), then its valid columns are copied out and
