@@ -286,7 +286,7 @@ pub fn numbers(t: &Tensor, what: &str) -> Result<Vec<f64>> {
 }
 
 /// Whether this CPU has AVX-512F, which the hand-written f32 kernels
-/// (`packed.rs`, the direct and 3x3 depthwise convolutions) need.
+/// (`packed.rs`, the direct and depthwise convolutions, max pooling) need.
 pub(crate) fn has_avx512f() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

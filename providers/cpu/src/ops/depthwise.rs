@@ -299,10 +299,7 @@ pub(crate) fn depthwise_f32(
         return Ok(false);
     };
     #[cfg(target_arch = "x86_64")]
-    if ow <= lanes16::MAX_WIDTH
-        && k_len <= lanes16::MAX_TAPS
-        && std::arch::is_x86_feature_detected!("avx512f")
-    {
+    if ow <= lanes16::MAX_WIDTH && k_len <= lanes16::MAX_TAPS && crate::kernel::has_avx512f() {
         // Narrow maps, 16 planes per vector (see `lanes16`); blocks of 16
         // consecutive planes, each lane with its own channel's filter.
         let block = lanes16::L * out_len;

@@ -182,7 +182,7 @@ mod avx512 {
             && g.kernel[0] <= MAX_ROWS
             && g.dilations[1] == 1
             && g.pads[1] >= 0
-            && std::arch::is_x86_feature_detected!("avx512f")
+            && crate::kernel::has_avx512f()
     }
 
     /// Values of the row buffer [`plane`] needs for `wd`-wide input rows:
