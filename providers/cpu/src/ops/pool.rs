@@ -72,9 +72,16 @@ fn max_pool_2d<T: Real>(
                 .for_each_init(
                     || vec![f32::NEG_INFINITY; row],
                     |v, (p, out)| {
+                        let xp = &xf[p * h * wd..][..h * wd];
                         // SAFETY: `fits` checked that this CPU has
                         // AVX-512F; `v` has `row_len` values.
-                        unsafe { avx512::plane(&xf[p * h * wd..][..h * wd], [h, wd], &g, v, out) }
+                        unsafe {
+                            if avx512::is_3x3_stride_2(&g) {
+                                avx512::plane_3x3_stride_2(xp, [h, wd], &g, out)
+                            } else {
+                                avx512::plane(xp, [h, wd], &g, v, out)
+                            }
+                        }
                     },
                 );
             return Ok(y);
@@ -183,6 +190,95 @@ mod avx512 {
             && g.dilations[1] == 1
             && g.pads[1] >= 0
             && crate::kernel::has_avx512f()
+    }
+
+    /// Whether `g` is the 3x3 window at stride 2 that
+    /// [`plane_3x3_stride_2`] pools (without dilation).
+    pub(super) fn is_3x3_stride_2(g: &Window2d) -> bool {
+        g.kernel == [3, 3] && g.strides == [2, 2] && g.dilations == [1, 1]
+    }
+
+    /// [`plane`] for a 3x3 window at stride 2, the CNNs' usual pooling,
+    /// without the row buffer: per 16 outputs, the maximum over the
+    /// window's rows of 32 input columns (two vectors, masked to the row,
+    /// -inf outside it), split into even and odd columns, and the even
+    /// columns shifted by one lane for the third window column (their
+    /// first lane from the next 32 columns, which the next 16 outputs
+    /// start from). Nothing is stored and read back, so no load waits on
+    /// a store it overlaps.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F ([`fits`]) and `g` must be a 3x3 window
+    /// at stride 2 without dilation ([`is_3x3_stride_2`]).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn plane_3x3_stride_2(
+        xp: &[f32],
+        [h, wd]: [usize; 2],
+        g: &Window2d,
+        out: &mut [f32],
+    ) {
+        let [oh, ow] = g.output;
+        debug_assert!(out.len() >= oh * ow && xp.len() >= h * wd && is_3x3_stride_2(g));
+        let lowest = _mm512_set1_ps(f32::NEG_INFINITY);
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let wide = wd as isize;
+        for (oy, row) in out[..oh * ow].chunks_exact_mut(ow.max(1)).enumerate() {
+            let mut starts = [0usize; 3];
+            let mut n = 0;
+            for ky in 0..3 {
+                if let Some(iy) = g.input_row(oy, ky, h) {
+                    starts[n] = iy * wd;
+                    n += 1;
+                }
+            }
+            let starts = &starts[..n];
+            // The maximum over the window's rows of input columns
+            // c..c + 16 (-inf for columns outside the row).
+            let column_max = |c: isize| -> __m512 {
+                let first = (-c).clamp(0, 16) as u32;
+                let end = (wide - c).clamp(0, 16) as u32;
+                if end <= first {
+                    return lowest;
+                }
+                let mask = (((1u32 << end) - 1) & !((1u32 << first) - 1)) as __mmask16;
+                let mut acc = lowest;
+                for &at in starts {
+                    let ptr = xp.as_ptr().wrapping_add(at).wrapping_offset(c);
+                    // SAFETY: the masked lanes address columns c + j in
+                    // 0..wd of a row inside `xp`; the others are not read.
+                    let x = unsafe { _mm512_mask_loadu_ps(lowest, mask, ptr) };
+                    acc = _mm512_max_ps(acc, x);
+                }
+                acc
+            };
+            // Output ox reads columns 2 ox - left + (0, 1, 2).
+            let mut c = -g.pads[1];
+            let (mut lo, mut hi) = (column_max(c), column_max(c + 16));
+            let mut even = _mm512_permutex2var_ps(lo, evens, hi);
+            for o in (0..ow).step_by(16) {
+                let (next_lo, next_hi) = (column_max(c + 32), column_max(c + 48));
+                let odd = _mm512_permutex2var_ps(lo, odds, hi);
+                let next_even = _mm512_permutex2var_ps(next_lo, evens, next_hi);
+                // Lane i: column c + 2i + 2 (lane 15: the next even's first).
+                let third = _mm512_castsi512_ps(_mm512_alignr_epi32(
+                    _mm512_castps_si512(next_even),
+                    _mm512_castps_si512(even),
+                    1,
+                ));
+                let v = _mm512_max_ps(_mm512_max_ps(even, odd), third);
+                let left = ow - o;
+                let mask = if left >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << left) - 1
+                };
+                // SAFETY: the masked lanes are outputs o.. of this row.
+                unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr().add(o), mask, v) };
+                (lo, hi, even) = (next_lo, next_hi, next_even);
+                c += 32;
+            }
+        }
     }
 
     /// Values of the row buffer [`plane`] needs for `wd`-wide input rows:
@@ -627,6 +723,10 @@ mod tests {
             vec![1, 2, 9, 55],
             vec![1, 1, 5, 33],
             vec![1, 1, 5, 17],
+            // The 3x3 stride-2 path's rows of several 32-column steps:
+            // SqueezeNet's 111 (no padding) and ResNet's 112 (padding 1).
+            vec![1, 2, 7, 111],
+            vec![1, 1, 6, 112],
         ];
         for shape in shapes {
             let n: usize = shape.iter().product();
@@ -645,8 +745,13 @@ mod tests {
             bool,
             Option<Vec<usize>>,
         );
-        let cases: [Case<'_>; 6] = [
+        let cases: [Case<'_>; 10] = [
             (&[3, 3], &[2, 2], &[1, 1, 1, 1], false, None),
+            (&[3, 3], &[2, 2], &[0, 0, 0, 0], false, None),
+            (&[3, 3], &[2, 2], &[0, 1, 1, 0], true, None),
+            // Edge windows wholly in the padding: -inf on both paths.
+            (&[3, 3], &[2, 2], &[3, 3, 3, 3], true, None),
+            (&[3, 3], &[2, 2], &[0, 2, 0, 2], false, None),
             (&[3, 3], &[2, 2], &[2, 3, 2, 2], true, Some(vec![1, 2])),
             (&[2, 2], &[2, 2], &[0, 0, 0, 0], false, None),
             (&[2, 3], &[1, 2], &[0, 1, 1, 0], true, None),
