@@ -318,12 +318,18 @@ mod avx512 {
         };
         for c0 in (0..c).step_by(L) {
             let lanes = L.min(c - c0);
-            let mut d = [[_mm512_setzero_ps(); A]; A];
-            for pair in 0..A / 2 {
+            // Rows 2 pair and 2 pair + 1 of the 16 channels' patches,
+            // transposed: vector j holds patch value (2 pair, j) of every
+            // channel, vector 8 + j value (2 pair + 1, j). The arrays here
+            // are built from their values, not zeroed and then written: a
+            // zeroed array of vectors is a call to memset per tile.
+            let pair = |pair: usize| -> [__m512; L] {
                 let (i0, i1) = (2 * pair, 2 * pair + 1);
                 let (m0, m1) = (row_mask(i0), row_mask(i1) << 8);
-                let mut v = [_mm512_setzero_ps(); L];
-                for (l, vl) in v.iter_mut().enumerate().take(lanes) {
+                let channel = |l: usize| -> __m512 {
+                    if l >= lanes {
+                        return _mm512_setzero_ps();
+                    }
                     let plane = &x[(c0 + l) * h * w..][..h * w];
                     // Lane j of the vector addresses patch column j of
                     // row i0 (lanes 8.. of row i1); only lanes inside the
@@ -337,24 +343,48 @@ mod avx512 {
                     // lanes are not accessed.
                     unsafe {
                         let lo = _mm512_maskz_loadu_ps(m0, at(i0, 0));
-                        *vl = _mm512_mask_loadu_ps(lo, m1, at(i1, 8));
+                        _mm512_mask_loadu_ps(lo, m1, at(i1, 8))
                     }
-                }
+                };
+                let mut v = [
+                    channel(0),
+                    channel(1),
+                    channel(2),
+                    channel(3),
+                    channel(4),
+                    channel(5),
+                    channel(6),
+                    channel(7),
+                    channel(8),
+                    channel(9),
+                    channel(10),
+                    channel(11),
+                    channel(12),
+                    channel(13),
+                    channel(14),
+                    channel(15),
+                ];
                 transpose16(&mut v);
-                d[i0].copy_from_slice(&v[..A]);
-                d[i1].copy_from_slice(&v[8..8 + A]);
-            }
-            // tmp = B^T d (column by column), then V = tmp B (row by row).
-            let mut tmp = [[_mm512_setzero_ps(); A]; A];
-            for j in 0..A {
-                let column = std::array::from_fn(|i| d[i][j]);
-                for (i, v) in bt_column(column).into_iter().enumerate() {
-                    tmp[i][j] = v;
-                }
-            }
+                v
+            };
+            let (p0, p1, p2) = (pair(0), pair(1), pair(2));
+            // Column j of B^T d, then row i of (B^T d) B = V.
+            let column =
+                |j: usize| bt_column([p0[j], p0[8 + j], p1[j], p1[8 + j], p2[j], p2[8 + j]]);
+            let tmp = [
+                column(0),
+                column(1),
+                column(2),
+                column(3),
+                column(4),
+                column(5),
+            ];
             let keep: __mmask16 = ((1u32 << lanes) - 1) as u16;
-            for (i, row) in tmp.iter().enumerate() {
-                for (j, v) in bt_column(*row).into_iter().enumerate() {
+            for i in 0..A {
+                let row = [
+                    tmp[0][i], tmp[1][i], tmp[2][i], tmp[3][i], tmp[4][i], tmp[5][i],
+                ];
+                for (j, v) in bt_column(row).into_iter().enumerate() {
                     let dst = &mut vt[(i * A + j) * c + c0..][..lanes];
                     // SAFETY: the first `lanes` lanes are stored, into `dst`.
                     unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), keep, v) };
@@ -401,25 +431,35 @@ mod avx512 {
                     _mm_prefetch::<_MM_HINT_T0>(at.cast());
                 }
             }
-            // tmp[r][j] = (A^T m)[r][j], column by column.
-            let mut tmp = [[_mm512_setzero_ps(); A]; M];
-            for j in 0..A {
-                let column: [__m512; A] = std::array::from_fn(|i| {
+            // Column j of A^T m (four vectors, one per output row r),
+            // then row r of (A^T m) A: the tile's values r * 4 + s. Built
+            // from their values rather than zeroed first (see
+            // `input_tile`).
+            let column = |j: usize| {
+                at_column(std::array::from_fn(|i| {
                     let src = &mo[((i * A + j) * tiles + t) * k + k0..][..L];
                     // SAFETY: `src` holds L = 16 values.
                     unsafe { _mm512_loadu_ps(src.as_ptr()) }
-                });
-                for (r, v) in at_column(column).into_iter().enumerate() {
-                    tmp[r][j] = v;
-                }
-            }
-            // out[r * 4 + s] = (tmp A)[r][s], then one vector per channel.
-            let mut out = [_mm512_setzero_ps(); L];
-            for r in 0..M {
-                for (s, v) in at_column(tmp[r]).into_iter().enumerate() {
-                    out[r * M + s] = v;
-                }
-            }
+                }))
+            };
+            let tmp = [
+                column(0),
+                column(1),
+                column(2),
+                column(3),
+                column(4),
+                column(5),
+            ];
+            let row = |r: usize| {
+                at_column([
+                    tmp[0][r], tmp[1][r], tmp[2][r], tmp[3][r], tmp[4][r], tmp[5][r],
+                ])
+            };
+            let [r0, r1, r2, r3] = [row(0), row(1), row(2), row(3)];
+            let mut out = [
+                r0[0], r0[1], r0[2], r0[3], r1[0], r1[1], r1[2], r1[3], r2[0], r2[1], r2[2], r2[3],
+                r3[0], r3[1], r3[2], r3[3],
+            ];
             transpose16(&mut out);
             let (oy0, ox) = (ty * M, tx * M);
             let cols = M.min(ow - ox);
