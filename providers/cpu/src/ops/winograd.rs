@@ -16,6 +16,12 @@
 //! vectors and so stays efficient on the 16 tiles of a 14x14 map), and the
 //! output transform `Y = A^T M A`, then bias and activation in one pass
 //! over each block of planes (output channels in parallel).
+//!
+//! Where `U` is no larger than `V` and `M` (wide maps, few channels) and
+//! the activation is a clamp, blocks of tiles instead go whole to one
+//! thread each — input transform, products, output transform with bias
+//! and activation in registers — so that their `V` and `M` stay in that
+//! core's cache (`blocked`).
 
 use multiversion::multiversion;
 use oxrt_core::shape::WindowAttrs;
@@ -409,16 +415,118 @@ mod avx512 {
         ]
     }
 
+    /// The 4x4 output values of one tile for 16 channels from its 36
+    /// products `load(p)` (each the 16 channels' value at position `p`):
+    /// `out[r * 4 + s]`, lanes along the channels. Column j of A^T m (one
+    /// vector per output row r), then row r of (A^T m) A. The arrays are
+    /// built from their values, not zeroed and then written (a zeroed
+    /// array of vectors is a call to memset per tile).
+    ///
+    /// # Safety
+    /// `load` must be safe to call for every p < 36.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_values(load: impl Fn(usize) -> __m512) -> [__m512; L] {
+        let column = |j: usize| at_column(std::array::from_fn(|i| load(i * A + j)));
+        let tmp = [
+            column(0),
+            column(1),
+            column(2),
+            column(3),
+            column(4),
+            column(5),
+        ];
+        let row = |r: usize| {
+            at_column([
+                tmp[0][r], tmp[1][r], tmp[2][r], tmp[3][r], tmp[4][r], tmp[5][r],
+            ])
+        };
+        let [r0, r1, r2, r3] = [row(0), row(1), row(2), row(3)];
+        [
+            r0[0], r0[1], r0[2], r0[3], r1[0], r1[1], r1[2], r1[3], r2[0], r2[1], r2[2], r2[3],
+            r3[0], r3[1], r3[2], r3[3],
+        ]
+    }
+
+    /// Stores tile `t`'s values, transposed (`out[l]`: channel l's 4x4
+    /// block, row by row), into 16 planes of OH x OW from `planes`, the
+    /// rows and columns inside the map.
+    ///
+    /// # Safety
+    /// `planes` must address 16 writable planes of `g.oh * g.ow` values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_tile(out: &[__m512; L], planes: *mut f32, g: Grid, t: usize) {
+        let (oh, ow) = (g.oh, g.ow);
+        let (oy0, ox) = ((t / g.tiles_w) * M, (t % g.tiles_w) * M);
+        let cols = M.min(ow - ox);
+        for (l, block) in out.iter().enumerate() {
+            for r in 0..M.min(oh - oy0) {
+                // Lanes 4r..4r + cols of the block are this row; the store
+                // is addressed so that lane 4r lands on the row's first.
+                let mask: __mmask16 = ((1u16 << cols) - 1) << (M * r);
+                let row = planes.wrapping_add(l * oh * ow + (oy0 + r) * ow + ox);
+                // SAFETY: only the masked lanes are written, and they
+                // address columns ox..ox + cols of row oy0 + r of plane l,
+                // inside the caller's planes.
+                unsafe { _mm512_mask_storeu_ps(row.wrapping_sub(M * r), mask, *block) };
+            }
+        }
+    }
+
+    /// The outputs of `tiles` (of image planes from `y`, `k` of them) from
+    /// `mo[p][t - tiles.start][k]`, with the bias and `clamp` applied to
+    /// each tile's values in registers.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `k` must be a multiple of 16, `mo` hold
+    /// P * tiles.len() * k values, and `y` address the image's `k`
+    /// writable planes, whose parts under `tiles` no other thread touches.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn output_tiles(
+        mo: &[f32],
+        g: Grid,
+        k: usize,
+        tiles: std::ops::Range<usize>,
+        bias: Option<&[f32]>,
+        clamp: crate::ops::activation::Clamp,
+        y: *mut f32,
+    ) {
+        let nt = tiles.len();
+        debug_assert!(k.is_multiple_of(L) && mo.len() >= P * nt * k);
+        for k0 in (0..k).step_by(L) {
+            let b = match bias {
+                // SAFETY: the bias holds k values, k0 + 16 <= k.
+                Some(b) => unsafe { _mm512_loadu_ps(b[k0..][..L].as_ptr()) },
+                None => _mm512_setzero_ps(),
+            };
+            for (i, t) in tiles.clone().enumerate() {
+                // SAFETY: `mo` holds P * nt * k values and k0 + 16 <= k.
+                let mut out = unsafe {
+                    tile_values(|p| {
+                        let src = &mo[(p * nt + i) * k + k0..][..L];
+                        _mm512_loadu_ps(src.as_ptr())
+                    })
+                };
+                for v in &mut out {
+                    *v = clamp.biased_avx512(*v, b);
+                }
+                transpose16(&mut out);
+                // SAFETY: channels k0..k0 + 16 of the image's planes, tile
+                // t's outputs, this caller's alone.
+                unsafe { store_tile(&out, y.wrapping_add(k0 * g.oh * g.ow), g, t) };
+            }
+        }
+    }
+
     /// The 16 output planes of channels `k0..k0 + 16` (`planes`, each
     /// OH x OW) from `Mo[p][t][k]`, without bias.
     #[target_feature(enable = "avx512f")]
     pub(super) fn output_block(mo: &[f32], g: Grid, k: usize, k0: usize, planes: &mut [f32]) {
-        let (oh, ow) = (g.oh, g.ow);
-        let plane = oh * ow;
+        debug_assert!(planes.len() >= L * g.oh * g.ow);
         let tiles = g.tiles();
         let prefetch = std::mem::size_of_val(mo) > PREFETCH_BYTES;
         for t in 0..tiles {
-            let (ty, tx) = (t / g.tiles_w, t % g.tiles_w);
             // The values of a tile ahead, from 36 places that far apart
             // that the hardware prefetchers lose track of them (where the
             // products outgrow the second-level cache: 16 -> 64 channels
@@ -431,50 +539,16 @@ mod avx512 {
                     _mm_prefetch::<_MM_HINT_T0>(at.cast());
                 }
             }
-            // Column j of A^T m (four vectors, one per output row r),
-            // then row r of (A^T m) A: the tile's values r * 4 + s. Built
-            // from their values rather than zeroed first (see
-            // `input_tile`).
-            let column = |j: usize| {
-                at_column(std::array::from_fn(|i| {
-                    let src = &mo[((i * A + j) * tiles + t) * k + k0..][..L];
-                    // SAFETY: `src` holds L = 16 values.
-                    unsafe { _mm512_loadu_ps(src.as_ptr()) }
-                }))
+            // SAFETY: `mo` holds P * tiles * k values and k0 + 16 <= k.
+            let mut out = unsafe {
+                tile_values(|p| {
+                    let src = &mo[(p * tiles + t) * k + k0..][..L];
+                    _mm512_loadu_ps(src.as_ptr())
+                })
             };
-            let tmp = [
-                column(0),
-                column(1),
-                column(2),
-                column(3),
-                column(4),
-                column(5),
-            ];
-            let row = |r: usize| {
-                at_column([
-                    tmp[0][r], tmp[1][r], tmp[2][r], tmp[3][r], tmp[4][r], tmp[5][r],
-                ])
-            };
-            let [r0, r1, r2, r3] = [row(0), row(1), row(2), row(3)];
-            let mut out = [
-                r0[0], r0[1], r0[2], r0[3], r1[0], r1[1], r1[2], r1[3], r2[0], r2[1], r2[2], r2[3],
-                r3[0], r3[1], r3[2], r3[3],
-            ];
             transpose16(&mut out);
-            let (oy0, ox) = (ty * M, tx * M);
-            let cols = M.min(ow - ox);
-            for (l, block) in out.iter().enumerate() {
-                for r in 0..M.min(oh - oy0) {
-                    let row = &mut planes[l * plane + (oy0 + r) * ow + ox..][..cols];
-                    // Lanes 4r..4r + cols of the block are this row; the
-                    // store is addressed so that lane 4r lands on row[0].
-                    let mask: __mmask16 = ((1u16 << cols) - 1) << (M * r);
-                    let base = row.as_mut_ptr().wrapping_sub(M * r);
-                    // SAFETY: only the masked lanes are written, and they
-                    // address row[0..cols], inside `planes`.
-                    unsafe { _mm512_mask_storeu_ps(base, mask, *block) };
-                }
-            }
+            // SAFETY: `planes` holds the 16 planes of the block.
+            unsafe { store_tile(&out, planes.as_mut_ptr(), g, t) };
         }
     }
 }
@@ -509,6 +583,93 @@ pub fn limits() -> WinogradLimits {
     } else {
         LIMITS
     }
+}
+
+// The blocked path needs the packed product and the AVX-512 transforms.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// Bytes of `V` and `M` per block of tiles on the blocked path: with the
+/// block's share of `U`, about a second-level cache.
+const BLOCK_BYTES: usize = 512 << 10;
+/// Columns of the packed product's panels: blocks are whole panels.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const PANEL: usize = 12;
+
+/// Tiles per block where the blocked path suits `c -> k` channels over
+/// `tiles` tiles: `U` no larger than `V` and `M` together (each block
+/// reads all of `U`; 16 -> 64 channels at 55x55: `U` 0.15 MB, `V` and
+/// `M` 2.3 MB), `k` whole vectors of channels; blocks of whole panels
+/// that fit [`BLOCK_BYTES`], at least two per thread where the tiles
+/// allow.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn block_tiles(c: usize, k: usize, tiles: usize) -> Option<usize> {
+    if !k.is_multiple_of(L) || c * k > tiles * (c + k) {
+        return None;
+    }
+    let fit = (BLOCK_BYTES / 4 / (P * (c + k))) / PANEL * PANEL;
+    let share = tiles
+        .div_ceil(2 * rayon::current_num_threads())
+        .div_ceil(PANEL)
+        * PANEL;
+    Some(fit.min(share).max(PANEL))
+}
+
+/// The convolution by blocks of `tb` tiles, each taken whole by one
+/// thread: its input transform, its 36 products and its output transform
+/// with bias and `clamp` in registers, while its `V` and `M` stay in that
+/// thread's cache (the three-phase path hands each phase's output to the
+/// other threads and streams `V` and `M` through memory when they outgrow
+/// the second-level cache).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn blocked(
+    xd: &[f32],
+    packed: &[PackedA],
+    g: Grid,
+    k: usize,
+    n: usize,
+    tb: usize,
+    bias: Option<&[f32]>,
+    clamp: crate::ops::activation::Clamp,
+    y: &mut [f32],
+) -> Result<()> {
+    let (c, tiles) = (g.c, g.tiles());
+    let (image, plane) = (c * g.h * g.w, g.oh * g.ow);
+    if packed.len() != P || xd.len() < n * image || y.len() < n * k * plane {
+        return Err(Error::invalid(
+            "Winograd buffers are smaller than their shapes",
+        ));
+    }
+    let blocks = tiles.div_ceil(tb);
+    let dst = crate::gemm::SharedDst::new(&mut y[..n * k * plane]);
+    (0..n * blocks).into_par_iter().try_for_each(|job| {
+        let (img, t0) = (job / blocks, (job % blocks) * tb);
+        let nt = tb.min(tiles - t0);
+        let x = &xd[img * image..][..image];
+        crate::scratch::with_f32(nt * P * (c + k), |scratch| {
+            let (v, mo) = scratch.split_at_mut(nt * P * c);
+            for (t, vt) in v.chunks_exact_mut(P * c).enumerate() {
+                input_tile(x, g, t0 + t, vt);
+            }
+            for (p, (up, mp)) in packed.iter().zip(mo.chunks_exact_mut(nt * k)).enumerate() {
+                let vp = MatRef {
+                    data: &v[p * c..],
+                    rows: c,
+                    cols: nt,
+                    row_stride: 1,
+                    col_stride: P * c,
+                };
+                gemm_packed_t(up, vp, mp, false)?;
+            }
+            // SAFETY: `blocked` runs only where `packed` exists, so this
+            // CPU has AVX-512F; the tiles t0..t0 + nt of image `img` are
+            // this job's alone, and their outputs lie in the image's k
+            // planes inside `y` (checked above).
+            unsafe {
+                avx512::output_tiles(mo, g, k, t0..t0 + nt, bias, clamp, dst.at(img * k * plane))
+            };
+            Ok(())
+        })
+    })
 }
 
 struct WinogradConv {
@@ -569,6 +730,15 @@ impl WinogradConv {
         let (xd, ud) = (x.as_slice::<f32>()?, u.as_slice::<f32>()?);
         // Every value of the three is written before it is read.
         let mut y = stale(n * k * oh * ow, 0.0f32);
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(packed), Some(clamp), Some(tb)) = (
+            self.packed.as_deref(),
+            crate::ops::activation::clamp_of(self.epilogue.as_ref()),
+            block_tiles(c, k, tiles),
+        ) {
+            blocked(xd, packed, grid, k, n, tb, bias, clamp, &mut y)?;
+            return Tensor::from_vec(vec![n, k, oh, ow], y);
+        }
         // The transformed input and the products, in this thread's
         // scratch, so a warm run allocates nothing for them.
         let (v_len, mo_len) = (tiles * P * c, P * tiles * k);
@@ -741,44 +911,83 @@ mod tests {
         }
     }
 
+    /// The kernel `create` makes for a WinogradConv node with padding
+    /// `pad`, `activation` (with `params`) and `u` constant (packed there).
+    fn kernel(u: &Tensor, pad: usize, activation: &str, params: &[f32]) -> Box<dyn Kernel> {
+        let node = Node {
+            name: "n".into(),
+            op_type: "WinogradConv".into(),
+            domain: crate::ops::fused::DOMAIN.into(),
+            inputs: vec!["x".into(), "u".into(), "b".into()],
+            outputs: vec!["y".into()],
+            attributes: [
+                ("pads".to_string(), Attribute::Ints(vec![pad as i64; 4])),
+                (
+                    "activation".to_string(),
+                    Attribute::String(activation.into()),
+                ),
+                (
+                    "activation_params".to_string(),
+                    Attribute::Floats(params.to_vec()),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let info = KernelInfo {
+            node: oxrt_core::NodeContext {
+                opset: 1,
+                input_types: vec![],
+            },
+            constants: [(1, u)].into_iter().collect(),
+            output_types: vec![],
+            subgraphs: None,
+        };
+        create(&node, &info).unwrap()
+    }
+
     #[test]
     fn fused_activations_follow_the_bias() {
-        // Through `create`, with U constant (packed there): a piecewise
-        // activation (fused with the bias) and one that is not.
+        // A piecewise activation (fused with the bias) and one that is not.
         let t = case([2, 20, 9, 11], 24, 1);
         type Act = fn(f32) -> f32;
         let acts: [(&str, Act); 2] = [("Relu", |v| v.max(0.0)), ("Tanh", f32::tanh)];
         for (name, f) in acts {
-            let node = Node {
-                name: "n".into(),
-                op_type: "WinogradConv".into(),
-                domain: crate::ops::fused::DOMAIN.into(),
-                inputs: vec!["x".into(), "u".into(), "b".into()],
-                outputs: vec!["y".into()],
-                attributes: [
-                    ("pads".to_string(), Attribute::Ints(vec![1; 4])),
-                    ("activation".to_string(), Attribute::String(name.into())),
-                ]
-                .into_iter()
-                .collect(),
-            };
-            let info = KernelInfo {
-                node: oxrt_core::NodeContext {
-                    opset: 1,
-                    input_types: vec![],
-                },
-                constants: [(1, &t.u)].into_iter().collect(),
-                output_types: vec![],
-                subgraphs: None,
-            };
-            let kernel = create(&node, &info).unwrap();
-            let y = kernel
+            let y = kernel(&t.u, 1, name, &[])
                 .compute(&[Some(&t.x), Some(&t.u), Some(&t.bias)])
                 .unwrap();
             assert_eq!(y[0].shape(), t.out_shape);
             let want: Vec<f32> = t.want.iter().map(|&v| f(v)).collect();
             let e = worst(&y[0], &want);
             assert!(e < 1e-4, "{name}: max error {e}");
+        }
+    }
+
+    #[test]
+    fn the_blocked_path_matches_the_direct_convolution() {
+        // Maps of several blocks (the last one partial), two images, with
+        // and without padding; the bias with Relu and Clip applied in
+        // registers, and Tanh (which takes the three-phase path).
+        type Act = fn(f32) -> f32;
+        let acts: [(&str, &[f32], Act); 3] = [
+            ("Relu", &[], |v| v.max(0.0)),
+            ("Clip", &[-0.1, 0.2], |v| v.clamp(-0.1, 0.2)),
+            ("Tanh", &[], f32::tanh),
+        ];
+        for (shape, k, pad) in [([2, 16, 23, 21], 32, 1), ([1, 8, 30, 30], 16, 0)] {
+            let t = case(shape, k, pad);
+            let tiles = t.out_shape[2].div_ceil(M) * t.out_shape[3].div_ceil(M);
+            let tb = block_tiles(shape[1], k, tiles).unwrap();
+            assert!(tiles > tb, "{shape:?}: one block of {tb} for {tiles} tiles");
+            for (name, params, f) in acts {
+                let y = kernel(&t.u, pad, name, params)
+                    .compute(&[Some(&t.x), Some(&t.u), Some(&t.bias)])
+                    .unwrap();
+                assert_eq!(y[0].shape(), t.out_shape);
+                let want: Vec<f32> = t.want.iter().map(|&v| f(v)).collect();
+                let e = worst(&y[0], &want);
+                assert!(e < 1e-4, "{shape:?} {name}: max error {e}");
+            }
         }
     }
 
