@@ -377,26 +377,23 @@ mod avx512 {
             // Column j of B^T d, then row i of (B^T d) B = V.
             let column =
                 |j: usize| bt_column([p0[j], p0[8 + j], p1[j], p1[8 + j], p2[j], p2[8 + j]]);
-            let tmp = [
-                column(0),
-                column(1),
-                column(2),
-                column(3),
-                column(4),
-                column(5),
-            ];
+            let tmp = six(column);
             let keep: __mmask16 = ((1u32 << lanes) - 1) as u16;
             for i in 0..A {
-                let row = [
-                    tmp[0][i], tmp[1][i], tmp[2][i], tmp[3][i], tmp[4][i], tmp[5][i],
-                ];
-                for (j, v) in bt_column(row).into_iter().enumerate() {
+                for (j, v) in bt_column(six(|j| tmp[j][i])).into_iter().enumerate() {
                     let dst = &mut vt[(i * A + j) * c + c0..][..lanes];
                     // SAFETY: the first `lanes` lanes are stored, into `dst`.
                     unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), keep, v) };
                 }
             }
         }
+    }
+
+    /// `[f(0), .., f(5)]`, built from its values: an array of vectors
+    /// zeroed first and then written is a call to memset per tile.
+    #[inline(always)]
+    fn six<T>(f: impl Fn(usize) -> T) -> [T; A] {
+        [f(0), f(1), f(2), f(3), f(4), f(5)]
     }
 
     /// `A^T m` for one column `m` of six vectors: the four output rows.
@@ -428,19 +425,8 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn tile_values(load: impl Fn(usize) -> __m512) -> [__m512; L] {
         let column = |j: usize| at_column(std::array::from_fn(|i| load(i * A + j)));
-        let tmp = [
-            column(0),
-            column(1),
-            column(2),
-            column(3),
-            column(4),
-            column(5),
-        ];
-        let row = |r: usize| {
-            at_column([
-                tmp[0][r], tmp[1][r], tmp[2][r], tmp[3][r], tmp[4][r], tmp[5][r],
-            ])
-        };
+        let tmp = six(column);
+        let row = |r: usize| at_column(six(|j| tmp[j][r]));
         let [r0, r1, r2, r3] = [row(0), row(1), row(2), row(3)];
         [
             r0[0], r0[1], r0[2], r0[3], r1[0], r1[1], r1[2], r1[3], r2[0], r2[1], r2[2], r2[3],
@@ -651,14 +637,7 @@ fn blocked(
                 input_tile(x, g, t0 + t, vt);
             }
             for (p, (up, mp)) in packed.iter().zip(mo.chunks_exact_mut(nt * k)).enumerate() {
-                let vp = MatRef {
-                    data: &v[p * c..],
-                    rows: c,
-                    cols: nt,
-                    row_stride: 1,
-                    col_stride: P * c,
-                };
-                gemm_packed_t(up, vp, mp, false)?;
+                gemm_packed_t(up, position(v, p, c, nt), mp, false)?;
             }
             // SAFETY: `blocked` runs only where `packed` exists, so this
             // CPU has AVX-512F; the tiles t0..t0 + nt of image `img` are
@@ -680,6 +659,19 @@ struct WinogradConv {
     /// The fused activation, applied with the bias after the output
     /// transform.
     epilogue: Option<Epilogue>,
+}
+
+/// `V[p]` of `V[t][p][c]` (`tiles` tiles of `c` channels) read as a
+/// `c x tiles` matrix, the packed product's right operand: each tile's
+/// channels are contiguous.
+fn position(v: &[f32], p: usize, c: usize, tiles: usize) -> MatRef<'_, f32> {
+    MatRef {
+        data: &v[p * c..],
+        rows: c,
+        cols: tiles,
+        row_stride: 1,
+        col_stride: P * c,
+    }
 }
 
 /// `U` (36 x C x K) packed as one `K x C` operand per position.
@@ -751,16 +743,7 @@ impl WinogradConv {
                     .enumerate()
                     .try_for_each(|(p, mp)| {
                         if let Some(up) = self.packed.as_ref().and_then(|u| u.get(p)) {
-                            // V[p] read as C x tiles: each tile's channels
-                            // are contiguous.
-                            let vp = MatRef {
-                                data: &v[p * c..],
-                                rows: c,
-                                cols: tiles,
-                                row_stride: 1,
-                                col_stride: P * c,
-                            };
-                            return gemm_packed_t(up, vp, mp, false);
+                            return gemm_packed_t(up, position(v, p, c, tiles), mp, false);
                         }
                         let vp = MatRef {
                             data: &v[p * c..],
