@@ -285,6 +285,24 @@ pub fn numbers(t: &Tensor, what: &str) -> Result<Vec<f64>> {
         .ok_or_else(|| Error::invalid(format!("{what} must be numeric, got {}", t.dtype())))
 }
 
+/// The first `n` of 16 lanes as a lane mask (all 16 for `n >= 16`).
+/// Branch-free: kernels compute it per vector in their inner loops.
+#[inline]
+pub(crate) fn first_lanes(n: usize) -> u16 {
+    ((1u32 << n.min(16)) - 1) as u16
+}
+
+/// The lanes `i < cap` (`cap <= 16`) of a load at column `start` that lie
+/// in a row of `width` columns (`0 <= start + i < width`), as a lane mask
+/// (none when the load misses the row: the two masks then nest).
+#[inline]
+pub(crate) fn lanes_inside(start: isize, width: usize, cap: usize) -> u16 {
+    let cap = cap.min(16) as isize;
+    let lo = (-start).clamp(0, cap) as usize;
+    let hi = (width as isize).saturating_sub(start).clamp(0, cap) as usize;
+    first_lanes(hi) & !first_lanes(lo)
+}
+
 /// Whether this CPU has AVX-512F, which the hand-written f32 kernels
 /// (`packed.rs`, the direct and depthwise convolutions, max pooling) need.
 pub(crate) fn has_avx512f() -> bool {
@@ -302,6 +320,23 @@ pub(crate) fn has_avx512f() -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn lane_masks_cover_the_asked_lanes() {
+        assert_eq!(first_lanes(0), 0);
+        assert_eq!(first_lanes(3), 0b111);
+        assert_eq!(first_lanes(16), 0xffff);
+        assert_eq!(first_lanes(40), 0xffff);
+        // A row of 20 columns: a load at -2 covers lanes 2..16, one at 8
+        // lanes 0..12, one at 20 nothing, one at -20 nothing.
+        assert_eq!(lanes_inside(-2, 20, 16), 0xfffc);
+        assert_eq!(lanes_inside(8, 20, 16), 0x0fff);
+        assert_eq!(lanes_inside(20, 20, 16), 0);
+        assert_eq!(lanes_inside(-20, 20, 16), 0);
+        // At most `cap` lanes (a 6-column Winograd patch).
+        assert_eq!(lanes_inside(-1, 20, 6), 0b111110);
+        assert_eq!(lanes_inside(17, 20, 6), 0b111);
+    }
 
     #[test]
     fn as_f32_mut_views_only_f32() {

@@ -447,13 +447,7 @@ mod avx512 {
         load: bool,
     ) {
         let acc = accumulate::<W>(kc, a, b);
-        let mask = |left: usize| -> __mmask16 {
-            if left >= 16 {
-                0xffff
-            } else {
-                (1u16 << left) - 1
-            }
-        };
+        let mask = crate::kernel::first_lanes;
         let (m0, m1) = (mask(height), mask(height.saturating_sub(16)));
         for (j, col) in acc.iter().enumerate() {
             // SAFETY: lanes under the masks are rows < height of column j

@@ -4,6 +4,30 @@
 
 use std::arch::x86_64::*;
 
+/// `[f(0), .., f(15)]`, built from its values: an array of vectors
+/// zeroed first and then written is a call to memset.
+#[inline(always)]
+pub(crate) fn vectors16(mut f: impl FnMut(usize) -> __m512) -> [__m512; 16] {
+    [
+        f(0),
+        f(1),
+        f(2),
+        f(3),
+        f(4),
+        f(5),
+        f(6),
+        f(7),
+        f(8),
+        f(9),
+        f(10),
+        f(11),
+        f(12),
+        f(13),
+        f(14),
+        f(15),
+    ]
+}
+
 /// Transposes a 16 x 16 block held as 16 vectors: lane `j` of vector
 /// `i` moves to lane `i` of vector `j`.
 #[target_feature(enable = "avx512f")]

@@ -427,7 +427,7 @@ mod lanes16 {
 
     use super::Plane;
     use crate::ops::window::Window2d;
-    use crate::transpose16::transpose16;
+    use crate::transpose16::{transpose16, vectors16};
 
     /// Planes per block: the lanes of a vector.
     pub(super) const L: usize = 16;
@@ -479,13 +479,16 @@ mod lanes16 {
             let py = iy + top;
             for c0 in (0..cols).step_by(L) {
                 let m = L.min(cols - c0);
-                let mask: __mmask16 = ((1u32 << m) - 1) as u16;
-                let mut v = [_mm512_setzero_ps(); L];
-                for (l, vl) in v.iter_mut().enumerate().take(n) {
+                let mask = crate::kernel::first_lanes(m);
+                // Built from its values, not zeroed first (see `vectors16`).
+                let mut v = vectors16(|l| {
+                    if l >= n {
+                        return _mm512_setzero_ps();
+                    }
                     let src = &x[(p0 + l) * h * wd + iy * wd + c0..][..m];
                     // SAFETY: the `m` masked lanes read `src`.
-                    *vl = unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr()) };
-                }
+                    unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr()) }
+                });
                 transpose16(&mut v);
                 for (j, vj) in v.iter().enumerate().take(m) {
                     let dst = &mut pbuf[(py * pw + left + c0 + j) * L..][..L];
@@ -547,14 +550,16 @@ mod lanes16 {
         // Back to planes, 16 positions at a time.
         for q0 in (0..out_len).step_by(L) {
             let m = L.min(out_len - q0);
-            let mut v = [_mm512_setzero_ps(); L];
-            for (j, vj) in v.iter_mut().enumerate().take(m) {
+            let mut v = vectors16(|j| {
+                if j >= m {
+                    return _mm512_setzero_ps();
+                }
                 let src = &obuf[(q0 + j) * L..][..L];
                 // SAFETY: `src` holds 16 values.
-                *vj = unsafe { _mm512_loadu_ps(src.as_ptr()) };
-            }
+                unsafe { _mm512_loadu_ps(src.as_ptr()) }
+            });
             transpose16(&mut v);
-            let mask: __mmask16 = ((1u32 << m) - 1) as u16;
+            let mask = crate::kernel::first_lanes(m);
             for (l, vl) in v.iter().enumerate().take(n) {
                 let dst = &mut out[l * out_len + q0..][..m];
                 // SAFETY: the `m` masked lanes write `dst`.

@@ -118,13 +118,7 @@ fn available() -> bool {
 /// Lanes `i` of a 16-lane load at column `start` with
 /// `0 <= start + i < width`.
 fn lanes(start: isize, width: usize) -> u16 {
-    let lo = (-start).clamp(0, L as isize);
-    let hi = (width as isize).saturating_sub(start).clamp(0, L as isize);
-    if hi <= lo {
-        return 0;
-    }
-    let upto = |n: isize| ((1u32 << n) - 1) as u16;
-    upto(hi) & !upto(lo)
+    crate::kernel::lanes_inside(start, width, L)
 }
 
 /// The lane masks of the three loads of one input row for the output

@@ -522,14 +522,7 @@ mod avx512 {
     /// Lane masks of the `V` vectors of a tile `width` positions wide.
     #[inline(always)]
     fn masks<const V: usize>(width: usize) -> [__mmask16; V] {
-        std::array::from_fn(|q| {
-            let n = width.saturating_sub(q * 16);
-            if n >= 16 {
-                0xffff
-            } else {
-                (1u16 << n) - 1
-            }
-        })
+        std::array::from_fn(|q| crate::kernel::first_lanes(width.saturating_sub(q * 16)))
     }
 
     /// `sum over i of w[i * MR + r] * src[offsets[i] + j]` for rows `r < R`

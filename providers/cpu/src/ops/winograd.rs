@@ -271,7 +271,7 @@ mod avx512 {
     const AHEAD: usize = 2;
     /// Products larger than this (a second-level cache) are prefetched.
     const PREFETCH_BYTES: usize = 1 << 20;
-    use crate::transpose16::transpose16;
+    use crate::transpose16::{transpose16, vectors16};
 
     /// `B^T d` for one column `d` of six vectors.
     #[target_feature(enable = "avx512f")]
@@ -307,13 +307,7 @@ mod avx512 {
         let y0 = (ty * M) as isize - g.pad_top;
         let x0 = (tx * M) as isize - g.pad_left;
         // The patch columns inside the image, as lane bits.
-        let first = (-x0).clamp(0, A as isize) as u32;
-        let end = (w as isize - x0).clamp(0, A as isize) as u32;
-        let cols: u16 = if end > first {
-            (((1u32 << end) - 1) & !((1u32 << first) - 1)) as u16
-        } else {
-            0
-        };
+        let cols = crate::kernel::lanes_inside(x0, w, A);
         let row_mask = |i: usize| -> u16 {
             let iy = y0 + i as isize;
             if (0..h as isize).contains(&iy) {
@@ -352,24 +346,7 @@ mod avx512 {
                         _mm512_mask_loadu_ps(lo, m1, at(i1, 8))
                     }
                 };
-                let mut v = [
-                    channel(0),
-                    channel(1),
-                    channel(2),
-                    channel(3),
-                    channel(4),
-                    channel(5),
-                    channel(6),
-                    channel(7),
-                    channel(8),
-                    channel(9),
-                    channel(10),
-                    channel(11),
-                    channel(12),
-                    channel(13),
-                    channel(14),
-                    channel(15),
-                ];
+                let mut v = vectors16(channel);
                 transpose16(&mut v);
                 v
             };
@@ -378,7 +355,7 @@ mod avx512 {
             let column =
                 |j: usize| bt_column([p0[j], p0[8 + j], p1[j], p1[8 + j], p2[j], p2[8 + j]]);
             let tmp = six(column);
-            let keep: __mmask16 = ((1u32 << lanes) - 1) as u16;
+            let keep = crate::kernel::first_lanes(lanes);
             for i in 0..A {
                 for (j, v) in bt_column(six(|j| tmp[j][i])).into_iter().enumerate() {
                     let dst = &mut vt[(i * A + j) * c + c0..][..lanes];
