@@ -66,7 +66,12 @@ fn max_pool_2d<T: Real>(
         // Every output is stored (a window in padding stores -inf).
         let mut y = oxrt_core::arena::stale(planes * oh * ow, T::neg_infinity());
         if let Some(yf) = crate::kernel::as_f32_mut(&mut y) {
-            let row = avx512::row_len(&g, wd);
+            // The 3x3 stride-2 path needs no row buffer.
+            let row = if avx512::is_3x3_stride_2(&g) {
+                0
+            } else {
+                avx512::row_len(&g, wd)
+            };
             yf.par_chunks_mut((oh * ow).max(1))
                 .enumerate()
                 .for_each_init(
