@@ -12,6 +12,11 @@ use crate::kernel::Arith;
 /// it, splitting costs more than it saves.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
+/// Elements of B from which a product splits over threads however few
+/// rows A has: a matrix-vector product (a classifier's 1024 -> 1000 at
+/// batch 1) is bound by reading B, which two cores read faster than one.
+const PARALLEL_MIN_B: usize = 1 << 18;
+
 /// A strided read-only matrix view.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {
@@ -139,7 +144,7 @@ pub fn gemm_then<T: Arith>(
     }
     if id == TypeId::of::<f32>() || id == TypeId::of::<f64>() {
         let threads = rayon::current_num_threads();
-        let big = threads > 1 && m * n * k >= PARALLEL_MIN_MACS;
+        let big = threads > 1 && (m * n * k >= PARALLEL_MIN_MACS || k * n >= PARALLEL_MIN_B);
         // Convolutions' products are much wider (output positions) than
         // tall (channels): splitting their columns lets each thread pack
         // only its share of the im2col operand.
@@ -209,6 +214,17 @@ pub fn gemm_then<T: Arith>(
         }
     }
     post_rows(c, n, 0, post)
+}
+
+/// `x` as an f32 matrix when `T` is f32.
+fn as_f32<T: Arith>(x: MatRef<'_, T>) -> Option<MatRef<'_, f32>> {
+    Some(MatRef {
+        data: crate::kernel::as_type::<T, f32>(x.data)?,
+        rows: x.rows,
+        cols: x.cols,
+        row_stride: x.row_stride,
+        col_stride: x.col_stride,
+    })
 }
 
 /// `post` on each `n`-wide row of `c` (rows `first..` of the product), on
@@ -425,6 +441,42 @@ unsafe fn crate_gemm_raw<T: Arith>(
         return Err(Error::invalid(
             "matrix buffers are smaller than their shapes",
         ));
+    }
+    if let (Some(af), Some(bf), Some(alpha_f)) = (
+        as_f32(a),
+        as_f32(b),
+        crate::kernel::as_type::<T, f32>(std::slice::from_ref(&alpha)),
+    ) {
+        let t = crate::gemm_tail::tail(&af, n);
+        if t > 0 {
+            let main = n - t;
+            let tail_b = MatRef {
+                data: bf.data.get(main * bf.col_stride..).unwrap_or(&[]),
+                cols: t,
+                ..bf
+            };
+            // SAFETY: the caller's guarantee for columns 0..n covers the
+            // first `main` columns here and the last `t` in the tail call.
+            unsafe {
+                crate_gemm_raw(
+                    a,
+                    MatRef { cols: main, ..b },
+                    dst,
+                    dst_row_stride,
+                    alpha,
+                    accumulate,
+                    parallelism,
+                )?;
+                return crate::gemm_tail::product(
+                    af,
+                    tail_b,
+                    dst.add(main) as *mut f32,
+                    dst_row_stride,
+                    alpha_f[0],
+                    accumulate,
+                );
+            }
+        }
     }
     // SAFETY: `fits()` checked just above that every element addressed
     // through the given strides lies inside `a.data` and `b.data`; the

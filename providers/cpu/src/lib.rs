@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod fast_math;
 pub mod gemm;
+pub(crate) mod gemm_tail;
 pub mod kernel;
 pub mod minifloat;
 pub mod ops;
