@@ -600,12 +600,15 @@ mod tests {
     #[test]
     fn row_and_column_blocks_on_two_threads_match_one_product() {
         // Large enough to split (> 2^22 multiply-adds): 300 x 256 x 64
-        // splits rows; 72 x 256 x 250 splits (ragged) columns.
+        // splits rows; 72 x 256 x 250 splits (ragged) columns; a
+        // matrix-vector product (1 x 1024 x 300: B past 2^18 values) splits
+        // columns too. Widths 250 and 300 leave a tail of n % 16 columns
+        // to the dot-product kernel where it runs.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
             .unwrap();
-        for (m, k, n) in [(300, 256, 64), (72, 256, 250)] {
+        for (m, k, n) in [(300, 256, 64), (72, 256, 250), (1, 1024, 300)] {
             let a: Vec<f32> = (0..m * k)
                 .map(|x| ((x * 31) % 97) as f32 / 50.0 - 1.0)
                 .collect();
