@@ -18,6 +18,55 @@ const L: usize = 16;
 /// wider ones take the phase-plane stencil).
 const MAX_CHUNKS: usize = 16;
 
+/// Output vectors of the largest plane run flat (see [`Flat`]).
+const FLAT_VECTORS: usize = 16;
+
+/// A small plane at stride 1 whose output rows are as wide as its input
+/// rows (a "same" padding): output position `p` reads input position
+/// `p + offsets[tap]`, so the plane runs as one flat run of 16-lane
+/// vectors over all its positions, each tap a masked load at a fixed
+/// offset (lanes whose tap falls in the padding, or past the plane, are
+/// masked off). A 7x7 map fills 49 of 64 lanes instead of 7 of 16 per
+/// row, and a 14x14 one needs 13 vectors instead of 14 rows.
+#[derive(Clone, Copy, Debug)]
+struct Flat {
+    /// Per tap, the input offset from the output position.
+    offsets: [isize; 9],
+    /// Per output vector, each tap's load mask.
+    loads: [[u16; 9]; FLAT_VECTORS],
+}
+
+impl Flat {
+    /// The flat geometry, or `None` where it does not apply.
+    fn new(h: usize, w: usize, [oh, ow]: [usize; 2], [top, left]: [isize; 2]) -> Option<Self> {
+        let positions = oh * ow;
+        if ow != w || positions == 0 || positions > FLAT_VECTORS * L {
+            return None;
+        }
+        let mut offsets = [0isize; 9];
+        for (t, off) in offsets.iter_mut().enumerate() {
+            *off = ((t / 3) as isize - top) * w as isize + (t % 3) as isize - left;
+        }
+        let mut loads = [[0u16; 9]; FLAT_VECTORS];
+        let (mut oy, mut ox) = (0isize, 0isize);
+        for p in 0..positions {
+            // Which kernel rows and columns of output (oy, ox) fall inside.
+            let rows = [0, 1, 2].map(|ky| (0..h as isize).contains(&(oy + ky - top)));
+            let cols = [0, 1, 2].map(|kx| (0..w as isize).contains(&(ox + kx - left)));
+            for (t, mask) in loads[p / L].iter_mut().enumerate() {
+                if rows[t / 3] && cols[t % 3] {
+                    *mask |= 1 << (p % L);
+                }
+            }
+            ox += 1;
+            if ox == ow as isize {
+                (oy, ox) = (oy + 1, 0);
+            }
+        }
+        Some(Self { offsets, loads })
+    }
+}
+
 /// The geometry of one plane's 3x3 window at stride 1 or 2, with the
 /// lane masks of each output vector of a row (the same on every row).
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +85,8 @@ pub(crate) struct Dw3x3 {
     /// input row (see [`column_masks`]) and of its store.
     loads: [[u16; 3]; MAX_CHUNKS],
     stores: [u16; MAX_CHUNKS],
+    /// The flat form, where it applies (stride 1).
+    flat: Option<Flat>,
 }
 
 impl Dw3x3 {
@@ -68,6 +119,11 @@ impl Dw3x3 {
             loads[c] = column_masks(stride, start, w);
             stores[c] = lanes(0, ow - c * L);
         }
+        let flat = if stride == 1 {
+            Flat::new(h, w, [oh, ow], [g.pads[0], g.pads[1]])
+        } else {
+            None
+        };
         Some(Self {
             h,
             w,
@@ -78,6 +134,7 @@ impl Dw3x3 {
             stride,
             loads,
             stores,
+            flat,
         })
     }
 
@@ -102,6 +159,9 @@ impl Dw3x3 {
         // SAFETY: `new` checked that the CPU has AVX-512F; the lengths
         // were checked above.
         unsafe {
+            if let Some(f) = &self.flat {
+                return avx512::flat(f, self.out_len(), x, k, out, bias, clamp);
+            }
             match self.stride {
                 1 => avx512::plane::<1>(self, x, k, out, bias, clamp),
                 _ => avx512::plane::<2>(self, x, k, out, bias, clamp),
@@ -146,7 +206,7 @@ fn column_masks(stride: usize, start: isize, width: usize) -> [u16; 3] {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Dw3x3, L};
+    use super::{Dw3x3, Flat, L};
     use crate::ops::activation::Clamp;
 
     /// The three taps' inputs of one kernel row for 16 outputs: columns
@@ -235,6 +295,59 @@ mod avx512 {
         }
     }
 
+    /// One output plane of `positions` values in the flat form (see
+    /// [`Flat`]).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` holds the `h * w` input values `f` was
+    /// made for, `k` nine and `out` `positions`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn flat(
+        f: &Flat,
+        positions: usize,
+        x: &[f32],
+        k: &[f32],
+        out: &mut [f32],
+        bias: f32,
+        clamp: Clamp,
+    ) {
+        let mut wv = [_mm512_setzero_ps(); 9];
+        for (w, &kv) in wv.iter_mut().zip(k) {
+            *w = _mm512_set1_ps(kv);
+        }
+        let bias = _mm512_set1_ps(bias);
+        for (v, masks) in f.loads.iter().enumerate().take(positions.div_ceil(L)) {
+            let at = (v * L) as isize;
+            // One sum per kernel row, as in `row`.
+            let mut acc = [_mm512_setzero_ps(); 3];
+            for (ky, a) in acc.iter_mut().enumerate() {
+                for kx in 0..3 {
+                    let t = ky * 3 + kx;
+                    // SAFETY: the mask selects the lanes whose input
+                    // position `p + offsets[t]` lies inside the plane `x`
+                    // holds; masked-off lanes' addresses are never touched.
+                    let tap = unsafe {
+                        _mm512_maskz_loadu_ps(
+                            masks[t],
+                            x.as_ptr().wrapping_offset(at + f.offsets[t]),
+                        )
+                    };
+                    *a = _mm512_fmadd_ps(wv[t], tap, *a);
+                }
+            }
+            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
+            let store = crate::kernel::first_lanes(positions - v * L);
+            // SAFETY: the store mask selects positions < `positions` of `out`.
+            unsafe {
+                _mm512_mask_storeu_ps(
+                    out.as_mut_ptr().add(v * L),
+                    store,
+                    clamp.biased_avx512(sum, bias),
+                )
+            };
+        }
+    }
+
     /// One output plane (see [`Dw3x3::plane`]).
     ///
     /// # Safety
@@ -296,8 +409,12 @@ mod tests {
         }
         // (strides, pads top/left/bottom/right, input size): rows of one
         // to three vectors with a ragged last one, maps narrower than a
-        // vector, a row of one column, no padding, asymmetric and wide pads.
-        let cases: [(usize, [usize; 4], [usize; 2]); 14] = [
+        // vector, a row of one column, no padding, asymmetric and wide pads;
+        // at stride 1 with rows as wide as the input's, the flat form
+        // (7x7, 14x14, 5x40, asymmetric pads on 6x7 and 9x12).
+        let cases: [(usize, [usize; 4], [usize; 2]); 16] = [
+            (1, [1, 1, 1, 1], [7, 7]),
+            (1, [0, 2, 2, 0], [9, 12]),
             (1, [1, 1, 1, 1], [5, 40]),
             (2, [1, 1, 1, 1], [7, 75]),
             (2, [0, 0, 1, 1], [6, 64]),
@@ -324,6 +441,8 @@ mod tests {
         {
             let g = crate::test_window2d(&[3, 3], &[s, s], &pads, &[1, 1], [h, w]);
             let k = Dw3x3::new(&g, [h, w]).unwrap();
+            let same_width = s == 1 && pads[1] + pads[3] == 2 && h * w <= 256;
+            assert_eq!(k.flat.is_some(), same_width, "{h}x{w} pads {pads:?}");
             let x: Vec<f32> = (0..h * w)
                 .map(|i| ((i * 37) % 23) as f32 / 7.0 - 1.5)
                 .collect();
