@@ -162,6 +162,9 @@ impl Dw3x3 {
             if let Some(f) = &self.flat {
                 return avx512::flat(f, self.out_len(), x, k, out, bias, clamp);
             }
+            if self.stride == 1 && self.left == 1 {
+                return avx512::sliding(self, x, k, out, bias, clamp);
+            }
             match self.stride {
                 1 => avx512::plane::<1>(self, x, k, out, bias, clamp),
                 _ => avx512::plane::<2>(self, x, k, out, bias, clamp),
@@ -206,7 +209,7 @@ fn column_masks(stride: usize, start: isize, width: usize) -> [u16; 3] {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Dw3x3, Flat, L};
+    use super::{Dw3x3, Flat, L, MAX_CHUNKS};
     use crate::ops::activation::Clamp;
 
     /// The three taps' inputs of one kernel row for 16 outputs: columns
@@ -348,6 +351,84 @@ mod avx512 {
         }
     }
 
+    /// One output plane at stride 1 with one column of left padding (see
+    /// [`Dw3x3::plane`]), each input row loaded once: along a row, the
+    /// vector of input columns `16 c..` is the middle tap of output
+    /// vector `c`, and the left and right taps are it shifted by one
+    /// lane with the last lane of the vector before or the first of the
+    /// vector after (`valignd`), so an output vector costs three loads
+    /// (one per kernel row, aligned with the row) instead of nine.
+    ///
+    /// # Safety
+    /// As [`plane`], with `g.stride == 1` and `g.left == 1`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sliding(
+        g: &Dw3x3,
+        x: &[f32],
+        k: &[f32],
+        out: &mut [f32],
+        bias: f32,
+        clamp: Clamp,
+    ) {
+        let mut wv = [_mm512_setzero_ps(); 9];
+        for (w, &kv) in wv.iter_mut().zip(k) {
+            *w = _mm512_set1_ps(kv);
+        }
+        let bias = _mm512_set1_ps(bias);
+        let chunks = g.ow.div_ceil(L);
+        // Lanes of input columns 16 c.. inside the row, for every output
+        // vector and the one after the last (the right taps' next lanes).
+        let mut cols = [0u16; MAX_CHUNKS + 1];
+        for (c, m) in cols.iter_mut().enumerate().take(chunks + 1) {
+            *m = crate::kernel::lanes_inside((c * L) as isize, g.w, L);
+        }
+        for (oy, orow) in out.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
+            let mut rows = [x.as_ptr(); 3];
+            let mut valid = [0u16; 3];
+            for ky in 0..3 {
+                let iy = (oy + ky) as isize - g.top;
+                if iy >= 0 && (iy as usize) < g.h {
+                    rows[ky] = x[iy as usize * g.w..].as_ptr();
+                    valid[ky] = 0xffff;
+                }
+            }
+            // SAFETY (all loads): the mask selects columns inside the row
+            // and nothing of a row that is padding (`valid` zero), so only
+            // values of `x` are read.
+            let load = |ky: usize, c: usize| unsafe {
+                _mm512_maskz_loadu_ps(cols[c] & valid[ky], rows[ky].wrapping_add(c * L))
+            };
+            let mut prev = [_mm512_setzero_ps(); 3];
+            let mut cur = [load(0, 0), load(1, 0), load(2, 0)];
+            for c in 0..chunks {
+                let mut acc = [_mm512_setzero_ps(); 3];
+                for ky in 0..3 {
+                    let next = load(ky, c + 1);
+                    let (p, m) = (_mm512_castps_si512(prev[ky]), _mm512_castps_si512(cur[ky]));
+                    let left = _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(m, p));
+                    let right =
+                        _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(_mm512_castps_si512(next), m));
+                    acc[ky] = _mm512_mul_ps(wv[ky * 3], left);
+                    acc[ky] = _mm512_fmadd_ps(wv[ky * 3 + 1], cur[ky], acc[ky]);
+                    acc[ky] = _mm512_fmadd_ps(wv[ky * 3 + 2], right, acc[ky]);
+                    prev[ky] = cur[ky];
+                    cur[ky] = next;
+                }
+                let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
+                let store = crate::kernel::first_lanes(g.ow - c * L);
+                let v = clamp.biased_avx512(sum, bias);
+                // SAFETY: the store mask selects output columns < ow of this row.
+                unsafe {
+                    if store == 0xffff {
+                        _mm512_storeu_ps(orow.as_mut_ptr().add(c * L), v)
+                    } else {
+                        _mm512_mask_storeu_ps(orow.as_mut_ptr().add(c * L), store, v)
+                    }
+                };
+            }
+        }
+    }
+
     /// One output plane (see [`Dw3x3::plane`]).
     ///
     /// # Safety
@@ -411,8 +492,13 @@ mod tests {
         // to three vectors with a ragged last one, maps narrower than a
         // vector, a row of one column, no padding, asymmetric and wide pads;
         // at stride 1 with rows as wide as the input's, the flat form
-        // (7x7, 14x14, 5x40, asymmetric pads on 6x7 and 9x12).
-        let cases: [(usize, [usize; 4], [usize; 2]); 16] = [
+        // (7x7, 14x14, 5x40, asymmetric pads on 6x7 and 9x12); with one
+        // column of left padding otherwise, the sliding form (3x112,
+        // 20x56, rows one column wider or narrower than the input's).
+        let cases: [(usize, [usize; 4], [usize; 2]); 19] = [
+            (1, [1, 1, 1, 1], [20, 56]),
+            (1, [1, 1, 0, 2], [6, 33]),
+            (1, [1, 1, 1, 0], [4, 48]),
             (1, [1, 1, 1, 1], [7, 7]),
             (1, [0, 2, 2, 0], [9, 12]),
             (1, [1, 1, 1, 1], [5, 40]),
