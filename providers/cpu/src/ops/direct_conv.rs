@@ -23,6 +23,8 @@ const MR: usize = 6;
 const NR: usize = 64;
 /// Output positions per parallel chunk (whole tiles).
 const CHUNK: usize = 4 * NR;
+/// The longest chunk: a last one takes a remainder under half a chunk.
+const MAX_CHUNK: usize = CHUNK + CHUNK / 2;
 
 /// Whether the direct kernel runs on this CPU and suits `g` over `h x w`
 /// planes with `k` (input channels x taps) products per output: at least
@@ -109,24 +111,26 @@ pub(crate) fn direct_f32(
     (0..Task::count(wide, blocks))
         .into_par_iter()
         .try_for_each(|t| -> Result<()> {
-            crate::scratch::with_f32(GROUP_BLOCKS * MR * CHUNK, |scratch| {
+            crate::scratch::with_f32(GROUP_BLOCKS * MR * MAX_CHUNK, |scratch| {
                 let task = Task::nth(t, wide, blocks);
                 let (q0, len, blks) = (task.q0, task.len, task.blocks.clone());
                 task.tiles(m, |blk, height, p, width| {
-                    let local = (blk - blks.start) * MR * CHUNK;
+                    let local = (blk - blks.start) * MR * MAX_CHUNK;
                     // SAFETY: `available` checked AVX-512F; the block holds
                     // k groups of MR weights; every load reads at most
                     // buf[offsets[i] + q0 + p .. + NR], inside `buf` (sized
                     // for the furthest, q0 + p + NR <= wide_pad); the tile's
                     // `height` rows of at most NR values start at local +
-                    // r * CHUNK + p, p + NR <= CHUNK, inside the group's
-                    // GROUP_BLOCKS * MR rows.
+                    // r * MAX_CHUNK + p, p + width <= len <= MAX_CHUNK,
+                    // inside the group's GROUP_BLOCKS * MR rows.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         let at = scratch.as_mut_ptr().add(local + p);
                         let src = phases.as_ptr().add(q0 + p);
                         let wp = w.block(blk);
-                        avx512::tile_rows(height, wp, src, offs, at, CHUNK, width, false, None, 0);
+                        avx512::tile_rows(
+                            height, wp, src, offs, at, MAX_CHUNK, width, false, None, 0,
+                        );
                     }
                 });
                 // Each output row's part in this chunk, copied out of the
@@ -134,7 +138,7 @@ pub(crate) fn direct_f32(
                 let (first, last) = (q0 / cols2, (q0 + len - 1) / cols2);
                 let first_oc = blks.start * MR;
                 for oc in first_oc..(blks.end * MR).min(m) {
-                    let row = &mut scratch[(oc - first_oc) * CHUNK..][..len];
+                    let row = &mut scratch[(oc - first_oc) * MAX_CHUNK..][..len];
                     // Without a sum to add first, the chunk's row is finished
                     // at once (the dropped columns too: values like the rest).
                     if let (Some(f), false) = (finish, accumulate) {
@@ -318,7 +322,15 @@ struct Task {
 impl Task {
     /// How many tasks cover `positions` by `blocks` blocks.
     fn count(positions: usize, blocks: usize) -> usize {
-        positions.div_ceil(CHUNK) * blocks.div_ceil(GROUP_BLOCKS)
+        Self::chunks(positions) * blocks.div_ceil(GROUP_BLOCKS)
+    }
+
+    /// Chunks of `positions`: whole `CHUNK`s, the last one also taking a
+    /// remainder shorter than half a chunk (784 positions: 256, 256 and
+    /// 272, not a fourth chunk of 16 that leaves one thread of two with
+    /// half the work of the other).
+    fn chunks(positions: usize) -> usize {
+        ((positions + CHUNK / 2) / CHUNK).max(1)
     }
 
     /// `tile(block, height, p, width)` for each micro-tile of the task:
@@ -338,9 +350,10 @@ impl Task {
         let groups = blocks.div_ceil(GROUP_BLOCKS).max(1);
         let (ci, gi) = (t / groups, t % groups);
         let q0 = ci * CHUNK;
+        let last = ci + 1 == Self::chunks(positions);
         Self {
             q0,
-            len: CHUNK.min(positions - q0),
+            len: if last { positions - q0 } else { CHUNK },
             blocks: gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks),
         }
     }
@@ -836,8 +849,11 @@ mod tests {
         );
         // Output channel counts with every tile height (1..=6) in the
         // last group; output rows shorter and longer than one 64-position
-        // tile; stride 2 (phase planes), dilation, asymmetric pads.
-        let cases: [Case; 7] = [
+        // tile; stride 2 (phase planes), dilation, asymmetric pads; 586
+        // positions on the phase width: a last chunk of 330 (the remainder
+        // of 74 merged into it).
+        let cases: [Case; 8] = [
+            (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [14, 40], 4, 13),
             (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [9, 11], 3, 13),
             (&[3, 3], &[1, 1], &[1, 1, 1, 1], &[1, 1], [20, 70], 5, 6),
             (&[3, 3], &[2, 2], &[1, 1, 1, 1], &[1, 1], [15, 29], 4, 8),
