@@ -108,11 +108,12 @@ pub(crate) fn direct_f32(
     // Tasks on the threads: a chunk of positions (on the phase width) by a
     // group of output-channel blocks; within one, every block of the group,
     // so its input rows stay in cache across them.
-    (0..Task::count(wide, blocks))
+    let split = Split::new(wide, blocks);
+    (0..split.count())
         .into_par_iter()
         .try_for_each(|t| -> Result<()> {
             crate::scratch::with_f32(GROUP_BLOCKS * MR * MAX_CHUNK, |scratch| {
-                let task = Task::nth(t, wide, blocks);
+                let task = split.nth(t);
                 let (q0, len, blks) = (task.q0, task.len, task.blocks.clone());
                 task.tiles(m, |blk, height, p, width| {
                     let local = (blk - blks.start) * MR * MAX_CHUNK;
@@ -245,26 +246,25 @@ fn fused_tiles(
     use rayon::prelude::*;
     let m = w.rows;
     let blocks = m.div_ceil(MR);
-    (0..Task::count(wide, blocks))
-        .into_par_iter()
-        .for_each(|t| {
-            let task = Task::nth(t, wide, blocks);
-            task.tiles(m, |blk, height, p, width| {
-                let bias = epi.bias.map(|b| &b[blk * MR..][..height]);
-                let tile_epi = TileEpilogue { bias, ..epi };
-                // SAFETY: as in `direct_f32` for the loads; the stores write
-                // only outputs (row < oh, column < ow) of channels blk * MR..
-                // + height at positions q0 + p.. + width, this task's alone
-                // (tasks split positions and channels), in the m * out_len
-                // buffer of `at.y`.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    let src = phases.as_ptr().add(task.q0 + p);
-                    let (w, q) = (w.block(blk), task.q0 + p);
-                    avx512::tile_planes(height, w, src, offs, at, blk * MR, q, width, tile_epi);
-                }
-            });
+    let split = Split::new(wide, blocks);
+    (0..split.count()).into_par_iter().for_each(|t| {
+        let task = split.nth(t);
+        task.tiles(m, |blk, height, p, width| {
+            let bias = epi.bias.map(|b| &b[blk * MR..][..height]);
+            let tile_epi = TileEpilogue { bias, ..epi };
+            // SAFETY: as in `direct_f32` for the loads; the stores write
+            // only outputs (row < oh, column < ow) of channels blk * MR..
+            // + height at positions q0 + p.. + width, this task's alone
+            // (tasks split positions and channels), in the m * out_len
+            // buffer of `at.y`.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                let src = phases.as_ptr().add(task.q0 + p);
+                let (w, q) = (w.block(blk), task.q0 + p);
+                avx512::tile_planes(height, w, src, offs, at, blk * MR, q, width, tile_epi);
+            }
         });
+    });
 }
 
 /// A convolution's weights (`rows` output channels of `depth` products
@@ -305,7 +305,8 @@ impl DirectWeights {
     }
 }
 
-/// Output-channel blocks per parallel task of the direct kernels.
+/// Output-channel blocks per parallel task of the direct kernels (fewer
+/// where that leaves too few tasks, see [`Split`]).
 const GROUP_BLOCKS: usize = 8;
 
 /// One parallel task of the direct kernels: a chunk of positions by a
@@ -319,20 +320,68 @@ struct Task {
     blocks: std::ops::Range<usize>,
 }
 
+/// How one call's work splits into [`Task`]s: chunks of positions by
+/// groups of output-channel blocks.
+#[derive(Clone, Copy)]
+struct Split {
+    positions: usize,
+    blocks: usize,
+    chunks: usize,
+    /// Blocks per group.
+    group: usize,
+}
+
+impl Split {
+    /// Chunks of whole `CHUNK`s, the last one also taking a remainder
+    /// shorter than half a chunk (784 positions: 256, 256 and 272, not a
+    /// fourth chunk of 16 that leaves one thread of two with half the work
+    /// of the other); groups of [`GROUP_BLOCKS`] blocks, halved while there
+    /// are fewer than two tasks per thread of the current pool (a squeeze
+    /// layer's 32-48 output channels make one group: 256 -> 48 at 13x13
+    /// was one task, run by one thread of two).
+    fn new(positions: usize, blocks: usize) -> Self {
+        let chunks = ((positions + CHUNK / 2) / CHUNK).max(1);
+        let threads = rayon::current_num_threads();
+        let wanted = if threads > 1 { 2 * threads } else { 1 };
+        let mut group = GROUP_BLOCKS;
+        while group > 1 && chunks * blocks.div_ceil(group) < wanted {
+            group = group.div_ceil(2);
+        }
+        Self {
+            positions,
+            blocks,
+            chunks,
+            group,
+        }
+    }
+
+    fn groups(&self) -> usize {
+        self.blocks.div_ceil(self.group).max(1)
+    }
+
+    /// How many tasks cover the work.
+    fn count(&self) -> usize {
+        self.chunks * self.groups()
+    }
+
+    /// Task `t` of [`Split::count`].
+    fn nth(&self, t: usize) -> Task {
+        let groups = self.groups();
+        let (ci, gi) = (t / groups, t % groups);
+        let q0 = ci * CHUNK;
+        Task {
+            q0,
+            len: if ci + 1 == self.chunks {
+                self.positions - q0
+            } else {
+                CHUNK
+            },
+            blocks: gi * self.group..((gi + 1) * self.group).min(self.blocks),
+        }
+    }
+}
+
 impl Task {
-    /// How many tasks cover `positions` by `blocks` blocks.
-    fn count(positions: usize, blocks: usize) -> usize {
-        Self::chunks(positions) * blocks.div_ceil(GROUP_BLOCKS)
-    }
-
-    /// Chunks of `positions`: whole `CHUNK`s, the last one also taking a
-    /// remainder shorter than half a chunk (784 positions: 256, 256 and
-    /// 272, not a fourth chunk of 16 that leaves one thread of two with
-    /// half the work of the other).
-    fn chunks(positions: usize) -> usize {
-        ((positions + CHUNK / 2) / CHUNK).max(1)
-    }
-
     /// `tile(block, height, p, width)` for each micro-tile of the task:
     /// every block of its group (`height` of its rows below `m`), then
     /// every `NR` positions from `q0 + p` (`width` of them in the chunk).
@@ -342,19 +391,6 @@ impl Task {
             for p in (0..self.len).step_by(NR) {
                 tile(blk, height, p, NR.min(self.len - p));
             }
-        }
-    }
-
-    /// Task `t` of [`Task::count`].
-    fn nth(t: usize, positions: usize, blocks: usize) -> Self {
-        let groups = blocks.div_ceil(GROUP_BLOCKS).max(1);
-        let (ci, gi) = (t / groups, t % groups);
-        let q0 = ci * CHUNK;
-        let last = ci + 1 == Self::chunks(positions);
-        Self {
-            q0,
-            len: if last { positions - q0 } else { CHUNK },
-            blocks: gi * GROUP_BLOCKS..((gi + 1) * GROUP_BLOCKS).min(blocks),
         }
     }
 }
@@ -403,10 +439,11 @@ pub(crate) fn pointwise_f32(
     let blocks = m.div_ceil(MR);
     let dst = SharedDst::new(&mut y[..m * n]);
     let offsets_ref = &offsets[..];
-    (0..Task::count(n, blocks))
+    let split = Split::new(n, blocks);
+    (0..split.count())
         .into_par_iter()
         .try_for_each(|t| -> Result<()> {
-            let task = Task::nth(t, n, blocks);
+            let task = split.nth(t);
             let (q0, len, blks) = (task.q0, task.len, task.blocks.clone());
             task.tiles(m, |blk, height, p, width| {
                 let tile_epi = epi.map(|e| TileEpilogue {
