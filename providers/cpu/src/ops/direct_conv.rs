@@ -782,6 +782,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn splits_cover_every_tile_once_with_enough_tasks_for_the_threads() {
+        // (positions, blocks, threads, tasks wanted, longest chunk)
+        for (positions, blocks, threads, tasks, longest) in [
+            (784, 43, 2, 18, 272),
+            (169, 8, 2, 4, 169),
+            (729, 6, 2, 6, 256),
+            (169, 8, 1, 1, 169),
+            (100, 1, 2, 1, 100),
+            (1029, 9, 1, 8, 261),
+        ] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let split = pool.install(|| Split::new(positions, blocks));
+            assert_eq!(split.count(), tasks, "{positions} x {blocks} on {threads}");
+            let mut seen = vec![0u8; positions * blocks];
+            let mut max_len = 0;
+            for t in 0..split.count() {
+                let task = split.nth(t);
+                max_len = max_len.max(task.len);
+                for b in task.blocks.clone() {
+                    for q in task.q0..task.q0 + task.len {
+                        seen[b * positions + q] += 1;
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "{positions} x {blocks}");
+            assert_eq!(max_len, longest);
+            assert!(max_len <= MAX_CHUNK);
+        }
+    }
+
+    #[test]
     fn pointwise_matches_the_product_at_position_and_channel_tails() {
         if !available() {
             eprintln!("skipped: this CPU has no AVX-512F (the direct kernel does not run)");
