@@ -152,6 +152,31 @@ impl Conv {
         };
         let xd = x.as_slice::<T>()?;
         let wd = w.as_slice::<T>()?;
+        // A 1x1 window without padding at strides above 1 reads one input
+        // per output: those are gathered first (in parallel; a quarter of
+        // the input at stride 2) and the product runs as a pointwise one,
+        // instead of every input row being split into its stride phases on
+        // one thread for an im2col matrix.
+        let strided_1x1 = spatial.len() == 2
+            && k_len == 1
+            && !(cg == 1 && mg == 1)
+            && win.strides.iter().any(|&s| s > 1)
+            && win.pads_begin.iter().all(|&p| p == 0)
+            && (0..2)
+                .all(|d| win.output[d] == 0 || (win.output[d] - 1) * win.strides[d] < spatial[d]);
+        let sub = strided_1x1.then(|| {
+            subsample(
+                xd,
+                n * c,
+                [spatial[0], spatial[1]],
+                [win.strides[0], win.strides[1]],
+                [win.output[0], win.output[1]],
+            )
+        });
+        let (xd, in_len) = match &sub {
+            Some(s) => (s.as_slice(), out_len),
+            None => (xd, in_len),
+        };
         let mut shape = vec![n, m];
         shape.extend(&win.output);
         let summed = z.is_some();
@@ -171,10 +196,11 @@ impl Conv {
         };
         let rows = cg * k_len;
         // A 1x1 window that reads every input position once, in order.
-        let pointwise = k_len == 1
-            && out_len == in_len
-            && win.strides.iter().all(|&s| s == 1)
-            && win.pads_begin.iter().all(|&p| p == 0);
+        let pointwise = sub.is_some()
+            || (k_len == 1
+                && out_len == in_len
+                && win.strides.iter().all(|&s| s == 1)
+                && win.pads_begin.iter().all(|&p| p == 0));
         // Direct depthwise sums accumulate in T: only for f32/f64 (half
         // precision goes through the GEMM, which accumulates in f32).
         let wide = matches!(x.dtype(), D::F32 | D::F64);
@@ -369,6 +395,9 @@ impl Conv {
             }
             oxrt_core::arena::recycle(col);
         }
+        if let Some(sub) = sub {
+            oxrt_core::arena::recycle(sub);
+        }
         Tensor::from_vec(shape, y)
     }
 }
@@ -556,6 +585,35 @@ fn im2col_2d<T: Arith>(
         oxrt_core::arena::recycle(p);
     }
     Ok(())
+}
+
+/// The inputs of a 1x1 window without padding at strides `[sh, sw]`:
+/// `x[oy * sh][ox * sw]` of each of `planes` planes (`h x wd`), gathered
+/// into `oh x ow` planes, planes in parallel. Every read lies inside its
+/// plane where `(oh - 1) * sh < h` and `(ow - 1) * sw < wd`.
+fn subsample<T: Arith>(
+    x: &[T],
+    planes: usize,
+    [h, wd]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [oh, ow]: [usize; 2],
+) -> Vec<T> {
+    use rayon::prelude::*;
+    // Every value is written below.
+    let mut out = oxrt_core::arena::stale(planes * oh * ow, T::zero());
+    out.par_chunks_mut((oh * ow).max(1))
+        .zip(x.par_chunks((h * wd).max(1)))
+        .for_each(|(dst, src)| {
+            for (row, sr) in dst
+                .chunks_exact_mut(ow.max(1))
+                .zip(src.chunks(wd.max(1)).step_by(sh.max(1)))
+            {
+                for (v, &s) in row.iter_mut().zip(sr.iter().step_by(sw.max(1))) {
+                    *v = s;
+                }
+            }
+        });
+    out
 }
 
 /// At a column stride above 1, `x`'s rows (`wd` wide) each rearranged into
@@ -1161,6 +1219,9 @@ pub(crate) mod tests {
             (4, 6, 3, 1, 2, 1),
             (4, 6, 3, 2, 3, 1),
             (2, 3, 5, 1, 2, 2),
+            // 1x1 at strides 2 and 3: gathered, then pointwise.
+            (4, 5, 1, 1, 2, 0),
+            (4, 6, 1, 2, 3, 0),
         ] {
             // Even and odd widths (the stride-2 phase split's tail).
             for (n, h, wd) in [(2, 7, 6), (1, 6, 9)] {
@@ -1183,6 +1244,38 @@ pub(crate) mod tests {
                         "c {c} m {m} k {k} g {g} w {wd}: {a} vs {b}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_one_by_one_convolutions_match_the_definition() {
+        let vals = crate::test_values;
+        // (channels, outputs, input size, stride, pad): maps whose strided
+        // outputs (255 and 144 positions) take the pointwise kernels, an
+        // odd size whose last row and column are read, and a padded one
+        // (not gathered: it reads the padding).
+        for (c, m, [h, wd], stride, pad) in [
+            (16, 32, [30, 34], 2, 0),
+            (8, 40, [23, 36], 2, 0),
+            (8, 12, [35, 37], 3, 0),
+            (16, 32, [30, 34], 2, 1),
+        ] {
+            let x = vals(c * h * wd, 4);
+            let w = vals(m * c, 5);
+            let (want, oh, ow) = naive(&x, &w, (1, c, h, wd), (m, 1, 1), 1, stride, pad);
+            let mut a = attrs(&[pad; 4], &[stride, stride]);
+            a.kernel_shape = Some(vec![1, 1]);
+            let y = conv(
+                a,
+                1,
+                Tensor::from_vec(vec![1, c, h, wd], x).unwrap(),
+                Tensor::from_vec(vec![m, c, 1, 1], w).unwrap(),
+                None,
+            );
+            assert_eq!(y.shape(), [1, m, oh, ow]);
+            for (i, (a, b)) in y.as_slice::<f32>().unwrap().iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-4, "{h}x{wd} stride {stride} at {i}: {a} vs {b}");
             }
         }
     }
