@@ -1275,7 +1275,10 @@ pub(crate) mod tests {
             );
             assert_eq!(y.shape(), [1, m, oh, ow]);
             for (i, (a, b)) in y.as_slice::<f32>().unwrap().iter().zip(&want).enumerate() {
-                assert!((a - b).abs() < 1e-4, "{h}x{wd} stride {stride} at {i}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{h}x{wd} stride {stride} at {i}: {a} vs {b}"
+                );
             }
         }
     }
