@@ -183,6 +183,31 @@ fn max_pool_plane<T: Real>(
 mod avx512 {
     use std::arch::x86_64::*;
 
+    /// `out[i]` = the sum of values `i * len..(i + 1) * len` of `x`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn plane_sums(x: &[f32], len: usize, out: &mut [f32]) {
+        for (o, plane) in out.iter_mut().zip(x.chunks_exact(len)) {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut whole = plane.chunks_exact(64);
+            for c in &mut whole {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: `c` holds 64 values.
+                    *a = _mm512_add_ps(*a, unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * i)) });
+                }
+            }
+            for (a, part) in acc.iter_mut().zip(whole.remainder().chunks(16)) {
+                let mask = crate::kernel::first_lanes(part.len());
+                // SAFETY: the masked lanes read `part`.
+                *a = _mm512_add_ps(*a, unsafe { _mm512_maskz_loadu_ps(mask, part.as_ptr()) });
+            }
+            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            *o = _mm512_reduce_add_ps(sum);
+        }
+    }
+
     use crate::ops::window::Window2d;
 
     /// Most kernel rows [`plane`] takes.
@@ -625,6 +650,15 @@ fn global<T: Real>(x: &Tensor, kind: Global) -> Result<Tensor> {
             Ok(sum.powf(T::one() / pt))
         }
     };
+    if let (Global::Average, Some(x32)) = (kind, crate::kernel::as_type::<T, f32>(xd)) {
+        if let Some(mut sums) = plane_sums_f32(x32, in_len, xs[0] * xs[1]) {
+            let inv = 1.0 / in_len.max(1) as f32;
+            sums.iter_mut().for_each(|v| *v *= inv);
+            let mut shape = xs[..2].to_vec();
+            shape.extend(std::iter::repeat_n(1, xs.len() - 2));
+            return Tensor::from_vec(shape, sums);
+        }
+    }
     let planes = xd.chunks(in_len.max(1)).take(xs[0] * xs[1]);
     let y: Vec<T> = if xd.len() >= 1 << 16 {
         use rayon::prelude::*;
@@ -639,6 +673,35 @@ fn global<T: Real>(x: &Tensor, kind: Global) -> Result<Tensor> {
     let mut shape = xs[..2].to_vec();
     shape.extend(std::iter::repeat_n(1, xs.len() - 2));
     Tensor::from_vec(shape, y)
+}
+
+/// The sum of each of `planes` runs of `len` f32 values of `x`, with
+/// AVX-512 (four 16-lane partial sums, one reduction per plane), planes
+/// in parallel when large; `None` where the CPU has no AVX-512F. The
+/// generic fold reduces 16 scalar partial sums per plane, which for
+/// MobileNet's 1024 planes of 7x7 took 40 us.
+fn plane_sums_f32(x: &[f32], len: usize, planes: usize) -> Option<Vec<f32>> {
+    if !crate::kernel::has_avx512f() || len == 0 || x.len() < len * planes {
+        return None;
+    }
+    let mut out = vec![0.0f32; planes];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use rayon::prelude::*;
+        let x = &x[..len * planes];
+        // SAFETY: has_avx512f() checked above.
+        let sums = |(o, p): (&mut [f32], &[f32])| unsafe { avx512::plane_sums(p, len, o) };
+        // About 64K values per task.
+        let per = (1usize << 16).div_ceil(len).max(1);
+        if planes * len >= 1 << 17 {
+            out.par_chunks_mut(per)
+                .zip(x.par_chunks(per * len))
+                .for_each(sums);
+        } else {
+            sums((&mut out, x));
+        }
+    }
+    Some(out)
 }
 
 /// `v` folded by `f` in 16 interleaved partial results, then those
@@ -863,20 +926,34 @@ mod tests {
         assert_eq!(y.as_slice::<f32>().unwrap(), &[2.0, 15.0]);
         let y = global::<f32>(&x, Global::Lp(2.0)).unwrap();
         assert!((y.as_slice::<f32>().unwrap()[0] - 10f32.sqrt()).abs() < 1e-6);
-        // Planes of 169 (16-lane partial sums and a tail), enough of them to
-        // be pooled in parallel, against f64 sums and maxima.
-        let (planes, len) = (400, 169);
-        let v: Vec<f32> = (0..planes * len)
-            .map(|i| ((i * 7919) % 1001) as f32 / 100.0 - 5.0)
-            .collect();
-        let x = Tensor::from_vec(vec![2, planes / 2, 13, 13], v.clone()).unwrap();
-        let avg = global::<f32>(&x, Global::Average).unwrap();
-        let max = global::<f32>(&x, Global::Max).unwrap();
-        for (p, plane) in v.chunks(len).enumerate() {
-            let mean = plane.iter().map(|&a| a as f64).sum::<f64>() / len as f64;
-            let top = plane.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            assert!((avg.as_slice::<f32>().unwrap()[p] as f64 - mean).abs() < 1e-5);
-            assert_eq!(max.as_slice::<f32>().unwrap()[p], top);
+        // Planes of 169 (whole 64-value steps and a tail), 49 (a 7x7 map:
+        // tails only), 64, 1 and 130; 3000 planes of 49 are enough to be
+        // pooled in parallel; against f64 sums and maxima.
+        for (planes, [h, w]) in [
+            (400, [13, 13]),
+            (3000, [7, 7]),
+            (6, [8, 8]),
+            (6, [1, 1]),
+            (4, [10, 13]),
+        ] {
+            let len = h * w;
+            let v: Vec<f32> = (0..planes * len)
+                .map(|i| ((i * 7919) % 1001) as f32 / 100.0 - 5.0)
+                .collect();
+            let x = Tensor::from_vec(vec![2, planes / 2, h, w], v.clone()).unwrap();
+            let avg = global::<f32>(&x, Global::Average).unwrap();
+            let max = global::<f32>(&x, Global::Max).unwrap();
+            assert_eq!(avg.shape(), &[2, planes / 2, 1, 1]);
+            for (p, plane) in v.chunks(len).enumerate() {
+                let mean = plane.iter().map(|&a| a as f64).sum::<f64>() / len as f64;
+                let top = plane.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let got = avg.as_slice::<f32>().unwrap()[p] as f64;
+                assert!(
+                    (got - mean).abs() < 1e-5,
+                    "{planes} x {len} plane {p}: {got} vs {mean}"
+                );
+                assert_eq!(max.as_slice::<f32>().unwrap()[p], top);
+            }
         }
     }
 
