@@ -298,6 +298,18 @@ mod avx512 {
         }
     }
 
+    /// The nine weights (at least nine values of `k`), each broadcast to
+    /// a vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn weights(k: &[f32]) -> [__m512; 9] {
+        let mut wv = [_mm512_setzero_ps(); 9];
+        for (w, &kv) in wv.iter_mut().zip(k) {
+            *w = _mm512_set1_ps(kv);
+        }
+        wv
+    }
+
     /// One output plane of `positions` values in the flat form (see
     /// [`Flat`]).
     ///
@@ -314,10 +326,7 @@ mod avx512 {
         bias: f32,
         clamp: Clamp,
     ) {
-        let mut wv = [_mm512_setzero_ps(); 9];
-        for (w, &kv) in wv.iter_mut().zip(k) {
-            *w = _mm512_set1_ps(kv);
-        }
+        let wv = weights(k);
         let bias = _mm512_set1_ps(bias);
         for (v, masks) in f.loads.iter().enumerate().take(positions.div_ceil(L)) {
             let at = (v * L) as isize;
@@ -370,10 +379,7 @@ mod avx512 {
         bias: f32,
         clamp: Clamp,
     ) {
-        let mut wv = [_mm512_setzero_ps(); 9];
-        for (w, &kv) in wv.iter_mut().zip(k) {
-            *w = _mm512_set1_ps(kv);
-        }
+        let wv = weights(k);
         let bias = _mm512_set1_ps(bias);
         let chunks = g.ow.div_ceil(L);
         // Lanes of input columns 16 c.. inside the row, for every output
@@ -443,17 +449,7 @@ mod avx512 {
         bias: f32,
         clamp: Clamp,
     ) {
-        let wv: [__m512; 9] = [
-            _mm512_set1_ps(k[0]),
-            _mm512_set1_ps(k[1]),
-            _mm512_set1_ps(k[2]),
-            _mm512_set1_ps(k[3]),
-            _mm512_set1_ps(k[4]),
-            _mm512_set1_ps(k[5]),
-            _mm512_set1_ps(k[6]),
-            _mm512_set1_ps(k[7]),
-            _mm512_set1_ps(k[8]),
-        ];
+        let wv = weights(k);
         let bias = _mm512_set1_ps(bias);
         for (oy, out) in out.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
             let mut rows = [x.as_ptr(); 3];
