@@ -290,12 +290,37 @@ mod avx512 {
                 *a = _mm512_fmadd_ps(wv[ky * 3 + 1], t1, *a);
                 *a = _mm512_fmadd_ps(wv[ky * 3 + 2], t2, *a);
             }
-            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
-            let v = clamp.biased_avx512(sum, bias);
+            let v = finish(acc, bias, clamp);
             let dst = &mut out[c * L..];
             // SAFETY: the store mask selects the row's values from `c * L`.
             unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), g.stores[c], v) };
         }
+    }
+
+    /// The input rows of kernel rows 0..3 for the output row whose first
+    /// kernel row is padded row `first` (`oy * stride`): a pointer to each
+    /// row of `x` and all-ones in `valid`, or, for a row in the padding,
+    /// `x` itself (never read) and zero.
+    #[inline]
+    fn input_rows(g: &Dw3x3, x: &[f32], first: usize) -> ([*const f32; 3], [u16; 3]) {
+        let mut rows = [x.as_ptr(); 3];
+        let mut valid = [0u16; 3];
+        for ky in 0..3 {
+            let iy = (first + ky) as isize - g.top;
+            if iy >= 0 && (iy as usize) < g.h {
+                rows[ky] = x[iy as usize * g.w..].as_ptr();
+                valid[ky] = 0xffff;
+            }
+        }
+        (rows, valid)
+    }
+
+    /// The output vector from one sum per kernel row: their total, plus
+    /// `bias`, through `clamp`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn finish(acc: [__m512; 3], bias: __m512, clamp: Clamp) -> __m512 {
+        clamp.biased_avx512(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]), bias)
     }
 
     /// The nine weights (at least nine values of `k`), each broadcast to
@@ -347,15 +372,10 @@ mod avx512 {
                     *a = _mm512_fmadd_ps(wv[t], tap, *a);
                 }
             }
-            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
             let store = crate::kernel::first_lanes(positions - v * L);
             // SAFETY: the store mask selects positions < `positions` of `out`.
             unsafe {
-                _mm512_mask_storeu_ps(
-                    out.as_mut_ptr().add(v * L),
-                    store,
-                    clamp.biased_avx512(sum, bias),
-                )
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(v * L), store, finish(acc, bias, clamp))
             };
         }
     }
@@ -389,15 +409,7 @@ mod avx512 {
             *m = crate::kernel::lanes_inside((c * L) as isize, g.w, L);
         }
         for (oy, orow) in out.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
-            let mut rows = [x.as_ptr(); 3];
-            let mut valid = [0u16; 3];
-            for ky in 0..3 {
-                let iy = (oy + ky) as isize - g.top;
-                if iy >= 0 && (iy as usize) < g.h {
-                    rows[ky] = x[iy as usize * g.w..].as_ptr();
-                    valid[ky] = 0xffff;
-                }
-            }
+            let (rows, valid) = input_rows(g, x, oy);
             // SAFETY (all loads): the mask selects columns inside the row
             // and nothing of a row that is padding (`valid` zero), so only
             // values of `x` are read.
@@ -420,9 +432,8 @@ mod avx512 {
                     prev[ky] = cur[ky];
                     cur[ky] = next;
                 }
-                let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), acc[2]);
                 let store = crate::kernel::first_lanes(g.ow - c * L);
-                let v = clamp.biased_avx512(sum, bias);
+                let v = finish(acc, bias, clamp);
                 // SAFETY: the store mask selects output columns < ow of this row.
                 unsafe {
                     if store == 0xffff {
@@ -452,15 +463,7 @@ mod avx512 {
         let wv = weights(k);
         let bias = _mm512_set1_ps(bias);
         for (oy, out) in out.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
-            let mut rows = [x.as_ptr(); 3];
-            let mut valid = [0u16; 3];
-            for ky in 0..3 {
-                let iy = (oy * S + ky) as isize - g.top;
-                if iy >= 0 && (iy as usize) < g.h {
-                    rows[ky] = x[iy as usize * g.w..].as_ptr();
-                    valid[ky] = 0xffff;
-                }
-            }
+            let (rows, valid) = input_rows(g, x, oy * S);
             // SAFETY: valid rows are rows of `x`; `out` is one output row.
             unsafe {
                 if valid == [0xffff; 3] {

@@ -183,6 +183,8 @@ fn max_pool_plane<T: Real>(
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use crate::ops::window::Window2d;
+
     /// `out[i]` = the sum of values `i * len..(i + 1) * len` of `x`.
     ///
     /// # Safety
@@ -207,8 +209,6 @@ mod avx512 {
             *o = _mm512_reduce_add_ps(sum);
         }
     }
-
-    use crate::ops::window::Window2d;
 
     /// Most kernel rows [`plane`] takes.
     const MAX_ROWS: usize = 16;
@@ -650,12 +650,12 @@ fn global<T: Real>(x: &Tensor, kind: Global) -> Result<Tensor> {
             Ok(sum.powf(T::one() / pt))
         }
     };
+    let mut shape = xs[..2].to_vec();
+    shape.extend(std::iter::repeat_n(1, xs.len() - 2));
     if let (Global::Average, Some(x32)) = (kind, crate::kernel::as_type::<T, f32>(xd)) {
         if let Some(mut sums) = plane_sums_f32(x32, in_len, xs[0] * xs[1]) {
             let inv = 1.0 / in_len.max(1) as f32;
             sums.iter_mut().for_each(|v| *v *= inv);
-            let mut shape = xs[..2].to_vec();
-            shape.extend(std::iter::repeat_n(1, xs.len() - 2));
             return Tensor::from_vec(shape, sums);
         }
     }
@@ -670,8 +670,6 @@ fn global<T: Real>(x: &Tensor, kind: Global) -> Result<Tensor> {
     } else {
         planes.map(pool).collect::<Result<_>>()?
     };
-    let mut shape = xs[..2].to_vec();
-    shape.extend(std::iter::repeat_n(1, xs.len() - 2));
     Tensor::from_vec(shape, y)
 }
 
